@@ -1,0 +1,88 @@
+"""Input checks shared by every public entry point.
+
+Every check raises before any state is touched, and its message names the
+argument and the problem (shape, dtype, NaN/inf, empty batch, unknown option).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None,
+                   allow_empty: bool = False) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float64 array after checking it.
+
+    Accepts real floating dtypes (float16/32/64) and casts them to float64.
+    Integer, boolean, complex and object arrays raise ``TypeError``: silently
+    treating labels or masks as features is a common bug.
+
+    Raises
+    ------
+    TypeError   if ``x`` is not array-like of a real floating dtype;
+    ValueError  on a wrong number of dimensions, an empty batch or NaN/inf.
+    """
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # pragma: no cover - exotic inputs
+            raise TypeError(f"{name}: cannot convert {type(x).__name__} to an array") from exc
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a real floating-point array, got dtype {arr.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            raise ValueError(f"{name}: expected {' or '.join(map(str, allowed))} dimensions, "
+                             f"got shape {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name}: empty array (shape {arr.shape}); a batch needs at least one example")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name}: contains {bad} NaN or infinite value(s)")
+    return arr
+
+
+def check_shape(arr: np.ndarray, expected: tuple, name: str) -> None:
+    """Raise ValueError unless ``arr.shape == expected`` (``None`` entries match anything)."""
+    if arr.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected, arr.shape)):
+        shown = tuple("N" if e is None else e for e in expected)
+        raise ValueError(f"{name}: expected shape {shown}, got {arr.shape}")
+
+
+def check_batch(X, in_shape: tuple[int, ...], name: str = "X") -> np.ndarray:
+    """Validate a batch whose per-example shape must equal ``in_shape``."""
+    arr = as_float_array(X, name, ndim=len(in_shape) + 1)
+    check_shape(arr, (None,) + tuple(in_shape), name)
+    return arr
+
+
+def check_option(value, allowed, name: str):
+    """Raise ValueError naming the allowed values when ``value`` is not one of them."""
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {sorted(allowed)}")
+    return value
+
+
+def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_scalar(value, name: str, *, minimum: float | None = None, strict: bool = False) -> float:
+    """A finite real scalar, optionally bounded below (``strict`` excludes the bound)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a real number, got bool")
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}") from exc
+    if not np.isfinite(v):
+        raise ValueError(f"{name}: must be finite, got {v}")
+    if minimum is not None and (v < minimum or (strict and v == minimum)):
+        raise ValueError(f"{name}: must be {'>' if strict else '>='} {minimum}, got {v}")
+    return v

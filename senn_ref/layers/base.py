@@ -1,0 +1,132 @@
+"""The contract every layer follows.
+
+A layer maps a batch ``X`` of shape ``(N,) + in_shape`` to ``Y`` of shape
+``(N,) + out_shape``.  It owns its parameters (``self.params``, a dict whose
+key order is the layer's part of the flat parameter order) and knows three
+passes, all written by hand:
+
+``forward(X) -> Y``
+    Computes the output and caches what the other two passes need (inputs,
+    unfolded patches, pre-activations).  The cache belongs to the most recent
+    forward call; ``backward`` and ``jvp`` only read it, so they may be called
+    many times after one forward (the curvature code does exactly that).
+
+``backward(dY, need_input_grad=True) -> (dX, grads)``
+    Vector-Jacobian product.  ``dY`` has the shape of ``Y``; row ``n`` is the
+    cotangent of example ``n``.  ``grads[name]`` has the shape of
+    ``params[name]`` and is the *sum over the batch* of the per-example
+    contributions ``J_n^T dY_n``.  (To get the gradient of a mean loss, pass
+    ``dY = e / N``.)  ``dX`` is ``None`` when ``need_input_grad`` is false.
+
+``jvp(dX, dparams) -> dY``
+    Jacobian-vector (forward-mode) product at the cached point:
+    ``dY = (dY/dX) dX + sum_p (dY/dp) dparams[p]``, per example.  ``dX=None``
+    means a zero input tangent; a parameter missing from ``dparams`` (or
+    ``dparams=None``) means a zero parameter tangent.
+
+Curvature hooks (used by K-FAC / KFC in issue 3; only layers with a
+Kronecker-factored block implement them, i.e. Dense and Conv2D):
+
+``curvature_inputs() -> (N, T, D_in)``
+    The per-location inputs ``a`` of the last forward (dense: ``T = 1`` and the
+    layer input; conv: the ``T = Ho*Wo`` unfolded patches, ``D_in = C*kh*kw``).
+    The bias column is *not* included; K-FAC code folds it in.
+
+``curvature_outgrads(dY) -> (N, T, D_out)``
+    The same per-location layout for a cotangent of the layer output (the
+    gradient w.r.t. the pre-activation ``s``): dense ``dY[:, None, :]``, conv
+    ``dY`` moved to ``(N, Ho*Wo, O)``.
+
+With these, ``grads["W"]`` equals ``sum_{n,t} d_{n,t} a_{n,t}^T`` reshaped to
+the weight's shape and ``grads["b"]`` equals ``sum_{n,t} d_{n,t}``; tests
+check this identity for every such layer.
+
+See ``derivations/01-conventions.md``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import as_float_array, check_shape
+
+
+class Layer:
+    """Base class; see the module docstring for the contract."""
+
+    #: parameter names in flat order (subclasses override)
+    param_names: tuple[str, ...] = ()
+    #: True for layers with a Kronecker-factored curvature block (Dense, Conv2D)
+    has_kfac_block: bool = False
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.name: str | None = None      # assigned by the Network, unique within it
+        self._cache: dict | None = None
+
+    # ---- shapes ---------------------------------------------------------
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        """Per-example input shape (no batch axis)."""
+        raise NotImplementedError
+
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-example output shape for a per-example input shape."""
+        raise NotImplementedError
+
+    def num_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    # ---- passes ---------------------------------------------------------
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dY: np.ndarray, need_input_grad: bool = True):
+        raise NotImplementedError
+
+    def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    # ---- curvature hooks --------------------------------------------------
+    def curvature_inputs(self) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} has no Kronecker-factored block")
+
+    def curvature_outgrads(self, dY: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} has no Kronecker-factored block")
+
+    # ---- helpers for subclasses -------------------------------------------
+    def _cached(self) -> dict:
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}: call forward() before backward()/jvp()")
+        return self._cache
+
+    def _check_input(self, X, name: str = "X") -> np.ndarray:
+        """Validate a forward input: float dtype, finite, per-example shape == in_shape."""
+        arr = as_float_array(X, f"{self._label()} input {name}", ndim=len(self.in_shape) + 1)
+        check_shape(arr, (None,) + tuple(self.in_shape), f"{self._label()} input {name}")
+        return arr
+
+    def _check_like(self, arr, shape: tuple, what: str) -> np.ndarray:
+        """Validate a cotangent/tangent against an exact shape (batch included)."""
+        out = as_float_array(arr, f"{self._label()} {what}", ndim=len(shape))
+        check_shape(out, tuple(shape), f"{self._label()} {what}")
+        return out
+
+    def _param_tangent(self, dparams: dict | None, key: str) -> np.ndarray | None:
+        """Fetch and shape-check one parameter tangent (None if absent)."""
+        if not dparams or dparams.get(key) is None:
+            return None
+        return self._check_like(dparams[key], self.params[key].shape, f"tangent of {key}")
+
+    def _check_param_keys(self, dparams: dict | None) -> None:
+        if dparams:
+            unknown = set(dparams) - set(self.param_names)
+            if unknown:
+                raise ValueError(f"{self._label()}: unknown parameter(s) {sorted(unknown)}; "
+                                 f"this layer has {list(self.param_names)}")
+
+    def _label(self) -> str:
+        return f"{type(self).__name__}({self.name})" if self.name else type(self).__name__
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self.params.items())
+        return f"{self._label()}[{shapes}]"

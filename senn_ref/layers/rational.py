@@ -1,0 +1,266 @@
+"""The normalised rational activation of SENN.
+
+Per unit ``j`` with parameters ``(v_j, c_j, l_j)`` and ``EPS = 1e-8``::
+
+    sigma(x) = [ (2 v x + c) / (1 + x^2) + l x ] / sqrt(v^2 + c^2 + l^2 + EPS)
+
+Notation used in every docstring below (all elementwise, broadcast together):
+
+* basis  ``b(x) = (2t, w, x)`` with ``t = x/(1+x^2)``, ``w = 1/(1+x^2)``,
+  so the numerator is ``u = 2 v t + c w + l x = theta . b`` with ``theta = (v, c, l)``;
+* ``s = v^2 + c^2 + l^2 + EPS``, ``n = sqrt(s)``, ``sigma = u / n``;
+* ``p = (1 - x^2)/(1 + x^2)^2 = w - 2 t^2``.
+
+Every partial derivative is written in a cancellation-free form (the
+"self" term of the quotient rule is removed algebraically), so e.g. the
+derivative w.r.t. ``l`` at the identity point ``(0, 0, 1)``, which is of
+size ``EPS x``, keeps full relative accuracy.
+
+Numerics: ``t``, ``w``, ``p`` are computed from ``x`` when ``|x| <= 1`` and from
+``y = 1/x`` when ``|x| > 1`` (``t = y/(1+y^2)``, ``w = y t``,
+``p = (y-1)(y+1) t^2``), so nothing overflows and ``1 + x^2`` is never formed
+for large ``|x|``; ``w`` and ``p`` underflow (correctly) to subnormals/zero for
+``|x| > ~1e154`` and such underflow is not reported.  ``sigma`` and the
+derivative w.r.t. ``l`` grow like ``x`` and overflow only when their true
+values exceed the float64 range.
+
+The layer ``Rational`` applies unit ``j`` to axis 1 of a batch
+``(N, units)`` (dense) or ``(N, units, H, W)`` (conv channels).
+Derivation: ``derivations/05-rational.md``; tests: ``tests/test_rational.py``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import as_float_array, check_option, check_positive_int, check_scalar
+from .base import Layer
+
+#: the normalisation constant epsilon of the rational activation
+EPS = 1e-8
+
+
+def identity_scale(eps: float = EPS) -> float:
+    """``1/sqrt(1 + eps)``: the slope of sigma at the identity point ``(0, 0, 1)``.
+
+    A layer inserted at the identity point maps ``x -> x * identity_scale()``;
+    a function-preserving insertion multiplies the consuming weights by
+    ``sqrt(1 + eps) = 1/identity_scale()``.  See ``derivations/05-rational.md`` §4.
+    """
+    eps = check_scalar(eps, "eps", minimum=0.0)
+    return 1.0 / np.sqrt(1.0 + eps)
+
+
+# ---------------------------------------------------------------------------
+# unvalidated kernels (the layer validates once, then calls these)
+# ---------------------------------------------------------------------------
+def _basis(x: np.ndarray):
+    """``(t, w, p)`` = ``(x/(1+x^2), 1/(1+x^2), (1-x^2)/(1+x^2)^2)``, overflow-free."""
+    big = np.abs(x) > 1.0
+    with np.errstate(under="ignore"):
+        xs = np.where(big, 0.0, x)                      # |xs| <= 1
+        w_s = 1.0 / (1.0 + xs * xs)
+        t_s = xs * w_s
+        p_s = (1.0 - xs) * (1.0 + xs) * w_s * w_s
+        y = 1.0 / np.where(big, x, 1.0)                  # |y| < 1 where used
+        t_b = y / (1.0 + y * y)
+        w_b = y * t_b
+        p_b = (y - 1.0) * (y + 1.0) * t_b * t_b
+    return np.where(big, t_b, t_s), np.where(big, w_b, w_s), np.where(big, p_b, p_s)
+
+
+def _partials(x, v, c, l, eps):
+    """``(sigma, d/dx, d/dv, d/dc, d/dl)`` at ``x`` (any shape, broadcast with v, c, l).
+
+    Works with the unit direction ``(a, g, m) = (v, c, l)/n`` and ``e = eps/n^2``
+    (so ``a^2 + g^2 + m^2 + e = 1``): ``sigma = 2 a t + g w + m x`` and e.g.
+    ``dsigma/dv = [2t (g^2 + m^2 + e) - a (g w + m x)] / n``; no intermediate
+    exceeds the size of the result.
+    """
+    t, w, p = _basis(x)
+    s = v * v + c * c + l * l + eps
+    n = np.sqrt(s)
+    a, g, m, e = v / n, c / n, l / n, eps / s
+    aa, gg, mm = a * a, g * g, m * m
+    with np.errstate(under="ignore"):
+        sigma = 2.0 * a * t + g * w + m * x
+        d_x = 2.0 * a * p - 2.0 * g * t * w + m
+        d_v = (2.0 * t * (gg + mm + e) - a * (g * w + m * x)) / n
+        d_c = (w * (aa + mm + e) - g * (2.0 * a * t + m * x)) / n
+        d_l = (x * (aa + gg + e) - m * (2.0 * a * t + g * w)) / n
+    return sigma, d_x, d_v, d_c, d_l
+
+
+def _prepare(x, v, c, l, eps):
+    """Validate the arguments of the public pure functions and broadcast them."""
+    x = as_float_array(x, "rational x", allow_empty=True)
+    v = as_float_array(v, "rational v", allow_empty=True)
+    c = as_float_array(c, "rational c", allow_empty=True)
+    l = as_float_array(l, "rational l", allow_empty=True)
+    eps = check_scalar(eps, "rational eps", minimum=0.0)
+    try:
+        np.broadcast_shapes(x.shape, v.shape, c.shape, l.shape)
+    except ValueError as exc:
+        raise ValueError(f"rational: shapes x{x.shape}, v{v.shape}, c{c.shape}, l{l.shape} "
+                         f"do not broadcast") from exc
+    if eps == 0.0 and np.any((v == 0) & (c == 0) & (l == 0)):
+        raise ValueError("rational: (v, c, l) = 0 with eps = 0 has no normalisation")
+    return x, v, c, l, eps
+
+
+# ---------------------------------------------------------------------------
+# public pure functions (validated); all arrays broadcast together, float64
+# ---------------------------------------------------------------------------
+def rational_partials(x, v, c, l, eps: float = EPS):
+    """All of ``(sigma, dsigma/dx, dsigma/dv, dsigma/dc, dsigma/dl)`` in one pass.
+
+    ``x``, ``v``, ``c``, ``l``: float arrays broadcast together; every output has
+    the broadcast shape.  Formulas: see the five functions below and
+    ``derivations/05-rational.md`` §2-3.
+    """
+    return _partials(*_prepare(x, v, c, l, eps))
+
+
+def rational_value(x, v, c, l, eps: float = EPS) -> np.ndarray:
+    """``sigma = (2 v t + c w + l x)/n`` with ``t = x/(1+x^2)``, ``w = 1/(1+x^2)``,
+    ``n = sqrt(v^2+c^2+l^2+eps)``.  Broadcast shape.  ``derivations/05-rational.md`` §1."""
+    return rational_partials(x, v, c, l, eps)[0]
+
+
+def rational_dx(x, v, c, l, eps: float = EPS) -> np.ndarray:
+    """``dsigma/dx = [2 v (1-x^2)/(1+x^2)^2 - 2 c x/(1+x^2)^2 + l] / n``.
+    Broadcast shape.  ``derivations/05-rational.md`` §2."""
+    return rational_partials(x, v, c, l, eps)[1]
+
+
+def rational_dv(x, v, c, l, eps: float = EPS) -> np.ndarray:
+    """``dsigma/dv = 2t/n - v sigma/n^2 = [2t (c^2 + l^2 + eps) - v (c w + l x)] / n^3``.
+
+    At ``(0, 0, 1)``: ``2x/(1+x^2) / sqrt(1+eps)``.  ``derivations/05-rational.md`` §3."""
+    return rational_partials(x, v, c, l, eps)[2]
+
+
+def rational_dc(x, v, c, l, eps: float = EPS) -> np.ndarray:
+    """``dsigma/dc = w/n - c sigma/n^2 = [w (v^2 + l^2 + eps) - c (2 v t + l x)] / n^3``.
+
+    At ``(0, 0, 1)``: ``1/(1+x^2) / sqrt(1+eps)``.  ``derivations/05-rational.md`` §3."""
+    return rational_partials(x, v, c, l, eps)[3]
+
+
+def rational_dl(x, v, c, l, eps: float = EPS) -> np.ndarray:
+    """``dsigma/dl = x/n - l sigma/n^2 = [x (v^2 + c^2 + eps) - l (2 v t + c w)] / n^3``.
+
+    At ``(0, 0, 1)``: ``eps x / (1+eps)^(3/2)``.  ``derivations/05-rational.md`` §3."""
+    return rational_partials(x, v, c, l, eps)[4]
+
+
+def identity_param_partials(z, eps: float = EPS):
+    """Closed forms of ``(dsigma/dv, dsigma/dc, dsigma/dl)`` at ``(v, c, l) = (0, 0, 1)``:
+
+    ``(2z/(1+z^2), 1/(1+z^2), eps z/(1+eps)) / sqrt(1+eps)``; ``z`` any shape,
+    outputs the same shape.  Used to score depth insertion (the inserted layer's
+    new parameters).  ``derivations/05-rational.md`` §4.
+    """
+    z = as_float_array(z, "identity_param_partials z", allow_empty=True)
+    k = identity_scale(eps)
+    t, w, _ = _basis(z)
+    with np.errstate(under="ignore"):
+        return 2.0 * t * k, w * k, z * (eps / (1.0 + eps)) * k
+
+
+# ---------------------------------------------------------------------------
+# the layer
+# ---------------------------------------------------------------------------
+class Rational(Layer):
+    """Per-unit rational activation; parameters ``v, c, l`` of shape ``(units,)``.
+
+    Parameters
+    ----------
+    units : number of units (axis 1 of the batch).
+    init : ``"random"`` (``v, c, l ~ N(0, 1)``, drawn from ``rng`` in the order
+        v, c, l) or ``"identity"`` (``(v, c, l) = (0, 0, 1)``, so
+        ``sigma(x) = x / sqrt(1 + EPS)``).
+    rng : ``numpy.random.Generator``; required for ``init="random"``.
+    spatial : ``()`` for dense batches ``(N, units)`` or ``(H, W)`` for conv
+        batches ``(N, units, H, W)``.
+
+    Flat parameter order: v, c, l.  Parameter gradients are summed over the batch
+    and over spatial positions.  ``derivations/05-rational.md`` §5.
+    """
+
+    param_names = ("v", "c", "l")
+    EPS = EPS
+
+    def __init__(self, units: int, init: str = "random", rng: np.random.Generator | None = None,
+                 spatial: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        units = check_positive_int(units, "Rational units")
+        check_option(init, ("random", "identity"), "Rational init")
+        if not isinstance(spatial, (tuple, list)) or len(spatial) not in (0, 2):
+            raise ValueError(f"Rational spatial: expected () or (H, W), got {spatial!r}")
+        self.spatial = tuple(check_positive_int(s, "Rational spatial size") for s in spatial)
+        if init == "random":
+            if rng is None:
+                raise ValueError("Rational(init='random') needs rng=np.random.Generator; "
+                                 "use init='identity' for a deterministic layer")
+            if not isinstance(rng, np.random.Generator):
+                raise TypeError(f"Rational rng: expected numpy.random.Generator, got {type(rng).__name__}")
+            v = rng.standard_normal(units)
+            c = rng.standard_normal(units)
+            l = rng.standard_normal(units)
+        else:
+            v, c, l = np.zeros(units), np.zeros(units), np.ones(units)
+        self.params = {"v": v, "c": c, "l": l}
+
+    @property
+    def units(self) -> int:
+        return self.params["v"].shape[0]
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return (self.units,) + self.spatial
+
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(in_shape)
+
+    def _broadcast_params(self):
+        """``v, c, l`` reshaped to ``(1, units, 1, ..., 1)`` to broadcast against a batch."""
+        shape = (1, self.units) + (1,) * len(self.spatial)
+        return tuple(self.params[k].reshape(shape) for k in self.param_names)
+
+    def _sum_axes(self) -> tuple[int, ...]:
+        """Axes summed for parameter gradients: batch and spatial (all but axis 1)."""
+        return (0,) + tuple(range(2, 2 + len(self.spatial)))
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """``Y = sigma(X)`` unit-wise along axis 1; ``X``, ``Y``: ``(N,) + in_shape``.
+
+        Caches the four partial derivatives (each the shape of ``X``)."""
+        A = self._check_input(X)
+        sigma, d_x, d_v, d_c, d_l = _partials(A, *self._broadcast_params(), self.EPS)
+        self._cache = {"shape": A.shape, "dx": d_x, "v": d_v, "c": d_c, "l": d_l}
+        return sigma
+
+    def backward(self, dY: np.ndarray, need_input_grad: bool = True):
+        """VJP: ``dX = dY * dsigma/dx``; ``grads[p] = sum_{n, spatial} dY * dsigma/dp``
+        for ``p`` in v, c, l (each ``(units,)``)."""
+        cache = self._cached()
+        dS = self._check_like(dY, cache["shape"], "output cotangent")
+        axes = self._sum_axes()
+        grads = {k: (dS * cache[k]).sum(axis=axes) for k in self.param_names}
+        dX = dS * cache["dx"] if need_input_grad else None
+        return dX, grads
+
+    def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
+        """JVP: ``dY = dsigma/dx * dX + sum_p dsigma/dp * dp`` (``dp`` broadcast along axis 1)."""
+        self._check_param_keys(dparams)
+        cache = self._cached()
+        shape = cache["shape"]
+        out = np.zeros(shape)
+        if dX is not None:
+            out += cache["dx"] * self._check_like(dX, shape, "input tangent")
+        bshape = (1, self.units) + (1,) * len(self.spatial)
+        for k in self.param_names:
+            dp = self._param_tangent(dparams, k)
+            if dp is not None:
+                out += cache[k] * dp.reshape(bshape)
+        return out

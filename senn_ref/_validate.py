@@ -47,7 +47,7 @@ def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None,
 def check_shape(arr: np.ndarray, expected: tuple, name: str) -> None:
     """Raise ValueError unless ``arr.shape == expected`` (``None`` entries match anything)."""
     if arr.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected, arr.shape)):
-        shown = tuple("N" if e is None else e for e in expected)
+        shown = "(" + ", ".join("N" if e is None else str(e) for e in expected) + ("," if len(expected) == 1 else "") + ")"
         raise ValueError(f"{name}: expected shape {shown}, got {arr.shape}")
 
 

@@ -1,0 +1,91 @@
+"""Mini-batch training loop and evaluation.
+
+Two kinds of optimiser plug in:
+
+* first-order (``SGD``, ``Adam``): ``opt.step(params, grads)`` with the
+  network's named parameter arrays and the mean-loss gradient;
+* curvature-based (``KFAC``, ``NaturalGradientCG``; they set the class
+  attribute ``uses_curvature = True``): ``opt.step(net, X, Y, loss)``, because
+  they need the network and the batch to build their curvature.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._validate import as_float_array, check_positive_int
+
+
+@dataclass
+class History:
+    """Per-epoch records: mean training loss over the epoch's batches, and the
+    full-data train/validation loss (and accuracy for classification) at its end."""
+    epoch: list = field(default_factory=list)
+    batch_loss: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    train_acc: list = field(default_factory=list)
+    val_acc: list = field(default_factory=list)
+
+
+def _check_targets(Y, n: int, name: str) -> np.ndarray:
+    Y = np.asarray(Y)
+    if Y.ndim == 0 or Y.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} targets along axis 0, got shape {Y.shape}")
+    if Y.dtype.kind == "f":
+        Y = as_float_array(Y, name)
+    return Y
+
+
+def evaluate(net, X, Y, loss) -> tuple[float, float | None]:
+    """Mean loss over (X, Y) and, for classification losses, accuracy (else None)."""
+    F = net.forward(X)
+    value = loss.value(F, Y)
+    acc = loss.accuracy(F, Y) if hasattr(loss, "accuracy") else None
+    return float(value), (None if acc is None else float(acc))
+
+
+def fit(net, X, Y, loss, optimizer, epochs: int = 1, batch_size: int | None = None, seed: int = 0,
+        X_val=None, Y_val=None, callback=None) -> History:
+    """Train ``net`` in place; returns a :class:`History`.
+
+    X : (N,) + net.in_shape float array; Y : targets accepted by ``loss``.
+    batch_size None means full batch; batches are reshuffled every epoch with ``seed``.
+    ``callback(epoch, net, history)`` runs after each epoch; returning True stops training.
+    """
+    X = as_float_array(X, "X", ndim=len(net.in_shape) + 1)
+    N = X.shape[0]
+    Y = _check_targets(Y, N, "Y")
+    loss.check(net.forward(X[:1]), Y[:1])
+    epochs = check_positive_int(epochs, "epochs")
+    bs = N if batch_size is None else min(check_positive_int(batch_size, "batch_size"), N)
+    if (X_val is None) != (Y_val is None):
+        raise ValueError("give both X_val and Y_val, or neither")
+    rng = np.random.default_rng(seed)
+    uses_curvature = getattr(optimizer, "uses_curvature", False)
+    hist = History()
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(N) if bs < N else np.arange(N)
+        losses = []
+        for start in range(0, N, bs):
+            idx = order[start:start + bs]
+            Xb, Yb = X[idx], Y[idx]
+            if uses_curvature:
+                value = optimizer.step(net, Xb, Yb, loss)
+            else:
+                value, res = net.loss_and_grad(Xb, Yb, loss)
+                optimizer.step(net.named_params(), res.grads)
+            losses.append(float(value))
+        hist.epoch.append(epoch)
+        hist.batch_loss.append(float(np.mean(losses)))
+        tl, ta = evaluate(net, X, Y, loss)
+        hist.train_loss.append(tl)
+        hist.train_acc.append(ta)
+        if X_val is not None:
+            vl, va = evaluate(net, X_val, Y_val, loss)
+            hist.val_loss.append(vl)
+            hist.val_acc.append(va)
+        if callback is not None and callback(epoch, net, hist):
+            break
+    return hist

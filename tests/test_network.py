@@ -1,0 +1,101 @@
+"""Network: flat order, gradient checks of whole networks, structural changes, bad input."""
+import numpy as np
+import pytest
+
+from senn_ref.gradcheck import check_network
+from senn_ref.layers.dense import Dense
+from senn_ref.network import Network
+from senn_ref.testing import assert_close
+
+
+def small_net(rng):
+    return Network([Dense(3, 4, rng, 1.0), Dense(4, 2, rng, 1.0)])
+
+
+def test_flat_order_is_documented_order(rng):
+    net = small_net(rng)
+    theta = net.get_flat()
+    W0, b0 = net.layers[0].params["W"], net.layers[0].params["b"]
+    W1, b1 = net.layers[1].params["W"], net.layers[1].params["b"]
+    assert list(net.named_params()) == ["dense0.W", "dense0.b", "dense1.W", "dense1.b"]
+    assert np.array_equal(theta, np.concatenate([W0.ravel(), b0, W1.ravel(), b1]))
+    assert net.num_params() == theta.size == 12 + 4 + 8 + 2
+    # set_flat writes in the same order and keeps the arrays' identity
+    net.set_flat(np.arange(theta.size, dtype=float))
+    assert net.layers[0].params["W"] is W0
+    assert W0[1, 2] == 1 * 3 + 2 and b0[0] == 12 and W1[0, 0] == 16
+
+
+def test_network_gradcheck(rng):
+    net = small_net(rng)
+    res = check_network(net, rng.standard_normal((5, 3)), rng)
+    assert res.fd_error < 1e-6 and res.dot_error < 1e-10, res
+
+
+def test_backward_gives_mean_loss_gradient(rng):
+    # loss_and_grad divides e by N: compare with finite differences of the mean loss.
+    net = small_net(rng)
+    X, Y = rng.standard_normal((7, 3)), rng.standard_normal((7, 2))
+
+    class HalfSquare:  # minimal stand-in with the loss interface used by loss_and_grad
+        def value_and_grad(self, F, Y):
+            return 0.5 * np.mean(np.sum((F - Y) ** 2, axis=1)), F - Y
+
+    _, res = net.loss_and_grad(X, Y, HalfSquare())
+    theta = net.get_flat()
+    h = 1e-6
+
+    def mean_loss(t):
+        net.set_flat(t)
+        return 0.5 * np.mean(np.sum((net.forward(X) - Y) ** 2, axis=1))
+
+    fd = np.array([(mean_loss(theta + h * e) - mean_loss(theta - h * e)) / (2 * h)
+                   for e in np.eye(theta.size)])
+    net.set_flat(theta)
+    assert_close(res.flat_grad(), fd, rtol=1e-6, atol=1e-9, name="mean-loss gradient")
+
+
+def test_output_grads_recorded(rng):
+    net = small_net(rng)
+    net.forward(rng.standard_normal((2, 3)))
+    dY = rng.standard_normal((2, 2))
+    res = net.backward(dY)
+    assert res.output_grads[1] is dY
+    assert_close(res.output_grads[0], dY @ net.layers[1].params["W"], rtol=1e-14, name="dense0 outgrad")
+
+
+def test_insert_checks_before_changing(rng):
+    net = small_net(rng)
+    before = net.get_flat().copy()
+    with pytest.raises(ValueError, match="expects per-example input"):
+        net.insert(1, [Dense(5, 4, rng)])
+    assert len(net.layers) == 2 and np.array_equal(net.get_flat(), before)
+    names = net.insert(1, [Dense(4, 4, rng)])
+    assert names == ["dense2"] and [la.name for la in net.layers] == ["dense0", "dense2", "dense1"]
+    assert net.num_params() == before.size + 20
+
+
+def test_copy_is_independent(rng):
+    net = small_net(rng)
+    clone = net.copy()
+    clone.layers[0].params["W"][0, 0] += 1.0
+    assert net.layers[0].params["W"][0, 0] != clone.layers[0].params["W"][0, 0]
+
+
+def test_bad_input(rng):
+    net = small_net(rng)
+    with pytest.raises(ValueError, match="shape"):
+        net.set_flat(np.zeros(3))
+    with pytest.raises(ValueError, match="NaN"):
+        net.set_flat(np.full(net.num_params(), np.nan))
+    with pytest.raises(ValueError, match=r"expected shape \(N, 3\)"):
+        net.forward(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="unknown parameter key"):
+        net.forward(np.zeros((2, 3)))
+        net.jvp({"nope.W": np.zeros(1)})
+    with pytest.raises(ValueError, match="at least one layer"):
+        Network([])
+    with pytest.raises(TypeError, match="not a senn_ref Layer"):
+        Network([object()])
+    with pytest.raises(ValueError, match="expects per-example input"):
+        Network([Dense(3, 4, rng), Dense(5, 2, rng)])

@@ -1,0 +1,43 @@
+"""Input validation and the backend switch."""
+import numpy as np
+import pytest
+
+from senn_ref import backend
+from senn_ref._validate import as_float_array, check_option, check_positive_int, check_scalar
+
+
+def test_as_float_array_casts_float32_and_rejects_ints():
+    out = as_float_array(np.ones((2, 2), dtype=np.float32), "X")
+    assert out.dtype == np.float64
+    with pytest.raises(TypeError, match="int64"):
+        as_float_array(np.ones(3, dtype=np.int64), "X")
+    with pytest.raises(TypeError, match="complex"):
+        as_float_array(np.ones(3, dtype=complex), "X")
+    with pytest.raises(ValueError, match="2 infinite|NaN or infinite"):
+        as_float_array(np.array([1.0, np.inf, -np.inf]), "X")
+    with pytest.raises(ValueError, match="dimensions"):
+        as_float_array(np.ones(3), "X", ndim=2)
+
+
+def test_scalar_and_option_checks():
+    assert check_positive_int(3, "k") == 3
+    with pytest.raises(TypeError):
+        check_positive_int(2.5, "k")
+    with pytest.raises(ValueError, match=">= 1"):
+        check_positive_int(0, "k")
+    with pytest.raises(ValueError, match="finite"):
+        check_scalar(np.nan, "lr")
+    with pytest.raises(ValueError, match="> 0"):
+        check_scalar(0.0, "lr", minimum=0.0, strict=True)
+    with pytest.raises(ValueError, match="unknown metric 'foo'"):
+        check_option("foo", ("euclidean", "true"), "metric")
+
+
+def test_backend_switch():
+    assert backend.resolve("NumPy") == "numpy"
+    with pytest.raises(ValueError, match="unknown backend"):
+        backend.resolve("cuda")
+    default = backend.get_backend()
+    with backend.using("numpy"):
+        assert backend.resolve() == "numpy"
+    assert backend.get_backend() == default

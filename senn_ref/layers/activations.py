@@ -1,0 +1,140 @@
+"""Parameterless elementwise activations: tanh and SiLU.
+
+Both map a batch ``X`` of shape ``(N,) + in_shape`` to ``Y`` of the same shape,
+``Y = phi(X)`` elementwise, with
+
+* ``tanh``:  ``phi'(x) = 1 - tanh(x)^2``;
+* ``SiLU``:  ``phi(x) = x * sigmoid(x)``,
+  ``phi'(x) = sigmoid(x) * (1 + x * sigmoid(-x))``.
+
+The sigmoid is evaluated from ``e = exp(-|x|)`` (``e`` in ``(0, 1]``, so it never
+overflows): ``sigmoid(x) = 1/(1+e)`` for ``x >= 0`` and ``e/(1+e)`` for ``x < 0``;
+``sigmoid(-x)`` is formed the same way instead of as ``1 - sigmoid(x)``, which
+would lose all relative accuracy for large ``x``.  ``exp(-|x|)`` underflows to 0
+for ``|x| > ~745``, which is the correctly rounded limit; that underflow is not
+reported.  Derivation: ``derivations/06-activations.md``; tests:
+``tests/test_activations.py``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import as_float_array, check_positive_int
+from .base import Layer
+
+
+def stable_sigmoid(x) -> np.ndarray:
+    """``sigmoid(x) = 1/(1 + exp(-x))`` without overflow; same shape as ``x``.
+
+    ``derivations/06-activations.md`` §2."""
+    x = as_float_array(x, "stable_sigmoid x", allow_empty=True)
+    return _sigmoid_pair(x)[0]
+
+
+def _sigmoid_pair(x: np.ndarray):
+    """``(sigmoid(x), sigmoid(-x))``, each to full relative accuracy."""
+    with np.errstate(under="ignore"):
+        e = np.exp(-np.abs(x))
+        big = 1.0 / (1.0 + e)          # sigmoid(|x|)
+        small = e * big                # sigmoid(-|x|) = e / (1 + e)
+    pos = x >= 0
+    return np.where(pos, big, small), np.where(pos, small, big)
+
+
+def silu(x) -> np.ndarray:
+    """``SiLU(x) = x * sigmoid(x)``; same shape as ``x``.  ``derivations/06-activations.md`` §2."""
+    x = as_float_array(x, "silu x", allow_empty=True)
+    return _silu_and_slope(x)[0]
+
+
+def silu_derivative(x) -> np.ndarray:
+    """``SiLU'(x) = sigmoid(x) (1 + x sigmoid(-x))``; same shape as ``x``.
+
+    ``derivations/06-activations.md`` §2."""
+    x = as_float_array(x, "silu_derivative x", allow_empty=True)
+    return _silu_and_slope(x)[1]
+
+
+def _silu_and_slope(x: np.ndarray):
+    sp, sm = _sigmoid_pair(x)
+    with np.errstate(under="ignore"):
+        return x * sp, sp * (1.0 + x * sm)
+
+
+def tanh_derivative(x) -> np.ndarray:
+    """``tanh'(x) = 1 - tanh(x)^2``; same shape as ``x``.  ``derivations/06-activations.md`` §1."""
+    x = as_float_array(x, "tanh_derivative x", allow_empty=True)
+    return _tanh_and_slope(x)[1]
+
+
+def _tanh_and_slope(x: np.ndarray):
+    y = np.tanh(x)
+    # 1 - y^2 = (1 - y)(1 + y): one rounding fewer, and 0 (not negative) at |y| = 1
+    return y, (1.0 - y) * (1.0 + y)
+
+
+class Elementwise(Layer):
+    """Base for a parameterless elementwise layer ``Y = phi(X)``.
+
+    ``in_shape``: per-example shape given at construction (e.g. ``(16,)`` or
+    ``(8, 6, 6)``); output shape equals input shape.  Subclasses implement
+    ``_value_and_slope(X) -> (phi(X), phi'(X))``.  The cache holds ``phi'(X)``
+    (shape ``(N,) + in_shape``).  ``derivations/06-activations.md`` §3.
+    """
+
+    param_names: tuple[str, ...] = ()
+
+    def __init__(self, in_shape) -> None:
+        super().__init__()
+        label = type(self).__name__
+        if not isinstance(in_shape, (tuple, list)) or len(in_shape) == 0:
+            raise ValueError(f"{label} in_shape: expected a non-empty tuple such as (16,) or "
+                             f"(8, 6, 6), got {in_shape!r}")
+        self._in_shape = tuple(check_positive_int(s, f"{label} in_shape entry") for s in in_shape)
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return self._in_shape
+
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(in_shape)
+
+    def _value_and_slope(self, X: np.ndarray):
+        raise NotImplementedError
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """``Y = phi(X)``; caches ``phi'(X)``.  ``X``, ``Y``: ``(N,) + in_shape``."""
+        A = self._check_input(X)
+        Y, slope = self._value_and_slope(A)
+        self._cache = {"slope": slope}
+        return Y
+
+    def backward(self, dY: np.ndarray, need_input_grad: bool = True):
+        """VJP: ``dX = dY * phi'(X)``; no parameters, so ``grads = {}``."""
+        slope = self._cached()["slope"]
+        dS = self._check_like(dY, slope.shape, "output cotangent")
+        return (dS * slope if need_input_grad else None), {}
+
+    def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
+        """JVP: ``dY = phi'(X) * dX`` (zeros when ``dX`` is None)."""
+        self._check_param_keys(dparams)
+        slope = self._cached()["slope"]
+        if dX is None:
+            return np.zeros(slope.shape)
+        return slope * self._check_like(dX, slope.shape, "input tangent")
+
+
+class Tanh(Elementwise):
+    """``Y = tanh(X)``, ``phi' = 1 - tanh^2``.  ``derivations/06-activations.md`` §1."""
+
+    def _value_and_slope(self, X):
+        return _tanh_and_slope(X)
+
+
+class SiLU(Elementwise):
+    """``Y = X * sigmoid(X)``, ``phi' = sigmoid(X)(1 + X sigmoid(-X))``, overflow-free.
+
+    ``derivations/06-activations.md`` §2."""
+
+    def _value_and_slope(self, X):
+        return _silu_and_slope(X)

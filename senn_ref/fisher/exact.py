@@ -1,0 +1,124 @@
+"""The exact generalised Gauss-Newton matrix, assembled densely (tiny networks only).
+
+    F = (1/N) sum_n J_n^T M_n J_n        (P, P)
+
+with ``J_n = d f(x_n) / d theta`` (K, P) the per-example parameter Jacobian and
+``M_n`` (K, K) the PSD output metric of the loss (``loss.metric``).  Rows and
+columns follow ``net.get_flat()``.  This module is the reference that the
+matrix-free product, CG and K-FAC are checked against.
+See ``derivations/09-fisher.md`` sections 1-3.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import as_float_array, check_option
+
+METRICS = ("euclidean", "true", "empirical")
+
+
+def check_metric(metric: str, Y) -> str:
+    """Validate the metric name; ``"empirical"`` needs targets ``Y`` (09-fisher.md section 2)."""
+    if not isinstance(metric, str):
+        raise TypeError(f"metric: expected a string, got {type(metric).__name__}")
+    check_option(metric, METRICS, "metric")
+    if metric == "empirical" and Y is None:
+        raise ValueError("metric='empirical' needs the targets: pass Y=... "
+                         "(M_n = e_n e_n^T depends on y_n; note it is the wrong curvature for SENN)")
+    return metric
+
+
+def metric_targets(loss, outputs: np.ndarray, Y, metric: str):
+    """Targets to hand to the loss's metric methods.
+
+    ``loss.metric``/``metric_apply`` validate targets even for ``metric="true"``,
+    whose value depends on the outputs only (I for MSE, diag(p) - p p^T for
+    cross-entropy).  When ``Y`` is None we pass the model's own prediction as a
+    placeholder target (``softmax(F)`` for losses with ``probabilities``, else
+    ``F``): any valid target gives the same true metric.  See 09-fisher.md section 2.
+    """
+    if Y is not None or metric != "true":
+        return Y
+    probs = getattr(loss, "probabilities", None)
+    return probs(outputs.reshape(outputs.shape[0], -1)) if callable(probs) \
+        else outputs.reshape(outputs.shape[0], -1)
+
+
+def jacobian(net, X) -> np.ndarray:
+    """Per-example parameter Jacobian ``J[n, k, p] = d f_k(x_n) / d theta_p``, shape (N, K, P).
+
+    Built from P forward-mode passes: ``net.jvp({key: e_i})`` with a unit
+    tangent ``e_i`` of one parameter array gives column ``p`` of every ``J_n``
+    at once (all N examples in one batched pass).  ``K`` is the number of
+    entries of one network output (``prod(net.out_shape)``); columns follow
+    ``net.get_flat()``.  Runs ``net.forward(X)`` first, so the layer caches
+    afterwards hold the point ``X``.  Cost: P JVPs, so only for small networks.
+    See ``derivations/09-fisher.md`` section 3; tested in ``tests/test_fisher.py``
+    (finite differences and the backward pass).
+    """
+    out = net.forward(X)
+    N = out.shape[0]
+    K = int(np.prod(out.shape[1:], dtype=np.int64))
+    P = net.num_params()
+    J = np.empty((N, K, P))
+    col = 0
+    for key, param in net.named_params().items():
+        tangent = np.zeros(param.shape)
+        flat = tangent.reshape(-1)          # a view: writing flat[i] sets the unit tangent
+        for i in range(param.size):
+            flat[i] = 1.0
+            J[:, :, col] = net.jvp({key: tangent}).reshape(N, K)
+            flat[i] = 0.0
+            col += 1
+    return J
+
+
+def ggn_from_jacobian(J, M=None) -> np.ndarray:
+    """``F = (1/N) sum_n J_n^T M_n J_n`` from J (N, K, P) and M (N, K, K); ``M=None`` means I.
+
+    Computed as one (P, NK) @ (NK, P) product of the stacked Jacobian with the
+    stacked ``M_n J_n``; the result is symmetrised (``(F + F^T)/2``) to remove
+    rounding asymmetry.  Returns (P, P).  See ``derivations/09-fisher.md`` section 1.
+    """
+    J = as_float_array(J, "J", ndim=3)
+    N, K, P = J.shape
+    if M is None:
+        MJ = J
+    else:
+        M = as_float_array(M, "M", ndim=3)
+        if M.shape != (N, K, K):
+            raise ValueError(f"M: expected shape {(N, K, K)} to match J {J.shape}, got {M.shape}")
+        MJ = np.matmul(M, J)
+    F = J.reshape(N * K, P).T @ MJ.reshape(N * K, P) / N
+    return 0.5 * (F + F.T)
+
+
+def _outputs_2d(out: np.ndarray) -> np.ndarray:
+    return out.reshape(out.shape[0], -1)
+
+
+def exact(net, X, loss, metric: str = "euclidean", Y=None) -> np.ndarray:
+    """Dense exact GGN ``F = (1/N) sum_n J_n^T M_n J_n``, shape (P, P), order of ``net.get_flat()``.
+
+    Parameters
+    ----------
+    net    : ``senn_ref.network.Network``
+    X      : inputs (N,) + net.in_shape
+    loss   : a ``senn_ref.losses`` loss object (supplies ``metric(F, Y, metric)`` -> (N, K, K))
+    metric : ``"euclidean"`` (M_n = I, the SENN default), ``"true"`` (the Fisher of the
+             model's likelihood: I for MSE, diag(p) - p p^T for softmax cross-entropy;
+             depends on the outputs only), or ``"empirical"`` (M_n = e_n e_n^T; needs ``Y``).
+             The empirical metric is the wrong curvature for SENN: its score equals 1
+             whenever the per-example gradients are linearly independent, whatever the
+             loss (``derivations/09-fisher.md`` section 2).  It is offered for contrast.
+    Y      : targets, keyword-only in spirit; required only for ``metric="empirical"``.
+
+    See ``derivations/09-fisher.md``; tested in ``tests/test_fisher.py``.
+    """
+    check_metric(metric, Y)
+    J = jacobian(net, X)
+    if metric == "euclidean":
+        return ggn_from_jacobian(J)
+    out = net.forward(X).reshape(J.shape[0], -1)
+    M = loss.metric(out, metric_targets(loss, out, Y, metric), metric)
+    return ggn_from_jacobian(J, np.asarray(M).reshape(J.shape[0], J.shape[1], J.shape[1]))

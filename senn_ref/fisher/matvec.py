@@ -1,0 +1,98 @@
+"""Matrix-free products with the exact GGN:  F v = (1/N) sum_n J_n^T M_n (J_n v).
+
+One product costs one forward-mode pass (``J_n v`` for all n at once), one
+application of the output metric (``loss.metric_apply``), and one ordinary
+backward pass with cotangents ``(1/N) M_n J_n v`` (the backward pass sums
+``J_n^T w_n`` over the batch).  No (P, P) or (N, K, P) array is ever formed.
+See ``derivations/09-fisher.md`` section 4; tested in ``tests/test_fisher.py``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import as_float_array, check_scalar
+from .exact import check_metric, metric_targets
+
+
+def _check_vector(v, P: int) -> np.ndarray:
+    v = as_float_array(v, "v", ndim=1, allow_empty=True)
+    if v.shape != (P,):
+        raise ValueError(f"v: expected shape ({P},) (one entry per network parameter), got {v.shape}")
+    return v
+
+
+class FisherOperator:
+    """The linear operator ``v -> (F + delta I) v`` at a fixed point (network parameters, X).
+
+    ``FisherOperator(net, X, loss, metric="euclidean", Y=None, damping=0.0)`` runs one
+    forward pass and keeps the outputs; each ``matvec(v)`` (v of shape (P,), returns (P,))
+    then costs one JVP and one backward pass.  The operator remembers which layer caches
+    its forward produced: if anything else runs ``net.forward`` in between, the next
+    product re-runs the forward on ``X`` first, so a product never silently uses another
+    point.  Changing the parameters in place after construction is not detected (build
+    a new operator after every parameter update).
+
+    Attributes: ``P`` (number of parameters), ``outputs`` (N,) + out_shape, ``damping``,
+    ``n_products`` (number of products so far).
+    See ``derivations/09-fisher.md`` section 4.
+    """
+
+    def __init__(self, net, X, loss, metric: str = "euclidean", Y=None, damping: float = 0.0) -> None:
+        check_metric(metric, Y)
+        self.damping = check_scalar(damping, "damping", minimum=0.0)
+        self.net, self.loss, self.metric = net, loss, metric
+        self.X = as_float_array(X, "X", ndim=len(net.in_shape) + 1)
+        self.Y = Y
+        self._targets = None
+        self.P = net.num_params()
+        self.n_products = 0
+        self._refresh()
+        if metric != "euclidean":
+            flat = self.outputs.reshape(self.outputs.shape[0], -1)
+            self._targets = loss.check(flat, metric_targets(loss, flat, Y, metric))[1]
+
+    def _refresh(self) -> None:
+        self.outputs = self.net.forward(self.X)
+        self._caches = [layer._cache for layer in self.net.layers]
+
+    def _ensure_point(self) -> None:
+        if any(layer._cache is not c for layer, c in zip(self.net.layers, self._caches)) \
+                or len(self._caches) != len(self.net.layers):
+            self._refresh()
+
+    def ggn_matvec(self, v) -> np.ndarray:
+        """Undamped product ``F v``, v (P,) -> (P,)."""
+        v = _check_vector(v, self.P)
+        self._ensure_point()
+        self.n_products += 1
+        N = self.outputs.shape[0]
+        Jv = self.net.jvp_flat(v)
+        if self.metric == "euclidean":
+            MJv = Jv
+        else:
+            flat = Jv.reshape(N, -1)
+            out = self.outputs.reshape(N, -1)
+            MJv = np.asarray(self.loss.metric_apply(out, self._targets, flat, self.metric)).reshape(Jv.shape)
+        return self.net.backward(MJv / N).flat_grad()
+
+    def matvec(self, v) -> np.ndarray:
+        """Damped product ``(F + delta I) v``, v (P,) -> (P,)."""
+        v = _check_vector(v, self.P)
+        out = self.ggn_matvec(v)
+        if self.damping:
+            out = out + self.damping * v
+        return out
+
+    __call__ = matvec
+
+
+def matvec(net, X, loss, v, metric: str = "euclidean", Y=None) -> np.ndarray:
+    """``F v = (1/N) sum_n J_n^T M_n J_n v`` for a flat vector v (P,), matrix-free; returns (P,).
+
+    Arguments as in :func:`senn_ref.fisher.exact` (``Y`` only needed for
+    ``metric="empirical"``).  For many products at one point use
+    :class:`FisherOperator`, which reuses the forward pass.
+    See ``derivations/09-fisher.md`` section 4.
+    """
+    _check_vector(v, net.num_params())
+    return FisherOperator(net, X, loss, metric=metric, Y=Y).ggn_matvec(v)

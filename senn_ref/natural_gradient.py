@@ -1,0 +1,110 @@
+"""Natural gradient by conjugate gradient on the damped exact GGN:  (F + delta I) u = g.
+
+``cg_solve`` is a plain conjugate-gradient solver for a symmetric PSD operator
+given as a function; ``natural_gradient`` applies it to the matrix-free
+:class:`senn_ref.fisher.FisherOperator` and the gradient of the mean loss.
+Neither ever returns NaN silently: non-convergence and a non-positive curvature
+``p^T A p <= 0`` along a search direction (an indefinite or singular operator
+met outside the range of the right-hand side) raise a ``CGWarning`` and stop
+with the last finite iterate.  See ``derivations/09-fisher.md`` section 5;
+tested in ``tests/test_score.py`` and ``tests/test_ngd_cg.py``.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validate import as_float_array, check_positive_int, check_scalar
+from .fisher.matvec import FisherOperator
+
+
+class CGWarning(RuntimeWarning):
+    """CG stopped without reaching its tolerance, or met p^T A p <= 0."""
+
+
+@dataclass
+class CGInfo:
+    """Outcome of :func:`cg_solve`: ``iterations`` (matvecs after the initial residual),
+    ``residual_norm`` ``||b - A x||`` (recursively updated), ``relative_residual``
+    (``residual_norm / ||b||``), ``converged`` (relative residual <= tol) and
+    ``indefinite`` (a direction with ``p^T A p <= 0`` was met)."""
+    iterations: int
+    residual_norm: float
+    relative_residual: float
+    converged: bool
+    indefinite: bool = False
+
+
+def cg_solve(apply_A, b, tol: float = 1e-10, maxiter: int | None = None, x0=None):
+    """Solve ``A x = b`` for symmetric PSD ``A`` (given as ``apply_A(v) -> A v``) by CG.
+
+    b, x0 : (P,); tol : stop when ``||b - A x|| <= tol ||b||``; maxiter : cap on
+    iterations (default ``max(2 P, 10)``).  Returns ``(x (P,), CGInfo)``.
+    ``b = 0`` returns ``x = 0`` immediately.  If ``A`` is singular but ``b`` lies
+    in its range (the GGN case, 10-expansion-score.md section 6), CG started at
+    ``x0 = 0`` stays in the range and converges to the minimum-norm solution
+    ``A^+ b`` in exact arithmetic.
+    See ``derivations/09-fisher.md`` section 5.
+    """
+    b = as_float_array(b, "b", ndim=1, allow_empty=True)
+    P = b.shape[0]
+    tol = check_scalar(tol, "tol", minimum=0.0, strict=True)
+    maxiter = max(2 * P, 10) if maxiter is None else check_positive_int(maxiter, "maxiter", minimum=0)
+    b_norm = float(np.linalg.norm(b))
+    if x0 is None:
+        x = np.zeros(P)
+    else:
+        x = as_float_array(x0, "x0", ndim=1, allow_empty=True).copy()
+        if x.shape != (P,):
+            raise ValueError(f"x0: expected shape ({P},), got {x.shape}")
+    if b_norm == 0.0:
+        return np.zeros(P), CGInfo(0, 0.0, 0.0, True)
+    r = b - apply_A(x) if x0 is not None else b.copy()
+    p = r.copy()
+    rr = float(r @ r)
+    it, indefinite = 0, False
+    while np.sqrt(rr) > tol * b_norm and it < maxiter:
+        Ap = apply_A(p)
+        pAp = float(p @ Ap)
+        if not pAp > 0.0:
+            indefinite = True
+            break
+        alpha = rr / pAp
+        x += alpha * p
+        r -= alpha * Ap
+        rr_new = float(r @ r)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+        it += 1
+    res = float(np.sqrt(rr))
+    info = CGInfo(it, res, res / b_norm, res <= tol * b_norm, indefinite)
+    if indefinite:
+        warnings.warn(f"CG met a direction with p^T A p = {pAp:.3e} <= 0 after {it} iterations "
+                      f"(operator singular or indefinite); returning the last iterate, relative "
+                      f"residual {info.relative_residual:.3e}. Use damping > 0.", CGWarning, stacklevel=2)
+    elif not info.converged:
+        warnings.warn(f"CG did not converge in {it} iterations: relative residual "
+                      f"{info.relative_residual:.3e} > tol {tol:.1e}", CGWarning, stacklevel=2)
+    return x, info
+
+
+def natural_gradient(net, X, Y, loss, damping: float = 0.0, metric: str = "euclidean",
+                     tol: float = 1e-10, maxiter: int | None = None, x0=None, extra_grad=None):
+    """``u = (F + delta I)^{-1} g`` by matrix-free CG; returns ``(u (P,), g (P,), L, CGInfo)``.
+
+    ``g`` is the gradient of the mean loss ``L = (1/N) sum_n l_n`` (plus
+    ``extra_grad`` (P,) if given, e.g. weight decay), ``F`` the exact GGN with
+    the chosen output metric (:class:`senn_ref.fisher.FisherOperator`), ``x0`` a
+    warm start (P,).  The network's layer caches end at the point X.
+    See ``derivations/09-fisher.md`` section 5.
+    """
+    op = FisherOperator(net, X, loss, metric=metric, Y=Y if metric == "empirical" else None,
+                        damping=damping)
+    value, E = loss.value_and_grad(op.outputs.reshape(op.outputs.shape[0], -1), Y)
+    g = net.backward(E.reshape(op.outputs.shape) / op.outputs.shape[0]).flat_grad()
+    if extra_grad is not None:
+        g = g + as_float_array(extra_grad, "extra_grad", ndim=1)
+    u, info = cg_solve(op.matvec, g, tol=tol, maxiter=maxiter, x0=x0)
+    return u, g, value, info

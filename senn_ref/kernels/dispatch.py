@@ -1,0 +1,83 @@
+"""Convolution geometry and the backend dispatch for unfold / fold.
+
+``unfold(X, kernel, stride, padding)`` and ``fold(P, in_shape, kernel, stride,
+padding)`` pick the Numba kernel or its NumPy twin through
+:func:`senn_ref.backend.resolve` and check their arguments first.
+
+Output size (one spatial axis, input size ``n``, kernel ``k``, stride ``s``,
+zero padding ``p`` on both sides):  ``n_out = floor((n + 2p - k) / s) + 1``,
+defined when ``k <= n + 2p``.  See ``derivations/03-convolution.md`` section
+"Output size"; checked in ``tests/test_conv2d.py::test_output_size_worked_example``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend as _backend
+from .._validate import as_float_array, check_positive_int
+from .unfold_numba import fold_numba, unfold_numba
+from .unfold_numpy import fold_numpy, unfold_numpy
+
+
+def as_pair(value, name: str, *, minimum: int) -> tuple[int, int]:
+    """``value`` (int or length-2 sequence of ints) as a pair of ints ``>= minimum``."""
+    if isinstance(value, (tuple, list, np.ndarray)):
+        if len(value) != 2:
+            raise ValueError(f"{name}: expected an int or a pair, got {value!r}")
+        a, b = value
+    else:
+        a = b = value
+    return (check_positive_int(a, name, minimum=minimum), check_positive_int(b, name, minimum=minimum))
+
+
+def conv_output_size(n: int, k: int, s: int, p: int, name: str = "conv") -> int:
+    """``floor((n + 2p - k) / s) + 1``; ValueError if the kernel exceeds the padded input."""
+    if k > n + 2 * p:
+        raise ValueError(f"{name}: kernel size {k} is larger than the padded input size "
+                         f"{n} + 2*{p} = {n + 2 * p}")
+    return (n + 2 * p - k) // s + 1
+
+
+def conv_geometry(hw, kernel, stride, padding, name: str = "conv"):
+    """Normalise ``(H, W)``, kernel, stride, padding and return
+    ``(kh, kw, sh, sw, ph, pw, Ho, Wo)``."""
+    H, W = as_pair(hw, f"{name} input size", minimum=1)
+    kh, kw = as_pair(kernel, f"{name} kernel_size", minimum=1)
+    sh, sw = as_pair(stride, f"{name} stride", minimum=1)
+    ph, pw = as_pair(padding, f"{name} padding", minimum=0)
+    Ho = conv_output_size(H, kh, sh, ph, f"{name} (height)")
+    Wo = conv_output_size(W, kw, sw, pw, f"{name} (width)")
+    return kh, kw, sh, sw, ph, pw, Ho, Wo
+
+
+def unfold(X, kernel, stride=1, padding=0, backend: str | None = None) -> np.ndarray:
+    """im2col.  ``X (N, C, H, W) -> P (N, C*kh*kw, Ho*Wo)`` with
+    ``P[n, (c*kh+i)*kw+j, oh*Wo+ow] = Xpad[n, c, oh*sh+i, ow*sw+j]``.
+
+    ``backend``: ``"numba"`` | ``"numpy"`` | ``None`` (process default).
+    See ``derivations/03-convolution.md`` "Unfold"; tested in ``tests/test_kernels.py``.
+    """
+    which = _backend.resolve(backend)
+    X = as_float_array(X, "unfold input X", ndim=4)
+    kh, kw, sh, sw, ph, pw, Ho, Wo = conv_geometry(X.shape[2:], kernel, stride, padding, "unfold")
+    impl = unfold_numba if which == "numba" else unfold_numpy
+    return impl(X, kh, kw, sh, sw, ph, pw, Ho, Wo)
+
+
+def fold(P, in_shape, kernel, stride=1, padding=0, backend: str | None = None) -> np.ndarray:
+    """col2im, the adjoint of :func:`unfold`.  ``P (N, C*kh*kw, Ho*Wo) -> X (N, C, H, W)``
+    with ``in_shape = (C, H, W)``; ``<unfold(X), P> = <X, fold(P)>`` for all ``X, P``.
+
+    See ``derivations/03-convolution.md`` "Fold"; tested in ``tests/test_kernels.py``.
+    """
+    which = _backend.resolve(backend)
+    if len(in_shape) != 3:
+        raise ValueError(f"fold: in_shape must be (C, H, W), got {in_shape!r}")
+    C = check_positive_int(in_shape[0], "fold channels")
+    kh, kw, sh, sw, ph, pw, Ho, Wo = conv_geometry(in_shape[1:], kernel, stride, padding, "fold")
+    H, W = int(in_shape[1]), int(in_shape[2])
+    P = as_float_array(P, "fold input P", ndim=3)
+    if P.shape[1:] != (C * kh * kw, Ho * Wo):
+        raise ValueError(f"fold input P: expected shape (N, {C * kh * kw}, {Ho * Wo}), got {P.shape}")
+    impl = fold_numba if which == "numba" else fold_numpy
+    return impl(P, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)

@@ -1,0 +1,82 @@
+"""Numba kernels for unfold (im2col) and fold (col2im, its adjoint).
+
+Layout (shared with the NumPy twin in :mod:`unfold_numpy`):
+
+* image batch ``X`` of shape ``(N, C, H, W)``;
+* column tensor ``P`` of shape ``(N, K, T)`` with ``K = C*kh*kw`` rows
+  (row-major over ``(c, i, j)``, the column order of ``W.reshape(O, -1)`` for a
+  conv kernel ``W`` of shape ``(O, C, kh, kw)``) and ``T = Ho*Wo`` output
+  locations (row-major over ``(oh, ow)``).
+
+``P[n, (c*kh + i)*kw + j, oh*Wo + ow] = Xpad[n, c, oh*sh + i, ow*sw + j]`` where
+``Xpad`` is ``X`` zero-padded by ``ph`` rows and ``pw`` columns on each side.
+With this layout a convolution is ``Y[n] = W.reshape(O, K) @ P[n]``, already in
+``(O, Ho*Wo)`` = NCHW order, so no transposes are needed.  The curvature layout
+``(N, T, K)`` is the view ``P.transpose(0, 2, 1)``.
+
+``fold`` is the transpose of this linear map: it adds every entry of ``P`` back
+onto the pixel it was read from (entries read from the padding are dropped).
+
+The kernels are serial (no ``parallel=True``): the GEMMs around them already
+use both cores through BLAS, and measured alternation between a Numba thread
+pool and the BLAS pool cost far more than it saved.  Loop order is fixed, so
+results are deterministic.  See ``derivations/03-convolution.md`` sections
+"Unfold" and "Fold"; tested in ``tests/test_kernels.py``.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def unfold_numba(X, kh, kw, sh, sw, ph, pw, Ho, Wo):
+    """im2col: ``X (N, C, H, W) -> P (N, C*kh*kw, Ho*Wo)`` (formula in module docstring)."""
+    N, C, H, W = X.shape
+    P = np.empty((N, C * kh * kw, Ho * Wo))
+    for n in range(N):
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    k = (c * kh + i) * kw + j
+                    for oh in range(Ho):
+                        r = oh * sh + i - ph
+                        t0 = oh * Wo
+                        if r < 0 or r >= H:
+                            for ow in range(Wo):
+                                P[n, k, t0 + ow] = 0.0
+                        else:
+                            for ow in range(Wo):
+                                q = ow * sw + j - pw
+                                if 0 <= q < W:
+                                    P[n, k, t0 + ow] = X[n, c, r, q]
+                                else:
+                                    P[n, k, t0 + ow] = 0.0
+    return P
+
+
+@numba.njit(cache=True)
+def fold_numba(P, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo):
+    """col2im, the adjoint of :func:`unfold_numba`: ``P (N, C*kh*kw, Ho*Wo) -> X (N, C, H, W)``.
+
+    ``X[n, c, r, q] = sum_{(i, j, oh, ow): oh*sh+i-ph = r, ow*sw+j-pw = q}
+    P[n, (c*kh+i)*kw+j, oh*Wo+ow]``; contributions are added with the kernel
+    offset ``(i, j)`` as the outer loop (the order of the NumPy twin).
+    """
+    N = P.shape[0]
+    X = np.zeros((N, C, H, W))
+    for n in range(N):
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    k = (c * kh + i) * kw + j
+                    for oh in range(Ho):
+                        r = oh * sh + i - ph
+                        if r < 0 or r >= H:
+                            continue
+                        t0 = oh * Wo
+                        for ow in range(Wo):
+                            q = ow * sw + j - pw
+                            if 0 <= q < W:
+                                X[n, c, r, q] += P[n, k, t0 + ow]
+    return X

@@ -1,0 +1,50 @@
+"""Plain NumPy twins of the unfold (im2col) and fold (col2im) kernels.
+
+Same layout and formulas as :mod:`unfold_numba` (``P`` has shape
+``(N, C*kh*kw, Ho*Wo)``).  Instead of a loop over every pixel, these loop over
+the ``kh*kw`` kernel offsets ``(i, j)`` and move one strided slice of the
+padded image per offset:
+
+``Xpad[:, :, i : i + sh*(Ho-1) + 1 : sh, j : j + sw*(Wo-1) + 1 : sw]``  (N, C, Ho, Wo)
+
+is exactly the set of pixels that kernel offset ``(i, j)`` sees at all output
+locations.  Unfold copies it into ``P`` viewed as ``(N, C, kh, kw, Ho, Wo)`` at
+``[:, :, i, j]``; fold adds it back.
+See ``derivations/03-convolution.md`` sections "Unfold" and "Fold".
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _window(i: int, j: int, sh: int, sw: int, Ho: int, Wo: int):
+    """Index tuple selecting the pixels kernel offset ``(i, j)`` reads (padded coordinates)."""
+    return (slice(None), slice(None),
+            slice(i, i + sh * (Ho - 1) + 1, sh), slice(j, j + sw * (Wo - 1) + 1, sw))
+
+
+def unfold_numpy(X, kh, kw, sh, sw, ph, pw, Ho, Wo):
+    """im2col: ``X (N, C, H, W) -> P (N, C*kh*kw, Ho*Wo)``; twin of ``unfold_numba``."""
+    N, C, H, W = X.shape
+    Xp = np.pad(X, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    P6 = np.empty((N, C, kh, kw, Ho, Wo))
+    for i in range(kh):
+        for j in range(kw):
+            P6[:, :, i, j] = Xp[_window(i, j, sh, sw, Ho, Wo)]
+    return P6.reshape(N, C * kh * kw, Ho * Wo)
+
+
+def fold_numpy(P, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo):
+    """col2im: ``P (N, C*kh*kw, Ho*Wo) -> X (N, C, H, W)``; twin of ``fold_numba``.
+
+    Accumulates the ``kh*kw`` slices into a zero-padded image, offset ``(i, j)``
+    in row-major order, and crops the padding (entries read from the padding
+    have no pixel to return to).
+    """
+    N = P.shape[0]
+    P6 = P.reshape(N, C, kh, kw, Ho, Wo)
+    Xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw))
+    for i in range(kh):
+        for j in range(kw):
+            Xp[_window(i, j, sh, sw, Ho, Wo)] += P6[:, :, i, j]
+    return np.ascontiguousarray(Xp[:, :, ph:ph + H, pw:pw + W])

@@ -1,0 +1,173 @@
+"""2-D convolution layer (cross-correlation, NCHW) computed by unfold + GEMM.
+
+With ``P = unfold(X)`` of shape ``(N, K, T)`` (``K = C*kh*kw``, ``T = Ho*Wo``,
+see :mod:`senn_ref.kernels`) and ``Wm = W.reshape(O, K)``:
+
+    forward   Y[n]  = Wm @ P[n] + b[:, None]                   (O, T) per example
+    VJP       dW    = sum_n dY[n] @ P[n]^T    (reshaped to (O, C, kh, kw))
+              db    = sum_{n,t} dY[n, :, t]
+              dX    = fold(Wm^T @ dY[n])       (fold = adjoint of unfold)
+    JVP       dY[n] = Wm @ unfold(dX)[n] + dWm @ P[n] + db[:, None]
+
+Shapes: X (N, C, H, W), W (O, C, kh, kw), b (O,), Y (N, O, Ho, Wo) with
+``Ho = (H + 2 ph - kh) // sh + 1`` (same for width).  Flat order: W row-major,
+then b.  Derivations: ``derivations/03-convolution.md``.
+
+The batch is processed in chunks of a few examples so that the unfolded
+columns of a chunk stay in cache; the columns are not stored between passes
+(backward and jvp recompute them per chunk from the cached input), which keeps
+the memory of a forward pass at the size of ``X``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend as _backend
+from .._validate import check_positive_int, check_scalar
+from ..kernels import conv_geometry, fold, unfold
+from .base import Layer
+
+#: target size in bytes of one chunk of unfolded columns (fits in L2/L3 cache)
+_CHUNK_BYTES = 2 ** 21
+
+
+class Conv2D(Layer):
+    """Convolution ``Y[n, o] = sum_{c,i,j} W[o, c, i, j] Xpad[n, c, sh*oh + i, sw*ow + j] + b[o]``.
+
+    Parameters
+    ----------
+    in_ch, out_ch : channels ``C`` and ``O``.
+    kernel_size, stride, padding : int or pair ``(height, width)``; stride >= 1,
+        zero padding >= 0 on both sides of each axis.
+    rng : ``numpy.random.Generator`` for LeCun-normal weights ``W ~ N(0, 1/(C kh kw))``;
+        ``None`` gives zeros.
+    bias_std : standard deviation of the initial bias (0 gives zeros).
+    backend : ``"numba"`` | ``"numpy"`` | ``None`` (follow :mod:`senn_ref.backend` at call time).
+    in_hw : the per-example spatial input size ``(H, W)`` (keyword, required).
+    """
+
+    param_names = ("W", "b")
+    has_kfac_block = True
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size, stride=1, padding=0,
+                 rng: np.random.Generator | None = None, bias_std: float = 0.0,
+                 backend: str | None = None, *, in_hw) -> None:
+        super().__init__()
+        C = check_positive_int(in_ch, "Conv2D in_ch")
+        O = check_positive_int(out_ch, "Conv2D out_ch")
+        bias_std = check_scalar(bias_std, "Conv2D bias_std", minimum=0.0)
+        self.backend = None if backend is None else _backend.resolve(backend)
+        geom = conv_geometry(in_hw, kernel_size, stride, padding, "Conv2D")
+        self.kernel_size, self.stride, self.padding = geom[0:2], geom[2:4], geom[4:6]
+        self.out_hw = geom[6:8]
+        self._in_shape = (C, int(in_hw[0]), int(in_hw[1]))
+        kh, kw = self.kernel_size
+        if rng is None:
+            W = np.zeros((O, C, kh, kw))
+            b = np.zeros(O)
+        else:
+            W = rng.standard_normal((O, C, kh, kw)) / np.sqrt(C * kh * kw)
+            b = bias_std * rng.standard_normal(O)
+        self.params = {"W": W, "b": b}
+
+    # ---- shapes ---------------------------------------------------------
+    @property
+    def in_ch(self) -> int:
+        return self.params["W"].shape[1]
+
+    @property
+    def out_ch(self) -> int:
+        return self.params["W"].shape[0]
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return self._in_shape
+
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.out_ch,) + tuple(self.out_hw)
+
+    # ---- kernels ----------------------------------------------------------
+    def _unfold(self, X: np.ndarray) -> np.ndarray:
+        """``X (B, C, H, W) -> P (B, K, T)`` with this layer's geometry and backend."""
+        return unfold(X, self.kernel_size, self.stride, self.padding, backend=self.backend)
+
+    def _fold(self, P: np.ndarray) -> np.ndarray:
+        return fold(P, self._in_shape, self.kernel_size, self.stride, self.padding,
+                    backend=self.backend)
+
+    def _chunks(self, N: int):
+        """Slices of the batch whose unfolded columns take about ``_CHUNK_BYTES``."""
+        kh, kw = self.kernel_size
+        per_example = 8 * self.in_ch * kh * kw * self.out_hw[0] * self.out_hw[1]
+        step = max(1, _CHUNK_BYTES // per_example)
+        return [slice(s, min(s + step, N)) for s in range(0, N, step)]
+
+    def _Wm(self, W: np.ndarray | None = None) -> np.ndarray:
+        W = self.params["W"] if W is None else W
+        return W.reshape(W.shape[0], -1)
+
+    # ---- passes ---------------------------------------------------------
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """``Y[n] = Wm @ unfold(X)[n] + b``; X (N, C, H, W) -> Y (N, O, Ho, Wo)."""
+        X = self._check_input(X)
+        N = X.shape[0]
+        Wm = self._Wm()
+        Y = np.empty((N, self.out_ch, self.out_hw[0] * self.out_hw[1]))
+        for sl in self._chunks(N):
+            np.matmul(Wm, self._unfold(X[sl]), out=Y[sl])
+        Y += self.params["b"][:, None]
+        self._cache = {"X": X}
+        return Y.reshape((N,) + self.output_shape(self._in_shape))
+
+    def backward(self, dY: np.ndarray, need_input_grad: bool = True):
+        """VJP: ``dW = sum_n dY[n] P[n]^T``, ``db = sum_{n,t} dY[n,:,t]``, ``dX = fold(Wm^T dY)``."""
+        X = self._cached()["X"]
+        N = X.shape[0]
+        O = self.out_ch
+        dY = self._check_like(dY, (N,) + self.output_shape(self._in_shape), "output cotangent")
+        D = dY.reshape(N, O, -1)
+        Wm = self._Wm()
+        gW = np.zeros_like(Wm)
+        dX = np.empty_like(X) if need_input_grad else None
+        for sl in self._chunks(N):
+            P = self._unfold(X[sl])
+            gW += np.matmul(D[sl], P.transpose(0, 2, 1)).sum(axis=0)
+            if need_input_grad:
+                dX[sl] = self._fold(np.matmul(Wm.T, D[sl]))
+        grads = {"W": gW.reshape(self.params["W"].shape), "b": D.sum(axis=(0, 2))}
+        return dX, grads
+
+    def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
+        """JVP: ``dY[n] = Wm @ unfold(dX)[n] + dWm @ unfold(X)[n] + db`` (N, O, Ho, Wo)."""
+        self._check_param_keys(dparams)
+        X = self._cached()["X"]
+        N = X.shape[0]
+        if dX is not None:
+            dX = self._check_like(dX, X.shape, "input tangent")
+        dW = self._param_tangent(dparams, "W")
+        db = self._param_tangent(dparams, "b")
+        Wm = self._Wm()
+        out = np.zeros((N, self.out_ch, self.out_hw[0] * self.out_hw[1]))
+        for sl in self._chunks(N):
+            if dX is not None:
+                out[sl] += np.matmul(Wm, self._unfold(dX[sl]))
+            if dW is not None:
+                out[sl] += np.matmul(self._Wm(dW), self._unfold(X[sl]))
+        if db is not None:
+            out += db[:, None]
+        return out.reshape((N,) + self.output_shape(self._in_shape))
+
+    # ---- curvature hooks --------------------------------------------------
+    def curvature_inputs(self) -> np.ndarray:
+        """Unfolded input patches ``a_{n,t}`` as ``(N, T, C*kh*kw)``, columns ordered
+        like ``W.reshape(O, -1)`` (a transposed view of the unfolded columns)."""
+        return self._unfold(self._cached()["X"]).transpose(0, 2, 1)
+
+    def curvature_outgrads(self, dY: np.ndarray) -> np.ndarray:
+        """Output cotangents ``d_{n,t}`` as ``(N, Ho*Wo, O)``."""
+        dY = np.asarray(dY, dtype=np.float64)
+        return dY.reshape(dY.shape[0], dY.shape[1], -1).transpose(0, 2, 1)
+
+    def __repr__(self) -> str:
+        return (f"{self._label()}[{self.in_ch}->{self.out_ch}, k={self.kernel_size}, "
+                f"s={self.stride}, p={self.padding}, in={self._in_shape}]")

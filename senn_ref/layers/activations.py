@@ -3,7 +3,7 @@
 Both map a batch ``X`` of shape ``(N,) + in_shape`` to ``Y`` of the same shape,
 ``Y = phi(X)`` elementwise, with
 
-* ``tanh``:  ``phi'(x) = 1 - tanh(x)^2``;
+* ``tanh``:  ``phi'(x) = 1 - tanh(x)^2 = 4 e/(1+e)^2`` with ``e = exp(-2|x|)``;
 * ``SiLU``:  ``phi(x) = x * sigmoid(x)``,
   ``phi'(x) = sigmoid(x) * (1 + x * sigmoid(-x))``.
 
@@ -62,15 +62,17 @@ def _silu_and_slope(x: np.ndarray):
 
 
 def tanh_derivative(x) -> np.ndarray:
-    """``tanh'(x) = 1 - tanh(x)^2``; same shape as ``x``.  ``derivations/06-activations.md`` §1."""
+    """``tanh'(x) = 1 - tanh(x)^2``, evaluated as ``4 e/(1+e)^2``, ``e = exp(-2|x|)``; same shape as ``x``.  ``derivations/06-activations.md`` §1."""
     x = as_float_array(x, "tanh_derivative x", allow_empty=True)
     return _tanh_and_slope(x)[1]
 
 
 def _tanh_and_slope(x: np.ndarray):
-    y = np.tanh(x)
-    # 1 - y^2 = (1 - y)(1 + y): one rounding fewer, and 0 (not negative) at |y| = 1
-    return y, (1.0 - y) * (1.0 + y)
+    # 1 - tanh^2 = sech^2 = 4 e / (1 + e)^2 with e = exp(-2|x|) in (0, 1]: full relative
+    # accuracy in the tails, where 1 - tanh(x)^2 would round to 0 (|x| > ~19)
+    with np.errstate(under="ignore"):
+        e = np.exp(-2.0 * np.abs(x))
+        return np.tanh(x), 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
 class Elementwise(Layer):
@@ -125,7 +127,7 @@ class Elementwise(Layer):
 
 
 class Tanh(Elementwise):
-    """``Y = tanh(X)``, ``phi' = 1 - tanh^2``.  ``derivations/06-activations.md`` §1."""
+    """``Y = tanh(X)``, ``phi' = 1 - tanh^2`` (as ``4 e/(1+e)^2``, ``e = exp(-2|X|)``).  ``derivations/06-activations.md`` §1."""
 
     def _value_and_slope(self, X):
         return _tanh_and_slope(X)

@@ -1,0 +1,127 @@
+"""Tests of the tanh and SiLU layers (derivations/06-activations.md)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from senn_ref.gradcheck import central_difference, check_layer
+from senn_ref.layers.activations import (
+    SiLU, Tanh, silu, silu_derivative, stable_sigmoid, tanh_derivative,
+)
+from senn_ref.testing import assert_close
+
+U = np.finfo(float).eps
+LAYERS = {"tanh": Tanh, "silu": SiLU}
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+@pytest.mark.parametrize("in_shape", [(16,), (3, 4, 5)])
+def test_gradcheck_layouts(kind, in_shape):
+    rng = np.random.default_rng(0)
+    layer = LAYERS[kind](in_shape)
+    X = 2.0 * rng.standard_normal((3,) + in_shape)
+    res = check_layer(layer, X, rng)
+    assert res.fd_error < 1e-6, res
+    assert res.dot_error < 1e-10, res
+
+
+@settings(max_examples=25, deadline=None)
+@given(kind=st.sampled_from(sorted(LAYERS)), n=st.integers(1, 4),
+       in_shape=st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple),
+       scale=st.floats(0.05, 10.0), seed=st.integers(0, 2**31 - 1))
+def test_gradcheck_hypothesis(kind, n, in_shape, scale, seed):
+    rng = np.random.default_rng(seed)
+    layer = LAYERS[kind](in_shape)
+    # |x| <= 6 keeps |phi'| >= 2.5e-5, so the finite-difference roundoff U |phi| / h ~ 4e-13 stays
+    # far below 1e-6 relative (in the flat tails FD cannot resolve phi'; those are tested exactly)
+    X = np.clip(scale * rng.standard_normal((n,) + in_shape), -6.0, 6.0)
+    res = check_layer(layer, X, rng)
+    assert res.fd_error < 1e-6, res
+    assert res.dot_error < 1e-10, res
+
+
+def test_values_against_textbook_formulas():
+    x = np.linspace(-30, 30, 241)
+    # moderate range: the naive formulas are accurate here (exp(30) ~ 1e13, no overflow)
+    assert_close(silu(x), x / (1 + np.exp(-x)), rtol=4 * U, atol=1e-300, name="silu")
+    sig = 1 / (1 + np.exp(-x))
+    assert_close(silu_derivative(x), sig + x * sig * (1 - sig), rtol=1e-12, atol=1e-15, name="silu'")
+    # relative accuracy in the tails too (1 - tanh^2 would give 0 beyond |x| ~ 19)
+    assert_close(tanh_derivative(x), 1 / np.cosh(x) ** 2, rtol=16 * U, atol=1e-300, name="tanh'")
+    layer = Tanh((x.size,))
+    assert np.array_equal(layer.forward(x[None]), np.tanh(x)[None])
+
+
+def test_derivatives_match_finite_differences():
+    x = np.random.default_rng(1).uniform(-6, 6, 50)
+    u = np.ones_like(x)
+    assert_close(silu_derivative(x), central_difference(silu, x, u), rtol=1e-9, atol=1e-10, name="silu'")
+    assert_close(tanh_derivative(x), central_difference(np.tanh, x, u), rtol=1e-9, atol=1e-10, name="tanh'")
+
+
+def test_sigmoid_tails_keep_relative_accuracy():
+    """sigmoid(-40) = exp(-40)/(1+exp(-40)) to full relative accuracy (1 - sigmoid(40) would give 0)."""
+    x = np.array([-40.0, -300.0, -700.0])
+    assert_close(stable_sigmoid(x), np.exp(x) / (1 + np.exp(x)), rtol=4 * U, name="tail")
+    z = np.linspace(-20, 20, 81)
+    assert_close(stable_sigmoid(z) + stable_sigmoid(-z), np.ones_like(z), rtol=2 * U, name="symmetry")
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_extreme_inputs_finite_without_warnings(kind):
+    x = np.array([[-1e300, -1000.0, -745.5, 0.0, 745.5, 1000.0, 1e300]])
+    layer = LAYERS[kind]((x.shape[1],))
+    with np.errstate(all="raise"):
+        y = layer.forward(x)
+        dX, g = layer.backward(np.ones_like(y))
+        j = layer.jvp(np.ones_like(x))
+    assert g == {}
+    assert np.isfinite(y).all() and np.isfinite(dX).all()
+    assert np.array_equal(dX, j)
+    if kind == "silu":
+        # x sigmoid(x): exactly x for x >= 1000 (sigmoid rounds to 1) and 0 at -1000
+        assert_close(y[0, [0, 1, 3, 5, 6]], np.array([0.0, 0.0, 0.0, 1000.0, 1e300]), rtol=0, atol=0)
+        assert_close(dX[0, [0, 1, 5, 6]], np.array([0.0, 0.0, 1.0, 1.0]), rtol=0, atol=0)
+    else:
+        assert_close(y[0], np.sign(x[0]), rtol=0, atol=0)
+        assert_close(dX[0, [0, 1, 5, 6]], np.zeros(4), rtol=0, atol=0)
+
+
+def test_jvp_without_tangent_is_zero_and_input_grad_optional():
+    layer = SiLU((2, 3))
+    X = np.random.default_rng(2).standard_normal((4, 2, 3))
+    layer.forward(X)
+    assert np.array_equal(layer.jvp(None), np.zeros(X.shape))
+    dX, g = layer.backward(np.ones(X.shape), need_input_grad=False)
+    assert dX is None and g == {}
+    assert layer.num_params() == 0 and layer.output_shape((2, 3)) == (2, 3)
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_errors(kind):
+    cls = LAYERS[kind]
+    layer = cls((3,))
+    with pytest.raises(ValueError, match="expected shape"):
+        layer.forward(np.zeros((2, 4)))
+    with pytest.raises(TypeError, match="floating"):
+        layer.forward(np.zeros((2, 3), dtype=np.int64))
+    with pytest.raises(ValueError, match="NaN"):
+        layer.forward(np.array([[0.0, np.inf, 1.0]]))
+    with pytest.raises(ValueError, match="empty"):
+        layer.forward(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="in_shape"):
+        cls(16)
+    with pytest.raises(ValueError, match="in_shape"):
+        cls(())
+    with pytest.raises(ValueError, match=">= 1"):
+        cls((3, 0))
+    with pytest.raises(RuntimeError, match="forward"):
+        cls((3,)).jvp(np.zeros((1, 3)))
+    layer.forward(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="expected shape"):
+        layer.backward(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="unknown parameter"):
+        layer.jvp(None, {"v": np.zeros(3)})
+    with pytest.raises(TypeError, match="floating"):
+        silu(np.arange(3))

@@ -1,0 +1,66 @@
+"""Command line: ``senn-ref demo | verify | bench {kernels,eta} | info``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_demo(args) -> int:
+    from .demo_regression import run
+    run(out_dir=args.out, quick=args.quick, width=args.width, seed=args.seed)
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from .verify import run
+    rows = run(seed=args.seed)
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+def _cmd_bench(args) -> int:
+    if args.what == "kernels":
+        from .bench.kernels import run
+    else:
+        from .bench.eta import run
+    run(quick=args.quick)
+    return 0
+
+
+def _cmd_info(args) -> int:
+    import numba
+    import numpy as np
+
+    from . import __version__, backend
+    print(f"senn-ref {__version__}; numpy {np.__version__}; numba {numba.__version__}; "
+          f"default kernel backend: {backend.get_backend()} (set SENN_REF_BACKEND=numpy|numba)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="senn-ref", description="Self-Expanding Neural Networks, reference code")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="train a rational MLP on the Figure-2 regression task, tracking eta")
+    p.add_argument("--out", default="senn-ref-demo", help="folder for the figure (default: %(default)s)")
+    p.add_argument("--quick", action="store_true", help="fewer steps")
+    p.add_argument("--width", type=int, default=4, help="hidden width of the student (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("verify", help="gradient checks of every layer and kernel twin comparisons")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_verify)
+    p = sub.add_parser("bench", help="benchmarks, printed as ratios measured side by side")
+    p.add_argument("what", choices=("kernels", "eta"))
+    p.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
+    p.set_defaults(func=_cmd_bench)
+    p = sub.add_parser("info", help="versions and the active kernel backend")
+    p.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Flatten: reshape each example to a vector (row-major), e.g. (C, H, W) -> (C*H*W,).
+
+Forward ``Y[n] = vec(X[n])``; backward ``dX[n] = unvec(dY[n])``; JVP ``dY = vec(dX)``.
+A permutation-free reshape is linear and orthogonal, so its VJP is its inverse.
+Derivations: ``derivations/04-pooling.md`` "Flatten".
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import check_positive_int
+from .base import Layer
+
+
+class Flatten(Layer):
+    """Row-major flattening of the per-example shape ``in_shape`` (any rank >= 1).
+
+    X (N, *in_shape) -> Y (N, prod(in_shape)).
+    """
+
+    def __init__(self, *, in_shape) -> None:
+        super().__init__()
+        if in_shape is None or len(in_shape) == 0:
+            raise ValueError(f"Flatten: in_shape must be a non-empty tuple, got {in_shape!r}")
+        self._in_shape = tuple(check_positive_int(v, "Flatten in_shape entry") for v in in_shape)
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return self._in_shape
+
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (int(np.prod(self._in_shape)),)
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        X = self._check_input(X)
+        self._cache = {"N": X.shape[0]}
+        return X.reshape(X.shape[0], -1)
+
+    def backward(self, dY: np.ndarray, need_input_grad: bool = True):
+        """VJP: ``dX = dY.reshape(N, *in_shape)``."""
+        N = self._cached()["N"]
+        dY = self._check_like(dY, (N,) + self.output_shape(self._in_shape), "output cotangent")
+        return (dY.reshape((N,) + self._in_shape) if need_input_grad else None), {}
+
+    def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
+        """JVP: ``dY = dX.reshape(N, -1)``."""
+        self._check_param_keys(dparams)
+        N = self._cached()["N"]
+        if dX is None:
+            return np.zeros((N,) + self.output_shape(self._in_shape))
+        return self._check_like(dX, (N,) + self._in_shape, "input tangent").reshape(N, -1)
+
+    def __repr__(self) -> str:
+        return f"{self._label()}[in={self._in_shape}]"

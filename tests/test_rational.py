@@ -96,6 +96,17 @@ def test_public_functions_equal_layer_passes():
         assert_close(g[k], (dY * f(X, *b)).sum(axis=(0, 2, 3)), rtol=1e-14, name=k)
 
 
+def test_random_init_draws_standard_normals_in_order_v_c_l():
+    layer = Rational(4, init="random", rng=np.random.default_rng(12), spatial=(2, 3))
+    draws = np.random.default_rng(12).standard_normal((3, 4))
+    for i, k in enumerate("vcl"):
+        assert np.array_equal(layer.params[k], draws[i]), k
+    assert layer.in_shape == (4, 2, 3) and layer.num_params() == 12
+    ident = Rational(4, init="identity")
+    assert ident.in_shape == (4,)
+    assert [ident.params[k].tolist() for k in "vcl"] == [[0.0] * 4, [0.0] * 4, [1.0] * 4]
+
+
 # ---- 2. the identity point (0, 0, 1) --------------------------------------------------
 def test_identity_point_value_and_all_partials():
     x = np.concatenate([np.linspace(-5, 5, 41), [1e-300, -3e5, 7e150]])

@@ -62,7 +62,9 @@ def _silu_and_slope(x: np.ndarray):
 
 
 def tanh_derivative(x) -> np.ndarray:
-    """``tanh'(x) = 1 - tanh(x)^2``, evaluated as ``4 e/(1+e)^2``, ``e = exp(-2|x|)``; same shape as ``x``.  ``derivations/06-activations.md`` §1."""
+    """``tanh'(x) = 1 - tanh(x)^2``, evaluated as ``4 e/(1+e)^2`` with ``e = exp(-2|x|)``.
+
+    Same shape as ``x``.  ``derivations/06-activations.md`` §1."""
     x = as_float_array(x, "tanh_derivative x", allow_empty=True)
     return _tanh_and_slope(x)[1]
 
@@ -127,7 +129,9 @@ class Elementwise(Layer):
 
 
 class Tanh(Elementwise):
-    """``Y = tanh(X)``, ``phi' = 1 - tanh^2`` (as ``4 e/(1+e)^2``, ``e = exp(-2|X|)``).  ``derivations/06-activations.md`` §1."""
+    """``Y = tanh(X)``, ``phi' = 1 - tanh^2`` (as ``4 e/(1+e)^2``, ``e = exp(-2|X|)``).
+
+    ``derivations/06-activations.md`` §1."""
 
     def _value_and_slope(self, X):
         return _tanh_and_slope(X)

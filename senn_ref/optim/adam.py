@@ -1,0 +1,77 @@
+"""Adam with decoupled (AdamW-style) weight decay and a per-element step count.
+
+Update for each parameter array ``p`` with gradient ``g`` (elementwise; slots
+``m``, ``v`` float64 and ``t`` int64, all of ``p``'s shape, zeros at the start):
+
+    m <- beta1 * m + (1 - beta1) * g
+    v <- beta2 * v + (1 - beta2) * g^2
+    t <- t + 1
+    m_hat = m / (1 - beta1^t),   v_hat = v / (1 - beta2^t)
+    p <- p - lr * ( m_hat / (sqrt(v_hat) + eps) + weight_decay * p_old )
+
+The weight decay is decoupled from the adaptive scaling (AdamW, Loshchilov &
+Hutter): it shrinks ``p`` by ``lr * weight_decay * p`` and never enters ``m`` or
+``v``.  The step count ``t`` is kept per element, not per optimiser, so that
+after :meth:`pad_state` a new entry (``m = v = t = 0``) follows exactly the
+trajectory of a freshly started Adam (full bias correction on its first steps)
+while old entries continue unchanged.  With a single global counter the new
+entries would get bias corrections ``1 - beta^t ~ 1`` and a first step of size
+about ``lr * (1 - beta1) / sqrt(1 - beta2) = 3.16 lr`` instead of ``lr``.
+
+Derivations: ``derivations/08-optimisers.md`` sections 2 and 4.  Tests: ``tests/test_optim.py``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import check_scalar
+from .state import Optimizer
+
+
+class Adam(Optimizer):
+    """``Adam(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)``; see the module docstring.
+
+    ``lr >= 0`` may be changed between steps; ``0 <= beta1, beta2 < 1``; ``eps > 0``;
+    ``weight_decay >= 0`` is decoupled (AdamW).
+    """
+
+    slots = {"m": np.float64, "v": np.float64, "t": np.int64}
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        super().__init__()
+        self.lr = lr
+        self.beta1 = check_scalar(beta1, "Adam beta1", minimum=0.0)
+        self.beta2 = check_scalar(beta2, "Adam beta2", minimum=0.0)
+        for name, b in (("beta1", self.beta1), ("beta2", self.beta2)):
+            if b >= 1.0:
+                raise ValueError(f"Adam {name}: must be < 1, got {b}")
+        self.eps = check_scalar(eps, "Adam eps", minimum=0.0, strict=True)
+        self.weight_decay = check_scalar(weight_decay, "Adam weight_decay", minimum=0.0)
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value) -> None:
+        self._lr = check_scalar(value, "Adam lr", minimum=0.0)
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict) -> None:
+        """One Adam step on ``p`` (any shape) in place; slots ``m, v, t`` have ``p``'s shape."""
+        m, v, t = state["m"], state["v"], state["t"]
+        m *= self.beta1
+        m += (1.0 - self.beta1) * g
+        v *= self.beta2
+        v += (1.0 - self.beta2) * (g * g)
+        t += 1
+        m_hat = m / (1.0 - np.power(self.beta1, t))
+        v_hat = v / (1.0 - np.power(self.beta2, t))
+        step = m_hat / (np.sqrt(v_hat) + self.eps)
+        if self.weight_decay:
+            step += self.weight_decay * p
+        p -= self._lr * step
+
+    def __repr__(self) -> str:
+        return (f"Adam(lr={self._lr}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "
+                f"weight_decay={self.weight_decay})")

@@ -50,6 +50,18 @@ def conv_geometry(hw, kernel, stride, padding, name: str = "conv"):
     return kh, kw, sh, sw, ph, pw, Ho, Wo
 
 
+def kernels_for(backend: str | None = None):
+    """The raw ``(unfold, fold)`` kernel pair of a backend, without argument checks.
+
+    For callers that have validated their arrays and geometry once (``Conv2D``):
+    ``unfold_k(X, kh, kw, sh, sw, ph, pw, Ho, Wo)`` and
+    ``fold_k(P, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)``; arrays must be float64.
+    """
+    if _backend.resolve(backend) == "numba":
+        return unfold_numba, fold_numba
+    return unfold_numpy, fold_numpy
+
+
 def unfold(X, kernel, stride=1, padding=0, backend: str | None = None) -> np.ndarray:
     """im2col.  ``X (N, C, H, W) -> P (N, C*kh*kw, Ho*Wo)`` with
     ``P[n, (c*kh+i)*kw+j, oh*Wo+ow] = Xpad[n, c, oh*sh+i, ow*sw+j]``.
@@ -60,8 +72,7 @@ def unfold(X, kernel, stride=1, padding=0, backend: str | None = None) -> np.nda
     which = _backend.resolve(backend)
     X = as_float_array(X, "unfold input X", ndim=4)
     kh, kw, sh, sw, ph, pw, Ho, Wo = conv_geometry(X.shape[2:], kernel, stride, padding, "unfold")
-    impl = unfold_numba if which == "numba" else unfold_numpy
-    return impl(X, kh, kw, sh, sw, ph, pw, Ho, Wo)
+    return kernels_for(which)[0](X, kh, kw, sh, sw, ph, pw, Ho, Wo)
 
 
 def fold(P, in_shape, kernel, stride=1, padding=0, backend: str | None = None) -> np.ndarray:
@@ -79,5 +90,4 @@ def fold(P, in_shape, kernel, stride=1, padding=0, backend: str | None = None) -
     P = as_float_array(P, "fold input P", ndim=3)
     if P.shape[1:] != (C * kh * kw, Ho * Wo):
         raise ValueError(f"fold input P: expected shape (N, {C * kh * kw}, {Ho * Wo}), got {P.shape}")
-    impl = fold_numba if which == "numba" else fold_numpy
-    return impl(P, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
+    return kernels_for(which)[1](P, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import backend as _backend
 from .._validate import check_positive_int, check_scalar
-from ..kernels import conv_geometry, fold, unfold
+from ..kernels import conv_geometry, kernels_for
 from .base import Layer
 
 #: target size in bytes of one chunk of unfolded columns (fits in L2/L3 cache)
@@ -89,11 +89,13 @@ class Conv2D(Layer):
     # ---- kernels ----------------------------------------------------------
     def _unfold(self, X: np.ndarray) -> np.ndarray:
         """``X (B, C, H, W) -> P (B, K, T)`` with this layer's geometry and backend."""
-        return unfold(X, self.kernel_size, self.stride, self.padding, backend=self.backend)
+        unfold_k, _ = kernels_for(self.backend)
+        return unfold_k(X, *self.kernel_size, *self.stride, *self.padding, *self.out_hw)
 
     def _fold(self, P: np.ndarray) -> np.ndarray:
-        return fold(P, self._in_shape, self.kernel_size, self.stride, self.padding,
-                    backend=self.backend)
+        """``P (B, K, T) -> X (B, C, H, W)``, the adjoint of :meth:`_unfold`."""
+        _, fold_k = kernels_for(self.backend)
+        return fold_k(P, *self._in_shape, *self.kernel_size, *self.stride, *self.padding, *self.out_hw)
 
     def _chunks(self, N: int):
         """Slices of the batch whose unfolded columns take about ``_CHUNK_BYTES``."""

@@ -1,0 +1,182 @@
+"""Conv2D: gradient checks over random geometry, agreement with a brute-force
+convolution, the curvature-hook identity, the output-size formula, bad input."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from senn_ref.gradcheck import check_layer
+from senn_ref.kernels import conv_output_size
+from senn_ref.layers.conv2d import Conv2D
+from senn_ref.testing import assert_close
+
+
+@st.composite
+def conv_cases(draw):
+    """(N, C, O, H, W, kernel, stride, padding) with the kernel fitting the padded input."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H = max(draw(st.integers(1, 8)), kh - 2 * ph)
+    W = max(draw(st.integers(1, 8)), kw - 2 * pw)
+    N, C, O = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return N, C, O, H, W, (kh, kw), (sh, sw), (ph, pw)
+
+
+def brute_force_conv(X, W, b, stride, padding):
+    """Y[n,o,oh,ow] = b[o] + sum_{c,i,j} W[o,c,i,j] X[n,c,oh*sh+i-ph, ow*sw+j-pw] (zero outside)."""
+    N, C, H, Wd = X.shape
+    O, _, kh, kw = W.shape
+    (sh, sw), (ph, pw) = stride, padding
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (Wd + 2 * pw - kw) // sw + 1
+    Y = np.zeros((N, O, Ho, Wo))
+    for n in range(N):
+        for o in range(O):
+            for oh in range(Ho):
+                for ow in range(Wo):
+                    acc = b[o]
+                    for c in range(C):
+                        for i in range(kh):
+                            for j in range(kw):
+                                r, q = oh * sh + i - ph, ow * sw + j - pw
+                                if 0 <= r < H and 0 <= q < Wd:
+                                    acc += W[o, c, i, j] * X[n, c, r, q]
+                    Y[n, o, oh, ow] = acc
+    return Y
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=conv_cases(), seed=st.integers(0, 2**31 - 1), backend=st.sampled_from(["numba", "numpy"]))
+def test_conv_gradcheck(case, seed, backend):
+    N, C, O, H, W, k, s, p = case
+    rng = np.random.default_rng(seed)
+    layer = Conv2D(C, O, k, s, p, rng=rng, bias_std=1.0, backend=backend, in_hw=(H, W))
+    res = check_layer(layer, rng.standard_normal((N, C, H, W)), rng)
+    assert res.fd_error < 1e-6, res
+    assert res.dot_error < 1e-10, res
+
+
+@settings(max_examples=15, deadline=None)
+@given(case=conv_cases(), seed=st.integers(0, 2**31 - 1), backend=st.sampled_from(["numba", "numpy"]))
+def test_conv_matches_brute_force(case, seed, backend):
+    # Same products summed in a different order: agreement to 1e-12 relative (plus a tiny
+    # absolute floor for outputs that cancel to ~0) is what rounding allows at these sizes.
+    N, C, O, H, W, k, s, p = case
+    rng = np.random.default_rng(seed)
+    layer = Conv2D(C, O, k, s, p, rng=rng, bias_std=1.0, backend=backend, in_hw=(H, W))
+    X = rng.standard_normal((N, C, H, W))
+    expected = brute_force_conv(X, layer.params["W"], layer.params["b"], layer.stride, layer.padding)
+    assert_close(layer.forward(X), expected, rtol=1e-12, atol=1e-13, name="conv vs brute force")
+
+
+@settings(max_examples=15, deadline=None)
+@given(case=conv_cases(), seed=st.integers(0, 2**31 - 1))
+def test_backends_agree(case, seed):
+    N, C, O, H, W, k, s, p = case
+    rng = np.random.default_rng(seed)
+    a = Conv2D(C, O, k, s, p, rng=rng, bias_std=1.0, backend="numba", in_hw=(H, W))
+    b = Conv2D(C, O, k, s, p, backend="numpy", in_hw=(H, W))
+    b.params = {key: v.copy() for key, v in a.params.items()}
+    X = rng.standard_normal((N, C, H, W))
+    assert_close(a.forward(X), b.forward(X), rtol=1e-12, atol=1e-13, name="forward")
+    dY = rng.standard_normal((N, O) + a.out_hw)
+    (dXa, ga), (dXb, gb) = a.backward(dY), b.backward(dY)
+    assert_close(dXa, dXb, rtol=1e-12, atol=1e-13, name="dX")
+    assert_close(ga["W"], gb["W"], rtol=1e-12, atol=1e-13, name="dW")
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_grad_is_sum_of_patch_outer_products(backend, rng):
+    # grads["W"].reshape(O, -1) = sum_{n,t} d_{n,t} a_{n,t}^T and grads["b"] = sum_{n,t} d_{n,t}:
+    # the identity KFC builds on, with a stride and padding that differ per axis.
+    layer = Conv2D(3, 4, (3, 2), stride=(2, 1), padding=(1, 0), rng=rng, backend=backend, in_hw=(7, 5))
+    X = rng.standard_normal((5, 3, 7, 5))
+    layer.forward(X)
+    dY = rng.standard_normal((5, 4) + layer.out_hw)
+    _, grads = layer.backward(dY)
+    a, d = layer.curvature_inputs(), layer.curvature_outgrads(dY)
+    T = layer.out_hw[0] * layer.out_hw[1]
+    assert a.shape == (5, T, 3 * 3 * 2) and d.shape == (5, T, 4)
+    assert_close(grads["W"].reshape(4, -1), np.einsum("nto,ntk->ok", d, a), rtol=1e-12, atol=1e-13, name="dW")
+    assert_close(grads["b"], d.sum(axis=(0, 1)), rtol=1e-12, atol=1e-13, name="db")
+    # and the layer output is a_{n,t} . W[o] + b[o] at every location
+    Y = layer.forward(X)
+    S = np.einsum("ntk,ok->nto", a, layer.params["W"].reshape(4, -1)) + layer.params["b"]
+    assert_close(layer.curvature_outgrads(Y), S, rtol=1e-12, atol=1e-13, name="patches reproduce output")
+
+
+def test_output_size_worked_example():
+    # H = 28, kernel 5, stride 2, padding 1: (28 + 2 - 5) // 2 + 1 = 25 // 2 + 1 = 13.
+    # W = 10, kernel 3, stride 3, padding 0: (10 - 3) // 3 + 1 = 3 (the last column is unused).
+    assert conv_output_size(28, 5, 2, 1) == 13
+    assert conv_output_size(10, 3, 3, 0) == 3
+    layer = Conv2D(2, 3, (5, 3), stride=(2, 3), padding=(1, 0), in_hw=(28, 10))
+    assert layer.output_shape(layer.in_shape) == (3, 13, 3)
+    assert layer.forward(np.zeros((1, 2, 28, 10))).shape == (1, 3, 13, 3)
+
+
+def test_init_and_flat_order(rng):
+    layer = Conv2D(4, 50, 3, rng=rng, in_hw=(5, 5))
+    W = layer.params["W"]
+    assert W.shape == (50, 4, 3, 3) and layer.params["b"].shape == (50,)
+    assert list(layer.params) == ["W", "b"]
+    # LeCun normal: variance 1/(C kh kw) = 1/36; 1800 samples give a std error of the
+    # variance of about sqrt(2/1800)/36, so a 25% band is > 7 standard errors wide.
+    assert abs(W.var() * 36 - 1) < 0.25
+    zero = Conv2D(4, 5, 3, in_hw=(5, 5))
+    assert not zero.params["W"].any() and not zero.params["b"].any()
+
+
+def test_conv_errors(rng):
+    layer = Conv2D(2, 3, 3, padding=1, in_hw=(5, 5))
+    good = rng.standard_normal((2, 2, 5, 5))
+    with pytest.raises(ValueError, match=r"expected shape \(N, 2, 5, 5\)"):
+        layer.forward(rng.standard_normal((2, 3, 5, 5)))           # wrong channel count
+    with pytest.raises(ValueError, match=r"expected shape \(N, 2, 5, 5\)"):
+        layer.forward(rng.standard_normal((2, 2, 6, 5)))           # wrong spatial size
+    with pytest.raises(TypeError, match="floating-point"):
+        layer.forward(good.astype(np.int64))
+    bad = good.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        layer.forward(bad)
+    with pytest.raises(ValueError, match="empty"):
+        layer.forward(np.zeros((0, 2, 5, 5)))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        Conv2D(2, 3, 6, padding=0, in_hw=(5, 5))
+    with pytest.raises(ValueError, match="stride: must be >= 1"):
+        Conv2D(2, 3, 3, stride=0, in_hw=(5, 5))
+    with pytest.raises(ValueError, match="padding: must be >= 0"):
+        Conv2D(2, 3, 3, padding=-1, in_hw=(5, 5))
+    with pytest.raises(ValueError, match="unknown backend"):
+        Conv2D(2, 3, 3, backend="gpu", in_hw=(5, 5))
+    with pytest.raises(RuntimeError, match="call forward"):
+        layer.backward(rng.standard_normal((2, 3, 5, 5)))
+    layer.forward(good)
+    with pytest.raises(ValueError, match="output cotangent"):
+        layer.backward(rng.standard_normal((2, 3, 4, 5)))
+    with pytest.raises(ValueError, match="unknown parameter"):
+        layer.jvp(None, {"V": np.zeros(3)})
+    with pytest.raises(ValueError, match="tangent of W"):
+        layer.jvp(None, {"W": np.zeros((3, 2, 2, 2))})
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_chunked_batch_equals_single_chunk(backend, rng, monkeypatch):
+    # The layer processes the batch in chunks; with a 1-byte budget every example is its
+    # own chunk.  All passes must agree with the one-chunk computation and pass gradcheck.
+    import senn_ref.layers.conv2d as conv_module
+    layer = Conv2D(2, 3, 3, stride=2, padding=1, rng=rng, bias_std=1.0, backend=backend, in_hw=(6, 7))
+    X, dY = rng.standard_normal((5, 2, 6, 7)), rng.standard_normal((5, 3, 3, 4))
+    dX_t, dW_t = rng.standard_normal(X.shape), rng.standard_normal(layer.params["W"].shape)
+    Y1 = layer.forward(X)
+    dX1, g1 = layer.backward(dY)
+    J1 = layer.jvp(dX_t, {"W": dW_t})
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
+    assert len(layer._chunks(5)) == 5
+    assert_close(layer.forward(X), Y1, rtol=1e-12, atol=1e-13, name="forward")
+    dX2, g2 = layer.backward(dY)
+    assert_close(dX2, dX1, rtol=1e-12, atol=1e-13, name="dX")
+    assert_close(g2["W"], g1["W"], rtol=1e-12, atol=1e-13, name="dW")
+    assert_close(layer.jvp(dX_t, {"W": dW_t}), J1, rtol=1e-12, atol=1e-13, name="jvp")
+    res = check_layer(layer, X, rng)
+    assert res.fd_error < 1e-6 and res.dot_error < 1e-10, res

@@ -1,0 +1,103 @@
+"""Unfold/fold kernels: Numba equals the NumPy twin, fold is the adjoint of unfold,
+unfold matches its defining formula, and bad arguments are rejected."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from senn_ref.kernels import conv_output_size, fold, unfold
+from senn_ref.testing import assert_close
+
+
+@st.composite
+def geometries(draw):
+    """Random (N, C, H, W, kernel, stride, padding) with kernel <= padded input."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H = max(draw(st.integers(1, 9)), kh - 2 * ph)
+    W = max(draw(st.integers(1, 9)), kw - 2 * pw)
+    N, C = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    return N, C, H, W, (kh, kw), (sh, sw), (ph, pw)
+
+
+@settings(max_examples=40, deadline=None)
+@given(g=geometries(), seed=st.integers(0, 2**31 - 1))
+def test_numba_equals_numpy_twin(g, seed):
+    N, C, H, W, k, s, p = g
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, C, H, W))
+    P_nb = unfold(X, k, s, p, backend="numba")
+    P_np = unfold(X, k, s, p, backend="numpy")
+    assert_close(P_nb, P_np, rtol=1e-12, atol=1e-12, name="unfold numba vs numpy")
+    Y = rng.standard_normal(P_nb.shape)
+    assert_close(fold(Y, (C, H, W), k, s, p, backend="numba"),
+                 fold(Y, (C, H, W), k, s, p, backend="numpy"), rtol=1e-12, atol=1e-12,
+                 name="fold numba vs numpy")
+
+
+@settings(max_examples=40, deadline=None)
+@given(g=geometries(), seed=st.integers(0, 2**31 - 1), backend=st.sampled_from(["numba", "numpy"]))
+def test_fold_is_adjoint_of_unfold(g, seed, backend):
+    # <unfold(x), y> = <x, fold(y)>: both sides are the same sum of products, so they
+    # agree to rounding; 1e-12 relative to sum |x| |y|-scale is far above double rounding.
+    N, C, H, W, k, s, p = g
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, C, H, W))
+    P = unfold(X, k, s, p, backend=backend)
+    Y = rng.standard_normal(P.shape)
+    F = fold(Y, (C, H, W), k, s, p, backend=backend)
+    lhs, rhs = np.vdot(P, Y), np.vdot(X, F)
+    scale = np.linalg.norm(P) * np.linalg.norm(Y) + np.linalg.norm(X) * np.linalg.norm(F)
+    assert abs(lhs - rhs) <= 1e-12 * max(scale, 1e-300), (lhs, rhs)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_unfold_matches_definition(backend, rng):
+    # P[n, (c*kh+i)*kw+j, oh*Wo+ow] = Xpad[n, c, oh*sh+i, ow*sw+j], written out with loops.
+    N, C, H, W, kh, kw, sh, sw, ph, pw = 2, 2, 5, 6, 3, 2, 2, 3, 1, 2
+    X = rng.standard_normal((N, C, H, W))
+    Xpad = np.zeros((N, C, H + 2 * ph, W + 2 * pw))
+    Xpad[:, :, ph:ph + H, pw:pw + W] = X
+    Ho, Wo = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+    expected = np.zeros((N, C * kh * kw, Ho * Wo))
+    for n in range(N):
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    for oh in range(Ho):
+                        for ow in range(Wo):
+                            expected[n, (c * kh + i) * kw + j, oh * Wo + ow] = Xpad[n, c, oh * sh + i, ow * sw + j]
+    assert_close(unfold(X, (kh, kw), (sh, sw), (ph, pw), backend=backend), expected, rtol=0, atol=0,
+                 name="unfold vs definition")
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_fold_counts_window_memberships(backend):
+    # fold(unfold(ones)) counts how many windows read each pixel: for a 3x3 kernel, stride 1,
+    # padding 1 on a 4x4 image that is 9 in the interior, 6 on edges, 4 at corners.
+    X = np.ones((1, 1, 4, 4))
+    counts = fold(unfold(X, 3, 1, 1, backend=backend), (1, 4, 4), 3, 1, 1, backend=backend)
+    expected = np.array([[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]], dtype=float)
+    assert_close(counts[0, 0], expected, rtol=0, atol=0, name="window counts")
+
+
+def test_kernel_argument_errors(rng):
+    X = rng.standard_normal((2, 1, 4, 4))
+    with pytest.raises(ValueError, match="unknown backend"):
+        unfold(X, 2, backend="cuda")
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        unfold(X, 7, padding=1)
+    with pytest.raises(ValueError, match="stride: must be >= 1"):
+        unfold(X, 2, stride=0)
+    with pytest.raises(ValueError, match="padding: must be >= 0"):
+        unfold(X, 2, padding=-1)
+    with pytest.raises(ValueError, match="4 dimensions"):
+        unfold(X[0], 2)
+    with pytest.raises(TypeError, match="floating-point"):
+        unfold(X.astype(int), 2)
+    with pytest.raises(ValueError, match="NaN"):
+        unfold(np.full((1, 1, 3, 3), np.nan), 2)
+    with pytest.raises(ValueError, match="expected shape"):
+        fold(rng.standard_normal((2, 4, 8)), (1, 4, 4), 2)
+    with pytest.raises(ValueError, match="in_shape must be"):
+        fold(rng.standard_normal((2, 4, 9)), (4, 4), 2)

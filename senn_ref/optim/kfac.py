@@ -1,0 +1,226 @@
+"""K-FAC optimiser: Kronecker-factored natural-gradient descent with growth-safe state.
+
+Per step (``derivations/11-kfac.md`` section 8):
+
+1. fresh factors ``A_l, G_l`` (Dense/Conv2D) and per-unit blocks ``B_u`` (Rational) at the
+   batch, folded into running averages ``S <- ema S + (1 - ema) S_new`` (the first
+   observation of a layer initialises its average);
+2. every ``inverse_every`` steps the damped inverses are refreshed:
+   ``(A + pi sqrt(d) I)^-1``, ``(G + sqrt(d)/pi I)^-1`` (factored Tikhonov) and
+   ``(B_u + d I)^+``;
+3. the gradient of the mean loss plus ``weight_decay * theta`` is preconditioned -
+   ``[dW | db] -> G_inv [dW | db] A_inv`` (bias folded), ``g_u -> B_u_inv g_u`` - and any
+   parameter without a block (none among the current layers) takes the plain gradient;
+4. ``theta <- theta - lr * direction`` in place.  ``step`` returns the loss before the update.
+
+Growth: :meth:`KFAC.pad_state` pads a layer's factors and inverses; old entries are copied
+bit for bit and new rows/columns are zero off the diagonal with the mean of the old
+diagonal on it (the inverses get the matching ``1 / (mean + damping)``, which is the exact
+inverse of the padded damped factor because it is block diagonal).
+Tests: ``tests/test_kfac_optim.py``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import check_positive_int, check_scalar
+from ..kfac.columns import check_options, run_columns
+from ..kfac.damping import block_inverse, factored_damping, sym_inverse
+from ..kfac.factors import KronAccumulator, kfac_layers
+from ..kfac.layout import fold, has_bias, unfold
+from ..kfac.rational_block import RATIONAL_RCOND, RationalAccumulator, unit_gradients
+from ..kfac.score import mean_loss_grads
+
+
+class KFAC:
+    """K-FAC optimiser; see the module docstring.
+
+    Parameters
+    ----------
+    lr : step size > 0;  damping : delta >= 0 (factored Tikhonov; 0 = pseudo-inverses)
+    weight_decay : L2 coefficient >= 0 added to the gradient of every parameter
+    ema : running-average coefficient in [0, 1)  (0 = use only the current batch)
+    inverse_every : refresh the inverses every k >= 1 steps (and whenever missing)
+    metric, mode, n_samples, rng : curvature options of :func:`senn_ref.kfac.kfac_factors`
+    pi : factored-damping ratio (number or "trace")
+
+    State: ``factors[name]`` (KroneckerFactors running averages), ``inverses[name]``
+    ``(A_inv, G_inv)``, ``blocks[name]`` (units, 3, 3) and ``block_inverses[name]``.
+    """
+
+    def __init__(self, lr, damping, weight_decay=0.0, ema=0.95, inverse_every: int = 1,
+                 metric: str = "euclidean", mode: str = "exact", n_samples: int = 1, rng=None,
+                 pi=1.0) -> None:
+        self.lr = check_scalar(lr, "lr", minimum=0.0, strict=True)
+        self.damping = check_scalar(damping, "damping", minimum=0.0)
+        self.weight_decay = check_scalar(weight_decay, "weight_decay", minimum=0.0)
+        self.ema = check_scalar(ema, "ema", minimum=0.0)
+        if self.ema >= 1.0:
+            raise ValueError(f"ema: must be < 1, got {self.ema}")
+        self.inverse_every = check_positive_int(inverse_every, "inverse_every")
+        self.n_samples, self.rng = check_options(metric, mode, n_samples, rng)
+        self.metric, self.mode = metric, mode
+        factored_damping(np.eye(1), np.eye(1), self.damping, pi)    # validates pi
+        self.pi = pi
+        self.t = 0
+        self.factors: dict = {}
+        self.inverses: dict = {}
+        self.blocks: dict = {}
+        self.block_inverses: dict = {}
+
+    # ------------------------------------------------------------------ step
+    def step(self, net, X, Y, loss) -> float:
+        """One K-FAC step on the batch ``(X, Y)``; returns the mean loss before the update."""
+        layers = kfac_layers(net)
+        for la in layers:
+            self._check_shape(la, (la.params["W"].shape[0], la.params["W"].size // la.params["W"].shape[0]
+                                   + int(has_bias(la))))
+        kron, rat = KronAccumulator(), RationalAccumulator()
+        record = run_columns(net, X, Y, loss, self.metric, self.mode, self.n_samples, self.rng,
+                             [kron, rat])
+        for name, B in rat.result.items():
+            if name in self.blocks and self.blocks[name].shape != B.B.shape:
+                raise ValueError(f"K-FAC state of {name!r} has {self.blocks[name].shape[0]} units but the "
+                                 f"layer has {B.B.shape[0]}; call pad_state({name!r}, ...) after growing it")
+        grads = mean_loss_grads(net, record)
+        params = net.named_params()
+        if self.weight_decay:
+            grads = {k: g + self.weight_decay * params[k] for k, g in grads.items()}
+        refresh = self.t % self.inverse_every == 0
+        for name, f in kron.result.items():
+            if name in self.factors:
+                old = self.factors[name]
+                old.A = self.ema * old.A + (1.0 - self.ema) * f.A
+                old.G = self.ema * old.G + (1.0 - self.ema) * f.G
+            else:
+                self.factors[name] = f.copy()
+            if refresh or name not in self.inverses:
+                A_d, G_d = factored_damping(self.factors[name].A, self.factors[name].G, self.damping, self.pi)
+                self.inverses[name] = (sym_inverse(A_d, f"{name} A"), sym_inverse(G_d, f"{name} G"))
+        for name, b in rat.result.items():
+            self.blocks[name] = (self.ema * self.blocks[name] + (1.0 - self.ema) * b.B
+                                 if name in self.blocks else b.B.copy())
+            if refresh or name not in self.block_inverses:
+                self.block_inverses[name] = block_inverse(self.blocks[name], self.damping, RATIONAL_RCOND)
+        direction = dict(grads)
+        for la in layers:
+            A_inv, G_inv = self.inverses[la.name]
+            bias = has_bias(la)
+            V = fold(grads[f"{la.name}.W"], grads[f"{la.name}.b"] if bias else None)
+            dW, db = unfold(G_inv @ V @ A_inv, la.params["W"].shape, bias)
+            direction[f"{la.name}.W"] = dW
+            if bias:
+                direction[f"{la.name}.b"] = db
+        for la in net.layers:
+            if la.name in rat.result:
+                g = unit_gradients(la, {k: grads[f"{la.name}.{k}"] for k in la.param_names})
+                x = np.einsum("upq,uq->up", self.block_inverses[la.name], g)
+                for j, k in enumerate(la.param_names):
+                    direction[f"{la.name}.{k}"] = x[:, j]
+        for k, p in params.items():
+            p -= self.lr * direction[k]
+        self.t += 1
+        return record.value
+
+    def _check_shape(self, layer, dims) -> None:
+        f = self.factors.get(layer.name)
+        if f is not None and (f.G.shape[0], f.A.shape[0]) != dims:
+            raise ValueError(f"K-FAC state of {layer.name!r} has factors G {f.G.shape}, A {f.A.shape} but "
+                             f"the layer needs {dims[0]} x {dims[1]}; call pad_state({layer.name!r}, ...) "
+                             f"after growing it")
+
+    # ---------------------------------------------------------------- growth
+    def has_state(self, name: str) -> bool:
+        return name in self.factors or name in self.blocks
+
+    def pad_state(self, name: str, n_out: int | None = None, n_in: int | None = None,
+                  out_index=None, in_index=None) -> bool:
+        """Grow the state of layer ``name`` after its output (``n_out``) and/or input (``n_in``)
+        dimension grew.
+
+        ``out_index`` / ``in_index``: integer arrays (length old size) giving the positions of
+        the old units / inputs in the new layer (default: ``arange(old)``, new ones appended).
+        For a Conv2D ``n_in`` counts unfolded patch coordinates ``C*kh*kw``; for a Rational
+        layer ``n_out`` is the new number of units (``n_in`` must be None).  The folded bias
+        coordinate of ``A`` stays last.  Old entries are copied bit for bit; new rows/columns
+        are zero off the diagonal, with the mean of the old diagonal (A: over its non-bias
+        coordinates; rational blocks: entrywise mean of the old blocks' diagonals) on it.
+        Returns False (doing nothing) when the layer has no state yet.
+        """
+        if name in self.blocks:
+            if n_in is not None:
+                raise ValueError(f"pad_state({name!r}): a Rational layer has no input dimension")
+            return self._pad_blocks(name, n_out, out_index)
+        if name not in self.factors:
+            return False
+        f = self.factors[name]
+        A_inv, G_inv = self.inverses[name]
+        # the diagonal shifts of factored damping (pi = 1 for "trace"; those inverses are
+        # dropped below and recomputed at the next step, since the trace pi changes)
+        A_d, G_d = factored_damping(np.zeros((1, 1)), np.zeros((1, 1)), self.damping,
+                                    1.0 if isinstance(self.pi, str) else self.pi)
+        cA, cG = A_d[0, 0], G_d[0, 0]
+        n_out_old = f.G.shape[0]
+        n_in_old = f.A.shape[0] - int(f.with_bias)
+        G_idx = _index(out_index, n_out_old, n_out, "out_index", name)
+        A_idx = _index(in_index, n_in_old, n_in, "in_index", name)
+        if f.with_bias:
+            A_idx = (np.append(A_idx[0], A_idx[1]), A_idx[1] + 1)
+        mG = float(np.mean(np.diag(f.G)))
+        mA = float(np.mean(np.diag(f.A)[:n_in_old]))
+        newG, newGinv = _pad(f.G, G_idx, mG), _pad(G_inv, G_idx, 1.0 / (mG + cG) if mG + cG > 0 else 0.0)
+        newA, newAinv = _pad(f.A, A_idx, mA), _pad(A_inv, A_idx, 1.0 / (mA + cA) if mA + cA > 0 else 0.0)
+        f.A, f.G = newA, newG
+        self.inverses[name] = (newAinv, newGinv)
+        if isinstance(self.pi, str):
+            self.inverses.pop(name)
+        return True
+
+    def _pad_blocks(self, name, n_out, out_index) -> bool:
+        B = self.blocks[name]
+        idx, n_new = _index(out_index, B.shape[0], n_out, "out_index", name)
+        m = np.mean(np.diagonal(B, axis1=1, axis2=2), axis=0)          # (3,)
+        newB = np.zeros((n_new,) + B.shape[1:])
+        newB[:] = np.diag(m)
+        newB[idx] = B
+        Binv = self.block_inverses[name]
+        newBinv = np.empty_like(newB)
+        newBinv[:] = block_inverse(np.diag(m)[None], self.damping, RATIONAL_RCOND)[0]
+        newBinv[idx] = Binv
+        self.blocks[name], self.block_inverses[name] = newB, newBinv
+        return True
+
+    def drop_state(self, name: str) -> bool:
+        """Forget everything about layer ``name``; returns whether there was any state."""
+        had = self.has_state(name)
+        for d in (self.factors, self.inverses, self.blocks, self.block_inverses):
+            d.pop(name, None)
+        return had
+
+    def __repr__(self) -> str:
+        return (f"KFAC(lr={self.lr}, damping={self.damping}, weight_decay={self.weight_decay}, "
+                f"ema={self.ema}, inverse_every={self.inverse_every}, metric={self.metric!r}, "
+                f"mode={self.mode!r})")
+
+
+def _index(index, n_old: int, n_new, what: str, name: str):
+    """Validated ``(old positions in the new dimension, new size)``."""
+    n_new = n_old if n_new is None else check_positive_int(n_new, f"pad_state({name!r}) new size")
+    if n_new < n_old:
+        raise ValueError(f"pad_state({name!r}): new size {n_new} is smaller than the old size {n_old}")
+    idx = np.arange(n_old) if index is None else np.asarray(index)
+    if idx.dtype.kind not in "iu" or idx.shape != (n_old,):
+        raise ValueError(f"pad_state({name!r}): {what} must be {n_old} integers, got {index!r}")
+    if idx.size and (idx.min() < 0 or idx.max() >= n_new or np.unique(idx).size != n_old):
+        raise ValueError(f"pad_state({name!r}): {what} must be distinct positions in 0..{n_new - 1}")
+    return idx.astype(np.int64), n_new
+
+
+def _pad(M, idx, fill: float) -> np.ndarray:
+    """New (n, n) matrix: ``new[ix_(old, old)] = M``, other entries 0, new diagonal ``fill``."""
+    old, n = idx
+    new = np.zeros((n, n))
+    fresh = np.setdiff1d(np.arange(n), old)
+    new[fresh, fresh] = fill
+    new[np.ix_(old, old)] = M
+    return new

@@ -130,6 +130,16 @@ def make_opt(name):
 @given(name=st.sampled_from(["adam", "sgd"]), out=st.integers(1, 4), n_in=st.integers(1, 3),
        pos=st.integers(0, 4), seed=st.integers(0, 2**31 - 1))
 def test_pad_state_old_slots_untouched_new_slots_fresh(name, out, n_in, pos, seed):
+    check_row_insertion(name, out, n_in, pos, seed)
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_pad_state_large_array(name):
+    # long rows: numpy's vectorised loops process bulk and tail entries differently
+    check_row_insertion(name, 300, 37, 150, 11)
+
+
+def check_row_insertion(name, out, n_in, pos, seed):
     """Insert a new row at ``pos`` of W (out, in): old rows continue exactly, the new row is fresh."""
     rng = np.random.default_rng(seed)
     pos = min(pos, out)
@@ -163,6 +173,20 @@ def test_pad_state_old_slots_untouched_new_slots_fresh(name, out, n_in, pos, see
     for slot in st_g:
         assert np.array_equal(st_g[slot][old_rows], st_c[slot])
         assert np.array_equal(st_g[slot][pos:pos + 1], st_f[slot])
+
+
+def test_bias_correction_is_position_independent():
+    from senn_ref.optim.adam import _bias_correction
+    t = np.random.default_rng(12).integers(1, 6, size=(257, 9))
+    expected = np.vectorize(lambda k: 1.0 - 0.999 ** int(k))(t)
+    assert np.array_equal(_bias_correction(0.999, t), expected)
+    assert np.array_equal(_bias_correction(0.9, np.full((3, 4), 7)), np.full((3, 4), 1.0 - 0.9 ** 7))
+
+
+def test_zero_size_parameter_is_allowed():
+    p = {"empty": np.zeros((0, 3)), "x": np.ones(2)}
+    Adam(0.1).step(p, {"empty": np.zeros((0, 3)), "x": np.ones(2)})
+    assert_close(p["x"], np.full(2, 0.9), rtol=1e-15)
 
 
 def test_pad_state_conv_input_channels_and_bias():

@@ -28,6 +28,22 @@ from .._validate import check_scalar
 from .state import Optimizer
 
 
+def _bias_correction(beta: float, t: np.ndarray) -> np.ndarray:
+    """``1 - beta^t`` elementwise for the int step counts ``t`` (any shape, entries >= 1).
+
+    The power is evaluated once per distinct step count with Python's scalar
+    ``float.__pow__``, so an entry's value never depends on where it sits in the
+    array (a vectorised ``np.power`` may use a SIMD routine for some positions and
+    the scalar libm routine for others, which differ in the last bit).
+    """
+    lo, hi = (int(t.min()), int(t.max())) if t.size else (1, 1)
+    if lo == hi:
+        return np.full(t.shape, 1.0 - beta ** lo)
+    values, inverse = np.unique(t, return_inverse=True)
+    table = np.array([1.0 - beta ** int(k) for k in values])
+    return table[inverse].reshape(t.shape)
+
+
 class Adam(Optimizer):
     """``Adam(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)``; see the module docstring.
 
@@ -65,8 +81,8 @@ class Adam(Optimizer):
         v *= self.beta2
         v += (1.0 - self.beta2) * (g * g)
         t += 1
-        m_hat = m / (1.0 - np.power(self.beta1, t))
-        v_hat = v / (1.0 - np.power(self.beta2, t))
+        m_hat = m / _bias_correction(self.beta1, t)
+        v_hat = v / _bias_correction(self.beta2, t)
         step = m_hat / (np.sqrt(v_hat) + self.eps)
         if self.weight_decay:
             step += self.weight_decay * p

@@ -186,7 +186,7 @@ def test_bias_correction_is_position_independent():
 def test_zero_size_parameter_is_allowed():
     p = {"empty": np.zeros((0, 3)), "x": np.ones(2)}
     Adam(0.1).step(p, {"empty": np.zeros((0, 3)), "x": np.ones(2)})
-    assert_close(p["x"], np.full(2, 0.9), rtol=1e-15)
+    assert_close(p["x"], np.full(2, 1.0 - 0.1 / (1.0 + 1e-8)), rtol=1e-15)   # first step lr g/(|g| + eps)
 
 
 def test_pad_state_conv_input_channels_and_bias():

@@ -168,6 +168,14 @@ def test_fisher_symmetric_psd(rng, act):
     assert v @ op.matvec(v) >= 0.0
 
 
+@pytest.mark.parametrize("loss_name,metric", CASES)
+def test_factor_reproduces_fisher(rng, loss_name, metric):
+    net, X, Y, loss = problem(rng, loss_name)
+    Yk = Y if metric == "empirical" else None
+    B = fisher.ggn_factor(net, X, loss, metric=metric, Y=Yk)
+    assert_rel_error(B.T @ B, exact(net, X, loss, metric=metric, Y=Yk), 1e-12, f"B^T B {metric}")
+
+
 def test_ggn_from_jacobian_identity_metric_equals_none(rng):
     J = rng.standard_normal((4, 3, 7))
     M = np.broadcast_to(np.eye(3), (4, 3, 3))

@@ -4,7 +4,7 @@
 ``jacobian(net, X)`` -> (N, K, P); ``matvec(net, X, loss, v, ...)`` -> (P,);
 ``FisherOperator`` for repeated damped products (CG).  See ``derivations/09-fisher.md``.
 """
-from .exact import METRICS, exact, ggn_from_jacobian, jacobian
+from .exact import METRICS, exact, ggn_factor, ggn_from_jacobian, jacobian
 from .matvec import FisherOperator, matvec
 
-__all__ = ["METRICS", "exact", "ggn_from_jacobian", "jacobian", "matvec", "FisherOperator"]
+__all__ = ["METRICS", "exact", "ggn_factor", "ggn_from_jacobian", "jacobian", "matvec", "FisherOperator"]

@@ -93,8 +93,24 @@ def ggn_from_jacobian(J, M=None) -> np.ndarray:
     return 0.5 * (F + F.T)
 
 
-def _outputs_2d(out: np.ndarray) -> np.ndarray:
-    return out.reshape(out.shape[0], -1)
+def ggn_factor(net, X, loss, metric: str = "euclidean", Y=None) -> np.ndarray:
+    """A factor ``B`` (N r, P) with ``F = B^T B``: rows ``R_n^T J_n / sqrt(N)`` stacked over n.
+
+    ``R_n`` (K, r) is the metric square root ``M_n = R_n R_n^T`` from ``loss.metric_sqrt``
+    (euclidean: ``R_n = I``, r = K; empirical: ``R_n = e_n``, r = 1).  Working with
+    ``B`` instead of ``F`` keeps the singular values of ``B`` accurate to ``eps * s_max``
+    rather than the eigenvalues of ``F`` to ``eps * s_max^2`` (used by
+    :func:`senn_ref.score.eta_exact_details`).  See ``derivations/09-fisher.md`` section 1.
+    """
+    check_metric(metric, Y)
+    J = jacobian(net, X)
+    N, K, P = J.shape
+    if metric == "euclidean":
+        return J.reshape(N * K, P) / np.sqrt(N)
+    out = net.forward(X).reshape(N, -1)
+    R = np.asarray(loss.metric_sqrt(out, metric_targets(loss, out, Y, metric), metric))
+    B = np.matmul(np.swapaxes(R, 1, 2), J)            # (N, r, P)
+    return B.reshape(-1, P) / np.sqrt(N)
 
 
 def exact(net, X, loss, metric: str = "euclidean", Y=None) -> np.ndarray:

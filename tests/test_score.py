@@ -1,0 +1,318 @@
+"""The natural expansion score eta, its ceiling, and CG (senn-math section 3; section 11 claim 5).
+
+Tolerances: identities that hold exactly in real arithmetic and are evaluated
+through an eigendecomposition of a well-scaled F (condition numbers below ~1e6
+in these tests) are checked at 1e-10 relative, invariances at 1e-9 (the
+reparameterised F has a condition number up to c^4 ~ 1e2 larger).  CG against
+the eigendecomposition at 1e-8 with a CG tolerance of 1e-12 (the residual bound
+times the condition number of F + delta I).
+"""
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from senn_ref import score
+from senn_ref.fisher import exact, jacobian
+from senn_ref.gradcheck import central_difference
+from senn_ref.layers.activations import Tanh
+from senn_ref.layers.dense import Dense
+from senn_ref.layers.rational import Rational
+from senn_ref.losses import mse, softmax_cross_entropy
+from senn_ref.natural_gradient import CGWarning, cg_solve, natural_gradient
+from senn_ref.network import Network
+from senn_ref.testing import assert_close, assert_rel_error
+
+
+def mlp(rng, sizes, act="tanh"):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Dense(a, b, rng, bias_std=0.5))
+        if i < len(sizes) - 2 and act is not None:
+            layers.append(Tanh((b,)) if act == "tanh" else Rational(b, rng=rng))
+    return Network(layers)
+
+
+def regression(rng, N=8, sizes=(3, 4, 2), act="tanh"):
+    net = mlp(rng, list(sizes), act)
+    return net, rng.standard_normal((N, sizes[0])), rng.standard_normal((N, sizes[-1])), mse()
+
+
+def mean_loss(net, X, Y, loss):
+    return loss.value(net.forward(X), Y)
+
+
+# ------------------------------------------------------------ ceiling and bounds
+@settings(max_examples=25, deadline=None)
+@given(N=st.integers(1, 8), n_in=st.integers(1, 3), hidden=st.integers(1, 4), K=st.integers(1, 3),
+       act=st.sampled_from(["tanh", "rational"]), damping=st.floats(0.0, 10.0),
+       seed=st.integers(0, 2**31 - 1))
+def test_eta_between_zero_and_ceiling(N, n_in, hidden, K, act, damping, seed):
+    rng = np.random.default_rng(seed)
+    net, X, Y, loss = regression(rng, N, (n_in, hidden, K), act)
+    lam = score.ceiling(net, X, Y, loss)
+    eta0 = score.eta(net, X, Y, loss, damping=0.0)
+    eta_d = score.eta(net, X, Y, loss, damping=damping)
+    assert -1e-12 * lam <= eta_d <= eta0 * (1 + 1e-10) + 1e-300
+    assert 0.0 <= eta0 <= lam * (1 + 1e-10), (eta0, lam)
+
+
+@settings(max_examples=20, deadline=None)
+@given(N=st.integers(1, 8), n_in=st.integers(1, 3), hidden=st.integers(1, 4), K=st.integers(2, 4),
+       scale=st.sampled_from([0.3, 3.0, 12.0]), metric=st.sampled_from(["true", "empirical"]),
+       damping=st.sampled_from([0.0, 1e-8, 0.5]), seed=st.integers(0, 2**31 - 1))
+def test_eta_below_ceiling_cross_entropy_metrics(N, n_in, hidden, K, scale, metric, damping, seed):
+    """0 <= eta <= lambda_M for the true and empirical metrics too (large logits included)."""
+    rng = np.random.default_rng(seed)
+    net = mlp(rng, [n_in, hidden, K], "rational")
+    X, Y = scale * rng.standard_normal((N, n_in)), rng.integers(0, K, N)
+    loss = softmax_cross_entropy()
+    lam = score.ceiling(net, X, Y, loss, metric=metric)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # e_n must be found in range(M_n)
+        value = score.eta(net, X, Y, loss, damping=damping, metric=metric)
+    assert 0.0 <= value <= lam * (1 + 1e-10), (value, lam)
+
+
+def test_damping_lowers_eta_monotonically(rng):
+    net, X, Y, loss = regression(rng, N=10, act="rational")
+    deltas = [0.0, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0]
+    etas = [score.eta(net, X, Y, loss, damping=d) for d in deltas]
+    assert all(a > b for a, b in zip(etas[:-1], etas[1:])), etas
+    assert etas[0] <= score.ceiling(net, X, Y, loss) * (1 + 1e-10)
+
+
+@pytest.mark.parametrize("act", ["tanh", "rational"])
+def test_ceiling_mse_is_twice_the_loss(rng, act):
+    net, X, Y, loss = regression(rng, act=act)
+    assert_close(score.ceiling(net, X, Y, loss), 2 * mean_loss(net, X, Y, loss), rtol=1e-14, name="2L")
+
+
+def test_eta_equals_projection_of_residual(rng):
+    """eta = (1/N) e^T P_J e (euclidean), with P_J from an SVD of the stacked Jacobian."""
+    for N in (2, 30):                       # N K < P (eta = lambda) and N K > P
+        net, X, Y, loss = regression(rng, N=N, act="rational")
+        J = jacobian(net, X).reshape(N * 2, -1)
+        e = (net.forward(X) - Y).ravel()
+        U, S, _ = np.linalg.svd(J, full_matrices=False)
+        Ur = U[:, S > S[0] * 1e-12]
+        proj = float(np.sum((Ur.T @ e) ** 2)) / N
+        assert_close(score.eta(net, X, Y, loss), proj, rtol=1e-10, name=f"eta vs projection N={N}")
+        if N * 2 <= Ur.shape[0] and Ur.shape[1] == N * 2:
+            assert_close(proj, score.ceiling(net, X, Y, loss), rtol=1e-10, name="eta = lambda when NK <= rank")
+
+
+def test_ceiling_bounds_true_metric_ce(rng):
+    net = mlp(rng, [3, 4, 3], "tanh")
+    X, Y = rng.standard_normal((12, 3)), rng.integers(0, 3, 12)
+    loss = softmax_cross_entropy()
+    lam = score.ceiling(net, X, Y, loss, metric="true")
+    for d in (0.0, 0.1):
+        eta = score.eta(net, X, Y, loss, damping=d, metric="true")
+        assert 0.0 <= eta <= lam * (1 + 1e-10), (eta, lam)
+
+
+def test_gradient_in_range_of_fisher(rng):
+    """g = (1/N) J^T e lies in range(F) for every metric (10-expansion-score.md section 6)."""
+    net = mlp(rng, [3, 4, 3], "rational")
+    X, Y = rng.standard_normal((4, 3)), rng.integers(0, 3, 4)    # N K = 12 < P: F singular
+    loss = softmax_cross_entropy()
+    for metric in ("euclidean", "true", "empirical"):
+        d = score.eta_exact_details(net, X, Y, loss, metric=metric)
+        assert d.rank < d.F.shape[0], "test needs a singular F"
+        assert_rel_error(d.F @ d.u, d.g, 1e-8, f"F F^+ g = g ({metric})")
+
+
+def test_empirical_score_saturates_at_one(rng):
+    """With linearly independent per-example gradients the empirical score is exactly 1."""
+    net, X, Y, loss = regression(rng, N=5, sizes=(3, 6, 2))
+    for scale in (1e-3, 1.0, 1e3):
+        eta = score.eta(net, X, scale * Y, loss, metric="empirical")
+        assert_close(eta, 1.0, rtol=1e-9, name=f"empirical eta, target scale {scale}")
+
+
+# ------------------------------------------------------------ quadratic model and flow
+def test_half_eta_is_quadratic_model_decrease(rng):
+    net, X, Y, loss = regression(rng, N=40, act="rational")
+    d = score.eta_exact_details(net, X, Y, loss)
+    # singular F (pseudo-inverse path).  u^T F u is evaluated as ||J u||^2 / N by a JVP, whose
+    # rounding error relative to eta is about eps * sigma_max / sigma_min (< 1e-11 here);
+    # forming u^T F u from the dense F would square that condition number.
+    assert d.rank < d.F.shape[0] and d.sigma[0] / d.sigma[d.rank - 1] < 1e4
+    u = -d.u
+    net.forward(X)
+    uFu = float(np.sum(net.jvp_flat(u) ** 2)) / X.shape[0]
+    decrease = -(d.g @ u + 0.5 * uFu)
+    assert_close(decrease, d.eta / 2, rtol=1e-10, name="quadratic model decrease")
+    # the variational form: no other step does better
+    for _ in range(5):
+        w = u + 0.1 * rng.standard_normal(u.shape)
+        assert -(d.g @ w + 0.5 * w @ d.F @ w) <= decrease * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("N", [3, 40])
+def test_linear_model_mse_decrease_is_exactly_half_eta(rng, N):
+    """For a model linear in its parameters and MSE, L is its own quadratic model."""
+    net = Network([Dense(4, 2, rng, bias_std=0.5)])
+    X, Y = rng.standard_normal((N, 4)), rng.standard_normal((N, 2))
+    loss = mse()
+    d = score.eta_exact_details(net, X, Y, loss)
+    net.set_flat(net.get_flat() - d.u)
+    after = mean_loss(net, X, Y, loss)
+    assert_close(d.loss - after, d.eta / 2, rtol=1e-10, name="exact decrease")
+    if N == 3:      # N K = 6 < P = 10: the step interpolates, eta = lambda = 2 L
+        assert after < 1e-20 * d.loss + 1e-28
+
+
+def test_loss_rate_along_natural_gradient_is_minus_eta(rng):
+    net, X, Y, loss = regression(rng, N=15, act="tanh")
+    d = score.eta_exact_details(net, X, Y, loss)
+    theta0 = net.get_flat()
+
+    unit = d.u / np.linalg.norm(d.u)
+
+    def along(t):
+        net.set_flat(theta0 - t[0] * unit)
+        try:
+            return np.array([mean_loss(net, X, Y, loss)])
+        finally:
+            net.set_flat(theta0)
+
+    rate = central_difference(along, np.zeros(1), np.ones(1), h=1e-3)[0] * np.linalg.norm(d.u)
+    assert_close(rate, -d.eta, rtol=1e-9, name="dL/dt")
+
+
+# ------------------------------------------------------------ invariance
+def test_invariance_rescaling_around_linear_unit(rng):
+    net = mlp(rng, [3, 4, 2, 2], act=None)                 # Dense-Dense-Dense: linear units
+    X, Y = rng.standard_normal((12, 3)), rng.standard_normal((12, 2))
+    loss = mse()
+    before = score.eta(net, X, Y, loss)
+    out = net.forward(X)
+    c = np.array([3.0, 0.2, -1.5, 7.0])                    # one factor per hidden unit
+    p0, p1 = net.layers[0].params, net.layers[1].params
+    p0["W"] *= c[:, None]
+    p0["b"] *= c
+    p1["W"] /= c[None, :]
+    assert_close(net.forward(X), out, rtol=1e-12, atol=1e-13, name="function preserved")
+    assert_close(score.eta(net, X, Y, loss), before, rtol=1e-9, name="eta after rescaling")
+
+
+def test_invariance_linear_reparameterisation_of_dense_inputs(rng):
+    """Inputs x -> A x with W1 -> W1 A^{-1}: same function, same eta (nonlinear net)."""
+    net, X, Y, loss = regression(rng, N=12, sizes=(3, 4, 2), act="tanh")
+    before = score.eta(net, X, Y, loss)
+    A = rng.standard_normal((3, 3)) + 2 * np.eye(3)
+    out = net.forward(X)
+    net.layers[0].params["W"][...] = net.layers[0].params["W"] @ np.linalg.inv(A)
+    X2 = X @ A.T
+    assert_close(net.forward(X2), out, rtol=1e-12, atol=1e-12, name="function preserved")
+    assert_close(score.eta(net, X2, Y, loss), before, rtol=1e-9, name="eta after input reparam")
+
+
+def test_invariance_general_hidden_reparameterisation(rng):
+    """Linear chain: W1 -> A W1, b1 -> A b1, W2 -> W2 A^{-1} for a general invertible A."""
+    net = mlp(rng, [3, 4, 2], act=None)
+    X, Y = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))   # singular F: pseudo-inverse path
+    loss = mse()
+    before = score.eta_exact_details(net, X, Y, loss)
+    assert before.rank < before.F.shape[0]
+    A = rng.standard_normal((4, 4)) + 2 * np.eye(4)
+    p0, p1 = net.layers[0].params, net.layers[1].params
+    p0["W"][...] = A @ p0["W"]
+    p0["b"][...] = A @ p0["b"]
+    p1["W"][...] = p1["W"] @ np.linalg.inv(A)
+    assert_close(score.eta(net, X, Y, loss), before.eta, rtol=1e-9, name="eta after hidden reparam")
+
+
+# ------------------------------------------------------------ CG and K-FAC paths
+@pytest.mark.parametrize("metric,act", [("euclidean", "tanh"), ("euclidean", "rational"), ("true", "tanh")])
+@pytest.mark.parametrize("damping", [1e-3, 0.1, 5.0])
+def test_eta_cg_equals_exact(rng, metric, act, damping):
+    net = mlp(rng, [3, 5, 3], act)
+    X, Y = rng.standard_normal((10, 3)), rng.integers(0, 3, 10)
+    loss = softmax_cross_entropy()
+    e_exact = score.eta(net, X, Y, loss, "exact", damping, metric)
+    e_cg = score.eta(net, X, Y, loss, "cg", damping, metric, tol=1e-12)
+    assert_close(e_cg, e_exact, rtol=1e-8, name="eta cg vs exact")
+
+
+def test_natural_gradient_cg_equals_dense_solve(rng):
+    net, X, Y, loss = regression(rng, N=10, act="rational")
+    u, g, value, info = natural_gradient(net, X, Y, loss, damping=0.3, tol=1e-12)
+    F = exact(net, X, loss)
+    assert info.converged and info.relative_residual <= 1e-12
+    assert_rel_error(u, np.linalg.solve(F + 0.3 * np.eye(len(g)), g), 1e-10, "CG natural gradient")
+    assert_close(value, mean_loss(net, X, Y, loss), rtol=1e-14, name="loss value")
+
+
+def test_cg_solve_spd_warm_start_and_zero_rhs(rng):
+    B = rng.standard_normal((12, 12))
+    A = B @ B.T + 0.5 * np.eye(12)
+    b = rng.standard_normal(12)
+    x, info = cg_solve(lambda v: A @ v, b, tol=1e-13)
+    assert info.converged and not info.indefinite
+    assert_rel_error(x, np.linalg.solve(A, b), 1e-10, "cg vs solve")
+    x2, info2 = cg_solve(lambda v: A @ v, b, tol=1e-13, x0=x)
+    assert info2.iterations <= 1 and info2.converged
+    z, infoz = cg_solve(lambda v: A @ v, np.zeros(12))
+    assert np.all(z == 0) and infoz.iterations == 0
+
+
+def test_cg_warns_instead_of_nan(rng):
+    b = rng.standard_normal(6)
+    with pytest.warns(CGWarning, match="p\\^T A p"):
+        x, info = cg_solve(lambda v: -v, b)
+    assert info.indefinite and np.all(np.isfinite(x))
+    with pytest.warns(CGWarning, match="p\\^T A p"):
+        x, info = cg_solve(lambda v: np.zeros_like(v), b)
+    assert np.all(x == 0)
+    A = np.diag(np.logspace(0, 6, 6))
+    with pytest.warns(CGWarning, match="did not converge"):
+        x, info = cg_solve(lambda v: A @ v, b, maxiter=2)
+    assert not info.converged and info.iterations == 2 and np.all(np.isfinite(x))
+
+
+def test_kfac_path_calls_kfac_eta(rng):
+    kfac = pytest.importorskip("senn_ref.kfac")
+    if not hasattr(kfac, "kfac_eta"):
+        pytest.skip("senn_ref.kfac.kfac_eta not written yet (K-FAC helper, issue 3)")
+    net = Network([Dense(3, 2, rng, bias_std=0.5)])       # single dense layer, euclidean: K-FAC exact
+    X, Y = rng.standard_normal((9, 3)), rng.standard_normal((9, 2))
+    loss = mse()
+    total, per_layer = kfac.kfac_eta(net, X, Y, loss, damping=0.0, metric="euclidean")
+    assert_close(score.eta(net, X, Y, loss, curvature="kfac"), total, rtol=1e-14, name="wiring")
+    assert_close(total, score.eta(net, X, Y, loss), rtol=1e-10, name="K-FAC = exact, single dense layer")
+
+
+# ------------------------------------------------------------ errors
+def test_errors(rng):
+    net, X, Y, loss = regression(rng)
+    with pytest.raises(ValueError, match="unknown curvature"):
+        score.eta(net, X, Y, loss, curvature="hessian")
+    with pytest.raises(TypeError, match="curvature"):
+        score.eta(net, X, Y, loss, curvature=None)
+    with pytest.raises(ValueError, match="unknown metric"):
+        score.eta(net, X, Y, loss, metric="fisher")
+    with pytest.raises(ValueError, match="unknown metric"):
+        score.ceiling(net, X, Y, loss, metric="fisher")
+    with pytest.raises(ValueError, match="damping"):
+        score.eta(net, X, Y, loss, damping=-0.1)
+    with pytest.raises(ValueError, match="damping"):
+        score.eta(net, X, Y, loss, curvature="cg", damping=float("nan"))
+    with pytest.raises(ValueError, match="unknown option"):
+        score.eta(net, X, Y, loss, curvature="exact", tol=1e-3)
+    with pytest.raises(ValueError, match="unknown option"):
+        score.eta(net, X, Y, loss, curvature="cg", rcond=1e-3)
+    Xbad = X.copy()
+    Xbad[1, 2] = np.inf
+    for curvature in ("exact", "cg"):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            score.eta(net, Xbad, Y, loss, curvature=curvature)
+    with pytest.raises(ValueError, match="Y"):
+        score.eta(net, X, Y[:3], loss)
+    with pytest.raises(ValueError, match="x0"):
+        score.eta(net, X, Y, loss, curvature="cg", damping=0.1, x0=np.zeros(3))
+    with pytest.raises(ValueError, match="tol"):
+        cg_solve(lambda v: v, np.ones(3), tol=0.0)

@@ -275,9 +275,7 @@ def test_cg_warns_instead_of_nan(rng):
 
 
 def test_kfac_path_calls_kfac_eta(rng):
-    kfac = pytest.importorskip("senn_ref.kfac")
-    if not hasattr(kfac, "kfac_eta"):
-        pytest.skip("senn_ref.kfac.kfac_eta not written yet (K-FAC helper, issue 3)")
+    from senn_ref import kfac
     net = Network([Dense(3, 2, rng, bias_std=0.5)])       # single dense layer, euclidean: K-FAC exact
     X, Y = rng.standard_normal((9, 3)), rng.standard_normal((9, 2))
     loss = mse()

@@ -14,7 +14,8 @@ from ._validate import check_option, check_positive_int
 from .layers.activations import SiLU, Tanh
 from .layers.conv2d import Conv2D
 from .layers.dense import Dense
-from .layers.pooling import AvgPool2D, Flatten, GlobalAvgPool, MaxPool2D
+from .layers.flatten import Flatten
+from .layers.pooling import AvgPool2D, GlobalAvgPool, MaxPool2D
 from .layers.rational import Rational
 from .network import Network
 
@@ -52,7 +53,7 @@ def mlp(sizes, activation: str = "rational", seed: int = 0, rational_init: str =
     return Network(layers)
 
 
-def convnet(image_size: int = 8, in_channels: int = 1, channels=(8, 16), n_classes: int = 10,
+def convnet(image_size: int = 8, in_channels: int = 1, channels=(16, 32), n_classes: int = 10,
             kernel_size: int = 3, activation: str = "rational", pool: str = "avg",
             head: str = "flatten", seed: int = 0, rational_init: str = "random",
             backend: str | None = None) -> Network:
@@ -63,7 +64,7 @@ def convnet(image_size: int = 8, in_channels: int = 1, channels=(8, 16), n_class
     image is 1x1 or smaller than 2).  Then ``head`` = "flatten" (Flatten -> Dense) or
     "gap" (global average pooling -> Dense) to ``n_classes`` logits.
 
-    Default for 8x8 inputs: 1x8x8 -> conv 8 -> 8x4x4 -> conv 16 -> 16x2x2 -> 64 -> 10.
+    Default for 8x8 inputs: 1x8x8 -> conv 16 -> 16x4x4 -> conv 32 -> 32x2x2 -> 128 -> 10.
     Odd kernel sizes keep the spatial size ('same' padding = kernel_size // 2).
     """
     image_size = check_positive_int(image_size, "image_size")

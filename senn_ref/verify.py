@@ -21,7 +21,8 @@ def _layer_cases(rng):
     from .layers.activations import SiLU, Tanh
     from .layers.conv2d import Conv2D
     from .layers.dense import Dense
-    from .layers.pooling import AvgPool2D, Flatten, GlobalAvgPool, MaxPool2D
+    from .layers.flatten import Flatten
+    from .layers.pooling import AvgPool2D, GlobalAvgPool, MaxPool2D
     from .layers.rational import Rational
 
     yield "Dense(5->3)", Dense(5, 3, rng, bias_std=1.0), rng.standard_normal((4, 5))

@@ -29,7 +29,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def unfold_numba(X, kh, kw, sh, sw, ph, pw, Ho, Wo):
     """im2col: ``X (N, C, H, W) -> P (N, C*kh*kw, Ho*Wo)`` (formula in module docstring)."""
     N, C, H, W = X.shape
@@ -55,7 +55,7 @@ def unfold_numba(X, kh, kw, sh, sw, ph, pw, Ho, Wo):
     return P
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def fold_numba(P, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo):
     """col2im, the adjoint of :func:`unfold_numba`: ``P (N, C*kh*kw, Ho*Wo) -> X (N, C, H, W)``.
 

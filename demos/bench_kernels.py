@@ -1,0 +1,149 @@
+"""Benchmark: conv and dense forward+backward, Numba path vs NumPy twin vs PyTorch CPU.
+
+Usage:  python demos/bench_kernels.py [--quick]
+
+For each case the same float64 inputs go through
+* ``numba``  - ``Conv2D(backend="numba")`` / ``Dense``: forward, then backward (dX, dW, db);
+* ``numpy``  - the same layer with the plain NumPy twin kernels;
+* ``torch``  - ``torch.nn.functional.conv2d`` / ``linear`` in float64 + autograd
+  ``backward`` (column skipped when torch is not importable).
+Times are the best of several repeats after a warm-up (which also triggers
+Numba compilation).  FLOPs: a conv forward is ``2 N O Ho Wo C kh kw``, forward
++ backward (dX and dW) three times that; dense ``3 * 2 N in out``.  The same
+process also measures NumPy's float64 GEMM rate on 1024x1024 @ 1024x1024, and
+each row reports the layer's achieved GFLOP/s as a fraction of it.
+
+``run(quick=False)`` returns the rows as a list of dicts so a CLI can reuse it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from senn_ref.layers.conv2d import Conv2D  # noqa: E402
+from senn_ref.layers.dense import Dense    # noqa: E402
+
+try:  # optional comparison
+    import torch
+except ImportError:  # pragma: no cover - depends on the environment
+    torch = None
+
+#: (label, kind, N, in_ch/in_features, out_ch/out_features, H=W, kernel, padding)
+CASES = [
+    ("digits conv 1->8 8x8", "conv", 256, 1, 8, 8, 3, 1),
+    ("digits conv 8->16 8x8", "conv", 256, 8, 16, 8, 3, 1),
+    ("digits dense 1024->10", "dense", 256, 1024, 10, None, None, None),
+    ("mnist conv 1->16 28x28", "conv", 128, 1, 16, 28, 3, 1),
+    ("mnist conv 16->32 28x28", "conv", 128, 16, 32, 28, 3, 1),
+    ("mnist dense 784->128", "dense", 128, 784, 128, None, None, None),
+]
+
+
+def best_time(fn, repeats: int) -> float:
+    """Best wall time of ``repeats`` calls after one warm-up call."""
+    fn()
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def gemm_gflops(n: int = 1024, repeats: int = 3) -> float:
+    """NumPy float64 ``(n x n) @ (n x n)`` rate in GFLOP/s (``2 n^3`` flops)."""
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+    return 2.0 * n ** 3 / best_time(lambda: A @ B, repeats) / 1e9
+
+
+def _layer_step(layer, X, dY):
+    def step():
+        layer.forward(X)
+        layer.backward(dY)
+    return step
+
+
+def _torch_step(kind, X, dY, params, padding):
+    x = torch.tensor(X, requires_grad=True)
+    w = torch.tensor(params["W"], requires_grad=True)
+    b = torch.tensor(params["b"], requires_grad=True)
+    g = torch.tensor(dY)
+
+    def step():
+        x.grad = w.grad = b.grad = None
+        if kind == "conv":
+            y = torch.nn.functional.conv2d(x, w, b, padding=padding)
+        else:
+            y = torch.nn.functional.linear(x, w, b)
+        y.backward(g)
+    return step
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Time every case; returns one dict per case (seconds, GFLOP/s, ratios)."""
+    repeats = 3 if quick else 10
+    rng = np.random.default_rng(0)
+    peak = gemm_gflops(repeats=repeats)
+    rows = []
+    for label, kind, N, cin, cout, hw, k, pad in CASES:
+        if kind == "conv":
+            X = rng.standard_normal((N, cin, hw, hw))
+            layers = {be: Conv2D(cin, cout, k, 1, pad, rng=np.random.default_rng(1), bias_std=0.1,
+                                 backend=be, in_hw=(hw, hw)) for be in ("numba", "numpy")}
+            Ho, Wo = layers["numba"].out_hw
+            flops = 3 * 2.0 * N * cout * Ho * Wo * cin * k * k
+            dY = rng.standard_normal((N, cout, Ho, Wo))
+        else:
+            X = rng.standard_normal((N, cin))
+            layer = Dense(cin, cout, rng=np.random.default_rng(1), bias_std=0.1)
+            layers = {"numba": layer, "numpy": layer}   # dense is pure BLAS: no kernel to swap
+            flops = 3 * 2.0 * N * cin * cout
+            dY = rng.standard_normal((N, cout))
+        row = {"case": label, "flops": flops,
+               "numba_s": best_time(_layer_step(layers["numba"], X, dY), repeats),
+               "numpy_s": best_time(_layer_step(layers["numpy"], X, dY), repeats)}
+        if torch is not None:
+            row["torch_s"] = best_time(_torch_step(kind, X, dY, layers["numba"].params, pad), repeats)
+        row["numba_gflops"] = flops / row["numba_s"] / 1e9
+        row["gemm_gflops"] = peak
+        row["fraction_of_gemm"] = row["numba_gflops"] / peak
+        row["numpy_over_numba"] = row["numpy_s"] / row["numba_s"]
+        if "torch_s" in row:
+            row["torch_over_numba"] = row["torch_s"] / row["numba_s"]
+        rows.append(row)
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    head = (f"{'case':26s} {'numba ms':>9s} {'numpy ms':>9s} {'torch ms':>9s} {'np/nb':>6s} "
+            f"{'to/nb':>6s} {'GFLOP/s':>8s} {'of GEMM':>8s}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        t = r.get("torch_s")
+        lines.append(f"{r['case']:26s} {1e3 * r['numba_s']:9.2f} {1e3 * r['numpy_s']:9.2f} "
+                     f"{(1e3 * t if t else float('nan')):9.2f} {r['numpy_over_numba']:6.2f} "
+                     f"{r.get('torch_over_numba', float('nan')):6.2f} {r['numba_gflops']:8.2f} "
+                     f"{100 * r['fraction_of_gemm']:7.1f}%")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args(argv)
+    rows = run(quick=args.quick)
+    threads = f"torch {torch.__version__}, {torch.get_num_threads()} threads" if torch else "torch not installed"
+    print(f"float64; NumPy GEMM 1024^3: {rows[0]['gemm_gflops']:.1f} GFLOP/s; {threads}; "
+          f"{os.cpu_count()} CPUs")
+    print(format_rows(rows))
+
+
+if __name__ == "__main__":
+    main()

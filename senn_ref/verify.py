@@ -79,10 +79,10 @@ def run(seed: int = 0, verbose: bool = True) -> list[dict]:
         rows.append({"check": f"numba vs numpy: {name}", "fd_error": float("nan"), "dot_error": err,
                      "ok": err <= TWIN_TOL})
     if verbose:
-        print(f"{'check':<44} {'fd error':>10} {'adjoint/twin':>13}  result")
+        print(f"{'check':<50} {'fd error':>10} {'adjoint/twin':>13}  result")
         for r in rows:
             fd = "-" if np.isnan(r["fd_error"]) else f"{r['fd_error']:.2e}"
-            print(f"{r['check']:<44} {fd:>10} {r['dot_error']:>13.2e}  {'ok' if r['ok'] else 'FAIL'}")
+            print(f"{r['check']:<50} {fd:>10} {r['dot_error']:>13.2e}  {'ok' if r['ok'] else 'FAIL'}")
         bad = sum(not r["ok"] for r in rows)
         print(f"{len(rows) - bad} passed, {bad} failed (tolerances: fd {FD_TOL:g}, adjoint {DOT_TOL:g}, "
               f"twins {TWIN_TOL:g})")

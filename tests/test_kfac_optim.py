@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from senn_ref.kfac import block_inverse, kfac_factors, kron_solve_factored, rational_blocks
+from senn_ref.kfac import (block_inverse, factored_damping, kfac_factors, kron_solve_factored,
+                           rational_blocks)
 from senn_ref.kfac.rational_block import RATIONAL_RCOND
 from senn_ref.layers.dense import Dense
 from senn_ref.layers.rational import Rational
@@ -131,6 +132,23 @@ def test_pad_state_keeps_old_slots_bit_identical(where):
     # training continues on the grown network
     opt.step(net, X, Y, mse())
     assert opt.factors["dense0"].G.shape == (7, 7) and np.all(np.isfinite(opt.factors["dense0"].G))
+
+
+def test_pad_state_with_trace_pi_recomputes_inverses():
+    net, X, Y = regression(6, 16)
+    opt = KFAC(lr=0.05, damping=0.1, pi="trace")
+    opt.step(net, X, Y, mse())
+    G_old = opt.factors["dense0"].G.copy()
+    grow_units(net, np.random.default_rng(1), 6)
+    opt.pad_state("dense0", n_out=7)
+    opt.pad_state("rational0", n_out=7)
+    opt.pad_state("dense1", n_in=7)
+    assert np.array_equal(opt.factors["dense0"].G[:6, :6], G_old)
+    assert "dense0" not in opt.inverses                  # trace pi changed: dropped, not stale
+    opt.step(net, X, Y, mse())
+    f = opt.factors["dense0"]
+    A_d, G_d = factored_damping(f.A, f.G, 0.1, "trace")
+    assert_close(opt.inverses["dense0"][1], np.linalg.inv(G_d), 1e-10, 1e-12, name="recomputed G inverse")
 
 
 def test_errors_and_misc():

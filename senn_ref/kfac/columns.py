@@ -46,7 +46,8 @@ class ForwardRecord:
 
 
 def check_options(metric: str, mode: str, n_samples, rng):
-    """Validate the shared options; returns ``(n_samples, rng)`` (a default Generator for mc)."""
+    """Validate metric / mode / n_samples / rng (ValueError or TypeError naming the option);
+    returns ``(n_samples, rng)`` with ``default_rng(0)`` for mc when ``rng`` is None."""
     if not isinstance(metric, str):
         raise TypeError(f"metric: expected a string, got {type(metric).__name__}")
     check_option(metric, METRICS, "metric")

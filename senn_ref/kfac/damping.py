@@ -46,14 +46,14 @@ def _delta(delta) -> float:
 
 
 def tikhonov(M, delta) -> np.ndarray:
-    """``M + delta I`` as a new array; ``M`` (D, D) is not modified."""
+    """``M + delta I`` as a new array; ``M`` (D, D) is not modified.  11-kfac.md section 6."""
     M = _square(M, "matrix")
     return M + _delta(delta) * np.eye(M.shape[0])
 
 
 def trace_norm_pi(A, G) -> float:
     """``pi = sqrt((tr A / dim A) / (tr G / dim G))`` (Martens & Grosse 2015, section 6.3);
-    1 when either trace is zero."""
+    1 when either trace is zero.  Derived in 11-kfac.md section 6."""
     A, G = _square(A, "A"), _square(G, "G")
     ta, tg = np.trace(A) / A.shape[0], np.trace(G) / G.shape[0]
     if ta <= 0.0 or tg <= 0.0:
@@ -66,7 +66,8 @@ def factored_damping(A, G, delta, pi=1.0):
 
     ``A`` (a, a), ``G`` (g, g); ``pi`` a positive number or ``"trace"`` for
     :func:`trace_norm_pi`.  The Kronecker product of the result is the
-    factored-Tikhonov approximation of ``G (x) A + delta I``.
+    factored-Tikhonov approximation of ``G (x) A + delta I`` (11-kfac.md section 6;
+    ``tests/test_kfac_damping.py::test_factored_damping_equals_dense_solve``).
     """
     A, G = _square(A, "A"), _square(G, "G")
     delta = _delta(delta)
@@ -83,7 +84,7 @@ def sym_eig(M, name: str = "factor"):
     """Eigenvalues (D,) ascending and eigenvectors (D, D) of the symmetric part of ``M``.
 
     Eigenvalues within the zero tolerance ``dim * eps * max|lam|`` are set to 0;
-    a clearly negative eigenvalue (a non-PSD factor) raises ValueError.
+    a clearly negative eigenvalue (a non-PSD factor) raises ValueError.  11-kfac.md section 6.
     """
     M = _square(M, name)
     lam, U = np.linalg.eigh(0.5 * (M + M.T))
@@ -111,7 +112,8 @@ def _reciprocal(values: np.ndarray, name: str) -> np.ndarray:
 
 def sym_inverse(M, name: str = "factor") -> np.ndarray:
     """(Pseudo-)inverse ``U diag(1/lam) U^T`` of a symmetric PSD ``M`` (D, D); zero eigenvalues
-    (see :func:`sym_eig`) get 0.  Warns (:class:`CurvatureWarning`) above :data:`COND_LIMIT`."""
+    (see :func:`sym_eig`) get 0.  Warns (:class:`CurvatureWarning`) above :data:`COND_LIMIT`.
+    11-kfac.md section 6; ``tests/test_kfac_damping.py::test_pseudo_inverse_of_singular_factors``."""
     lam, U = sym_eig(M, name)
     return (U * _reciprocal(lam, name)) @ U.T
 
@@ -126,7 +128,8 @@ def _check_v(A, G, V) -> np.ndarray:
 
 def kron_solve_factored(A, G, V, delta, pi=1.0) -> np.ndarray:
     """``X = (G + sqrt(d)/pi I)^-1 V (A + pi sqrt(d) I)^-1`` (out, in+1), i.e. the row-major
-    ``vec(X) = [(G_d) (x) (A_d)]^-1 vec(V)``; pseudo-inverses for singular factors."""
+    ``vec(X) = [(G_d) (x) (A_d)]^-1 vec(V)``; pseudo-inverses for singular factors.
+    ``A`` (a, a), ``G`` (g, g), ``V`` (g, a).  11-kfac.md section 6."""
     A, G = _square(A, "A"), _square(G, "G")
     V = _check_v(A, G, V)
     A_d, G_d = factored_damping(A, G, delta, pi)
@@ -140,6 +143,8 @@ def kron_solve_exact(A, G, V, delta) -> np.ndarray:
     Kronecker product is never formed: ``X = U [(U^T V Q) / (lam_i mu_j + delta)] Q^T``.
     With ``delta = 0`` pairs where ``lam_i`` or ``mu_j`` is a zero eigenvalue get 0
     (the Moore-Penrose inverse, since ``(G (x) A)^+ = G^+ (x) A^+``).
+    ``A`` (a, a), ``G`` (g, g), ``V`` (g, a).  11-kfac.md section 6 eq. (6.1);
+    ``tests/test_kfac_damping.py::test_exact_damping_equals_dense_solve``.
     """
     A, G = _square(A, "A"), _square(G, "G")
     V = _check_v(A, G, V)
@@ -157,7 +162,8 @@ class DampedKronInverse:
     """A reusable damped inverse of ``G (x) A`` (eigendecompositions computed once).
 
     ``damping_mode="factored"`` stores ``G_d^+`` and ``A_d^+``; ``"exact"`` stores the
-    eigenpairs.  ``apply(V)`` returns the (out, in+1) solution for a gradient matrix.
+    eigenpairs.  ``apply(V)`` returns the (out, in+1) solution for a gradient matrix
+    ``V`` (out, in+1).  11-kfac.md sections 6-7.
     """
 
     def __init__(self, A, G, delta, damping_mode: str = "factored", pi=1.0) -> None:
@@ -195,6 +201,7 @@ def block_inverse(B, delta, rcond: float | None = None) -> np.ndarray:
     (``rcond=None``: the :func:`sym_eig` tolerance ``k * eps``).  Warns
     (:class:`CurvatureWarning`, at most once per call) when a kept spectrum's
     condition number exceeds :data:`COND_LIMIT`.  ``B`` is not modified.
+    13-rational-curvature.md sections 3-4.
     """
     B = as_float_array(B, "blocks B", ndim=3)
     if B.shape[1] != B.shape[2]:

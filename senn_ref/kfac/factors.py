@@ -31,6 +31,8 @@ class KroneckerFactors:
     G : (out, out) cotangent second moment
     with_bias : whether ``A``'s last coordinate is the folded bias
     n_locations : T (1 for Dense, Ho*Wo for Conv2D)
+    ``np.kron(G, A)`` approximates the block of ``[W | b]`` flattened row-major
+    (11-kfac.md section 2).
     """
     A: np.ndarray
     G: np.ndarray
@@ -42,16 +44,19 @@ class KroneckerFactors:
 
 
 def folded_inputs(layer) -> np.ndarray:
-    """``curvature_inputs()`` with a constant 1 appended when the layer has a bias: (N, T, in+1)."""
+    """``abar = (a, 1)``: ``curvature_inputs()`` with a constant 1 appended when the layer has a
+    bias, (N, T, in+1).  11-kfac.md section 1."""
     a = np.asarray(layer.curvature_inputs(), dtype=np.float64)
     if not has_bias(layer):
         return a
     return np.concatenate([a, np.ones(a.shape[:2] + (1,))], axis=2)
 
 
-def input_factor(layer) -> np.ndarray:
-    """``A = (1/N) sum_{n,t} a a^T`` from the layer's cached forward inputs: (in+1, in+1)."""
-    a = folded_inputs(layer)
+def input_factor(layer, a: np.ndarray | None = None) -> np.ndarray:
+    """``A = (1/N) sum_{n,t} abar abar^T`` from the layer's cached forward inputs (or from
+    ``a = folded_inputs(layer)`` (N, T, in+1) if given): (in+1, in+1).
+    11-kfac.md section 2, 12-kfc-conv.md section 2."""
+    a = folded_inputs(layer) if a is None else a
     N, T, D = a.shape
     flat = a.reshape(N * T, D)
     A = flat.T @ flat / N
@@ -59,7 +64,8 @@ def input_factor(layer) -> np.ndarray:
 
 
 class KronAccumulator:
-    """Accumulates ``A`` and ``G`` for every layer with ``has_kfac_block`` (see ``run_columns``)."""
+    """Accumulates ``A`` and ``G`` for every layer with ``has_kfac_block`` (see ``run_columns``):
+    ``G += (w_r / T) sum_{n,t} d d^T`` per column, divided by N at the end (11-kfac.md 2-3)."""
 
     def __init__(self) -> None:
         self.result: dict[str, KroneckerFactors] = {}
@@ -67,11 +73,11 @@ class KronAccumulator:
     def start(self, net, N: int) -> None:
         self._N = N
         self._layers = [(i, la) for i, la in enumerate(net.layers) if la.has_kfac_block]
-        self._A = {la.name: input_factor(la) for _, la in self._layers}
-        self._G = {}
-        self._T = {}
+        self._A, self._G, self._T = {}, {}, {}
         for _, la in self._layers:
-            self._T[la.name] = la.curvature_inputs().shape[1]
+            a = folded_inputs(la)
+            self._A[la.name] = input_factor(la, a)
+            self._T[la.name] = a.shape[1]
             self._G[la.name] = np.zeros((la.params["W"].shape[0],) * 2)
 
     def add(self, grads, weight: float) -> None:
@@ -89,7 +95,7 @@ class KronAccumulator:
 
 
 def kfac_layers(net) -> list:
-    """The layers of ``net`` with a Kronecker block; ValueError if there are none."""
+    """The layers of ``net`` with a Kronecker block (Dense, Conv2D); ValueError if there are none."""
     layers = [la for la in net.layers if la.has_kfac_block]
     if not layers:
         raise ValueError(f"network has no layer with a Kronecker-factored block (Dense/Conv2D): "
@@ -103,7 +109,8 @@ def kfac_factors(net, X, Y, loss, metric: str = "euclidean", mode: str = "exact"
 
     Parameters
     ----------
-    net : ``Network``; X (N,) + in_shape; Y targets for ``loss`` (N, K)
+    net : ``Network``; X (N,) + in_shape; Y targets for ``loss`` (N, K), K = prod(out_shape)
+        (the network output is flattened per example before the loss sees it)
     loss : a ``senn_ref.losses`` loss (``value_and_grad``, ``metric_sqrt``)
     metric : "euclidean" | "true" | "empirical" (output metric ``M_n = R_n R_n^T``)
     mode : "exact" (back-propagate every column of ``R_n``), "mc" (``n_samples``

@@ -20,19 +20,21 @@ import numpy as np
 
 
 def has_bias(layer) -> bool:
-    """True if the layer owns a bias ``params["b"]`` (folded into K-FAC as a constant input)."""
+    """True if the layer owns a bias ``params["b"]`` (folded into K-FAC as a constant input;
+    11-kfac.md section 1)."""
     return "b" in layer.params
 
 
 def weight_matrix_shape(layer) -> tuple[int, int]:
-    """``(out, in)``: the weight viewed as a matrix (Conv2D: ``(O, C*kh*kw)``)."""
+    """``(out, in)``: the weight viewed as a matrix (Conv2D: ``(O, C*kh*kw)``; 12-kfc-conv.md 1)."""
     W = layer.params["W"]
     return W.shape[0], int(W.size // W.shape[0])
 
 
 def fold(dW, db=None) -> np.ndarray:
     """``[dW | db]`` (out, in+1) from ``dW`` (out, ...) and ``db`` (out,); ``db=None`` gives ``dW``
-    reshaped to (out, in) (a layer without bias)."""
+    reshaped to (out, in) (a layer without bias).  11-kfac.md section 2; tested in
+    ``tests/test_kfac_factors.py::test_fold_unfold_roundtrip``."""
     dW = np.asarray(dW, dtype=np.float64)
     M = dW.reshape(dW.shape[0], -1)
     if db is None:
@@ -42,7 +44,7 @@ def fold(dW, db=None) -> np.ndarray:
 
 def unfold(M, w_shape, with_bias: bool = True):
     """Inverse of :func:`fold`: ``(dW shaped w_shape, db (out,))`` from ``M`` (out, in+1);
-    ``db`` is None when ``with_bias`` is false."""
+    ``db`` is None when ``with_bias`` is false.  11-kfac.md section 2."""
     M = np.asarray(M, dtype=np.float64)
     if not with_bias:
         return M.reshape(w_shape).copy(), None
@@ -58,6 +60,7 @@ def folded_permutation(n_out: int, n_in: int, with_bias: bool = True) -> np.ndar
     Entry ``W[i, j]`` sits at ``i*(in+1) + j`` when folded and ``i*in + j`` in
     the network; ``b[i]`` sits at ``i*(in+1) + in`` and ``out*in + i``.
     Without bias the two orders coincide (``p = arange(out*in)``).
+    11-kfac.md section 2; ``tests/test_kfac_factors.py::test_worked_example_ordering``.
     """
     cols = n_in + 1 if with_bias else n_in
     rows = np.arange(n_out)[:, None]
@@ -68,7 +71,8 @@ def folded_permutation(n_out: int, n_in: int, with_bias: bool = True) -> np.ndar
 
 
 def layer_flat_indices(net, layer) -> np.ndarray:
-    """Positions of the layer's ``W`` then ``b`` entries in ``net.get_flat()`` (network order)."""
+    """Positions (out*in + out,) of the layer's ``W`` then ``b`` entries in ``net.get_flat()``
+    (network order; 11-kfac.md section 2)."""
     slices = net.param_slices()
     idx = [np.arange(slices[f"{layer.name}.W"].start, slices[f"{layer.name}.W"].stop)]
     if has_bias(layer):
@@ -78,7 +82,7 @@ def layer_flat_indices(net, layer) -> np.ndarray:
 
 def kron_block_network_order(factors) -> np.ndarray:
     """The explicit ``G (x) A`` of a :class:`KroneckerFactors`, permuted to the network's
-    (W row-major, then b) order: (out*(in+1), out*(in+1)).  For tests and tiny layers only."""
+    (W row-major, then b) order: (out*(in+1), out*(in+1)).  For tests and tiny layers only; 11-kfac.md section 2."""
     K = np.kron(factors.G, factors.A)
     p = folded_permutation(factors.G.shape[0], factors.A.shape[0] - int(factors.with_bias),
                            factors.with_bias)

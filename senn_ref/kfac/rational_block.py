@@ -33,7 +33,8 @@ RATIONAL_RCOND = 1e-10
 
 @dataclass
 class RationalBlocks:
-    """Per-unit blocks of one Rational layer: ``B`` (units, 3, 3) in ``param_names`` order."""
+    """Per-unit blocks of one Rational layer: ``B`` (units, 3, 3) in ``param_names`` order,
+    ``B[u] = (1/N) sum_{n,r} w w^T`` (13-rational-curvature.md section 1)."""
     B: np.ndarray
     param_names: tuple
 
@@ -42,7 +43,7 @@ class RationalBlocks:
 
 
 def is_rational(layer) -> bool:
-    """True for the Rational activation layer (per-unit parameters v, c, l)."""
+    """True for the Rational activation layer (per-unit parameters v, c, l; 13-rational-curvature.md)."""
     from ..layers.rational import Rational
     return isinstance(layer, Rational)
 
@@ -52,7 +53,7 @@ def param_partials(layer) -> np.ndarray:
 
     Obtained from the layer's forward-mode pass with an all-ones tangent of one
     parameter: each parameter touches only its own unit, so the output tangent
-    entry ``(n, u, t)`` is exactly ``d sigma_{n,u,t} / d p_u``.
+    entry ``(n, u, t)`` is exactly ``d sigma_{n,u,t} / d p_u`` (13-rational-curvature.md 2).
     """
     cols = []
     for k in layer.param_names:
@@ -63,20 +64,23 @@ def param_partials(layer) -> np.ndarray:
 
 def unit_rows(phi: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """``w`` (N, units, 3) with ``w_{n,u} = sum_t delta_{n,u,t} phi_{n,u,t}``;
-    ``phi`` (N, units, T, 3), ``delta`` (N, units, ...) (reshaped to (N, units, T))."""
+    ``phi`` (N, units, T, 3), ``delta`` (N, units, ...) (reshaped to (N, units, T)).
+    13-rational-curvature.md section 1."""
     d = delta.reshape(phi.shape[0], phi.shape[1], -1)
     return np.einsum("nut,nutp->nup", d, phi)
 
 
 def rational_flat_indices(net, layer) -> np.ndarray:
-    """(units, 3) positions of ``(v_u, c_u, l_u)`` in ``net.get_flat()`` (``param_names`` order)."""
+    """(units, 3) positions of ``(v_u, c_u, l_u)`` in ``net.get_flat()`` (``param_names`` order;
+    13-rational-curvature.md section 1)."""
     sl = net.param_slices()
     return np.stack([np.arange(sl[f"{layer.name}.{k}"].start, sl[f"{layer.name}.{k}"].stop)
                      for k in layer.param_names], axis=1)
 
 
 class RationalAccumulator:
-    """Accumulates the blocks ``B_u`` of every Rational layer (see ``columns.run_columns``)."""
+    """Accumulates the blocks ``B_u`` of every Rational layer (see ``columns.run_columns``;
+    13-rational-curvature.md section 1)."""
 
     def __init__(self) -> None:
         self.result: dict[str, RationalBlocks] = {}
@@ -100,7 +104,8 @@ class RationalAccumulator:
 
 
 def unit_gradients(layer, grads: dict) -> np.ndarray:
-    """(units, 3) gradient rows ``(dv_u, dc_u, dl_u)`` from a layer-local grads dict."""
+    """(units, 3) gradient rows ``g_u = (dv_u, dc_u, dl_u)`` from a layer-local grads dict
+    (13-rational-curvature.md section 4)."""
     return np.stack([np.asarray(grads[k]) for k in layer.param_names], axis=1)
 
 

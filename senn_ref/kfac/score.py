@@ -24,7 +24,8 @@ DAMPING_MODES = ("factored", "exact")
 
 
 def mean_loss_grads(net, record) -> dict:
-    """Gradient of the mean loss at the record's forward point: key -> array (``backward(E/N)``)."""
+    """Gradient of the mean loss at the record's forward point: key -> array shaped like the
+    parameter (``backward(E/N)``, 01-conventions.md 1.1)."""
     E = record.E.reshape((record.N,) + record.out_shape)
     return net.backward(E / record.N).grads
 
@@ -47,7 +48,8 @@ def kfac_eta(net, X, Y, loss, damping=0.0, metric: str = "euclidean", mode: str 
 
     Returns ``(float, dict)``; per-layer entries are floats (a Rational layer's is the
     sum over its units).  ValueError on unknown options, negative damping or a
-    network without a Dense/Conv2D layer.
+    network without a Dense/Conv2D layer.  11-kfac.md section 7; tests in
+    ``tests/test_kfac_score.py``.
     """
     damping = check_scalar(damping, "damping", minimum=0.0)
     if not isinstance(damping_mode, str):

@@ -46,6 +46,7 @@ class KFAC:
 
     State: ``factors[name]`` (KroneckerFactors running averages), ``inverses[name]``
     ``(A_inv, G_inv)``, ``blocks[name]`` (units, 3, 3) and ``block_inverses[name]``.
+    ``derivations/11-kfac.md`` section 8.
     """
 
     def __init__(self, lr, damping, weight_decay=0.0, ema=0.95, inverse_every: int = 1,
@@ -70,7 +71,8 @@ class KFAC:
 
     # ------------------------------------------------------------------ step
     def step(self, net, X, Y, loss) -> float:
-        """One K-FAC step on the batch ``(X, Y)``; returns the mean loss before the update."""
+        """One K-FAC step on the batch ``X`` (N,) + in_shape, ``Y`` (N, K); updates the network's
+        parameters in place and returns the mean loss before the update (11-kfac.md 8)."""
         layers = kfac_layers(net)
         for la in layers:
             self._check_shape(la, (la.params["W"].shape[0], la.params["W"].size // la.params["W"].shape[0]
@@ -145,7 +147,7 @@ class KFAC:
         coordinate of ``A`` stays last.  Old entries are copied bit for bit; new rows/columns
         are zero off the diagonal, with the mean of the old diagonal (A: over its non-bias
         coordinates; rational blocks: entrywise mean of the old blocks' diagonals) on it.
-        Returns False (doing nothing) when the layer has no state yet.
+        Returns False (doing nothing) when the layer has no state yet.  11-kfac.md section 8.
         """
         if name in self.blocks:
             if n_in is not None:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from senn_ref.kernels import conv_output_size, fold, unfold
+from senn_ref.kernels import conv_output_size, fold, pool_kernels, unfold
 from senn_ref.testing import assert_close
 
 
@@ -101,3 +101,36 @@ def test_kernel_argument_errors(rng):
         fold(rng.standard_normal((2, 4, 8)), (1, 4, 4), 2)
     with pytest.raises(ValueError, match="in_shape must be"):
         fold(rng.standard_normal((2, 4, 9)), (4, 4), 2)
+
+
+@st.composite
+def pool_geometries(draw):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    H, W = draw(st.integers(kh, 8)), draw(st.integers(kw, 8))
+    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return N, C, H, W, kh, kw, sh, sw, (H - kh) // sh + 1, (W - kw) // sw + 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(g=pool_geometries(), seed=st.integers(0, 2**31 - 1), ties=st.booleans())
+def test_pool_kernels_numba_equal_numpy_twins(g, seed, ties):
+    # With ties=True the input has few distinct values, so many windows have tied maxima:
+    # both backends must then pick the same (first) winner, i.e. identical argmax arrays.
+    N, C, H, W, kh, kw, sh, sw, Ho, Wo = g
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 3, (N, C, H, W)).astype(float) if ties else rng.standard_normal((N, C, H, W))
+    dY, dX = rng.standard_normal((N, C, Ho, Wo)), rng.standard_normal((N, C, H, W))
+    nb, npy = pool_kernels("numba"), pool_kernels("numpy")
+    Y1, a1 = nb["maxpool_forward"](X, kh, kw, sh, sw, Ho, Wo)
+    Y2, a2 = npy["maxpool_forward"](X, kh, kw, sh, sw, Ho, Wo)
+    assert_close(Y1, Y2, rtol=0, atol=0, name="max forward")
+    assert np.array_equal(a1, a2), "argmax differs between backends"
+    assert_close(nb["maxpool_backward"](dY, a1, H, W, kh, kw, sh, sw),
+                 npy["maxpool_backward"](dY, a2, H, W, kh, kw, sh, sw), rtol=1e-12, atol=1e-12, name="max bwd")
+    assert_close(nb["maxpool_jvp"](dX, a1, kh, kw, sh, sw), npy["maxpool_jvp"](dX, a2, kh, kw, sh, sw),
+                 rtol=0, atol=0, name="max jvp")
+    assert_close(nb["avgpool_forward"](X, kh, kw, sh, sw, Ho, Wo), npy["avgpool_forward"](X, kh, kw, sh, sw, Ho, Wo),
+                 rtol=1e-12, atol=1e-12, name="avg forward")
+    assert_close(nb["avgpool_backward"](dY, H, W, kh, kw, sh, sw), npy["avgpool_backward"](dY, H, W, kh, kw, sh, sw),
+                 rtol=1e-12, atol=1e-12, name="avg bwd")

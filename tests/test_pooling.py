@@ -43,13 +43,14 @@ def brute_pool(X, size, stride, reduce):
     return Y
 
 
-@settings(max_examples=30, deadline=None)
-@given(case=pool_cases(), seed=st.integers(0, 2**31 - 1), kind=st.sampled_from(["avg", "max"]))
-def test_pool_gradcheck_and_values(case, seed, kind):
+@settings(max_examples=50, deadline=None)
+@given(case=pool_cases(), seed=st.integers(0, 2**31 - 1), kind=st.sampled_from(["avg", "max"]),
+       backend=st.sampled_from(["numba", "numpy"]))
+def test_pool_gradcheck_and_values(case, seed, kind, backend):
     N, C, H, W, size, stride = case
     rng = np.random.default_rng(seed)
     cls, reduce = (AvgPool2D, np.mean) if kind == "avg" else (MaxPool2D, np.max)
-    layer = cls(size, stride, in_shape=(C, H, W))
+    layer = cls(size, stride, in_shape=(C, H, W), backend=backend)
     X = distinct_input(rng, (N, C, H, W))
     res = check_layer(layer, X, rng)
     assert res.fd_error < 1e-6, res
@@ -71,12 +72,13 @@ def test_global_avg_and_flatten_gradcheck(n, shape, seed):
     assert Flatten(in_shape=shape).forward(X).shape == (n, int(np.prod(shape)))
 
 
-def test_maxpool_ties_go_to_first_maximum():
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_maxpool_ties_go_to_first_maximum(backend):
     # One 2x2 window of equal values: the gradient goes to offset (0, 0) only; in the second
     # window the max 5 appears at offsets (0, 1) and (1, 0): the first in row-major order wins.
     X = np.array([[[[1.0, 1.0, 0.0, 5.0],
                     [1.0, 1.0, 5.0, 2.0]]]])
-    layer = MaxPool2D(2, in_shape=(1, 2, 4))
+    layer = MaxPool2D(2, in_shape=(1, 2, 4), backend=backend)
     assert_close(layer.forward(X), np.array([[[[1.0, 5.0]]]]), rtol=0, name="max")
     dX, grads = layer.backward(np.array([[[[10.0, 20.0]]]]))
     expected = np.array([[[[10.0, 0.0, 0.0, 20.0],
@@ -88,9 +90,10 @@ def test_maxpool_ties_go_to_first_maximum():
     assert_close(layer.jvp(T), np.array([[[[T[0, 0, 0, 0], T[0, 0, 0, 3]]]]]), rtol=0, name="jvp routing")
 
 
-def test_overlapping_avgpool_backward_counts(rng):
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_overlapping_avgpool_backward_counts(backend, rng):
     # stride 1, window 2 on a 3x3 input: the centre pixel is in 4 windows, edges in 2, corners in 1.
-    layer = AvgPool2D(2, 1, in_shape=(1, 3, 3))
+    layer = AvgPool2D(2, 1, in_shape=(1, 3, 3), backend=backend)
     layer.forward(rng.standard_normal((1, 1, 3, 3)))
     dX, _ = layer.backward(np.ones((1, 1, 2, 2)))
     assert_close(dX[0, 0] * 4, np.array([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]]), rtol=1e-15, name="counts")
@@ -130,3 +133,5 @@ def test_pool_construction_errors():
         AvgPool2D(2, in_shape=(4, 4))
     with pytest.raises(ValueError, match="size: must be >= 1"):
         MaxPool2D(0, in_shape=(1, 4, 4))
+    with pytest.raises(ValueError, match="unknown backend"):
+        MaxPool2D(2, in_shape=(1, 4, 4), backend="fortran")

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import backend as _backend
 from .._validate import as_float_array, check_positive_int
+from . import pool_numba, pool_numpy
 from .unfold_numba import fold_numba, unfold_numba
 from .unfold_numpy import fold_numpy, unfold_numpy
 
@@ -60,6 +61,24 @@ def kernels_for(backend: str | None = None):
     if _backend.resolve(backend) == "numba":
         return unfold_numba, fold_numba
     return unfold_numpy, fold_numpy
+
+
+_POOL_NAMES = ("maxpool_forward", "maxpool_backward", "maxpool_jvp", "avgpool_forward", "avgpool_backward")
+
+
+def pool_kernels(backend: str | None = None) -> dict:
+    """The raw pooling kernels of a backend as a dict ``{name: function}``.
+
+    Names: ``maxpool_forward(X, kh, kw, sh, sw, Ho, Wo) -> (Y, arg)``,
+    ``maxpool_backward(dY, arg, H, W, kh, kw, sh, sw) -> dX``,
+    ``maxpool_jvp(dX, arg, kh, kw, sh, sw) -> dY``,
+    ``avgpool_forward(X, kh, kw, sh, sw, Ho, Wo) -> Y``,
+    ``avgpool_backward(dY, H, W, kh, kw, sh, sw) -> dX``.  No argument checks
+    (the pooling layers validate); see ``derivations/04-pooling.md``.
+    """
+    which = _backend.resolve(backend)
+    module, suffix = (pool_numba, "_numba") if which == "numba" else (pool_numpy, "_numpy")
+    return {name: getattr(module, name + suffix) for name in _POOL_NAMES}
 
 
 def unfold(X, kernel, stride=1, padding=0, backend: str | None = None) -> np.ndarray:

@@ -6,8 +6,9 @@ offset ``(i, j)`` the strided slice
 
 ``X[:, :, i : i + sh*(Ho-1) + 1 : sh, j : j + sw*(Wo-1) + 1 : sw]``  (N, C, Ho, Wo)
 
-holds the entry at offset ``(i, j)`` of every window, so each layer is a short
-loop over the ``kh*kw`` offsets of whole-array operations.  Rows/columns not
+holds the entry at offset ``(i, j)`` of every window; the NumPy twins of the
+kernels (:mod:`senn_ref.kernels.pool_numpy`) are short loops over the ``kh*kw``
+offsets of such slices, the Numba kernels loop over output pixels.  Rows/columns not
 covered by any window (when ``(H - kh)`` is not a multiple of ``sh``) do not
 influence the output and get zero gradient.  None of these layers has
 parameters.  Derivations: ``derivations/04-pooling.md``.
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend as _backend
 from .._validate import check_positive_int
-from ..kernels import as_pair, conv_geometry
+from ..kernels import as_pair, conv_geometry, pool_kernels
 from .base import Layer
 
 
@@ -28,11 +30,16 @@ def _check_chw(in_shape, name: str) -> tuple[int, int, int]:
 
 
 class _WindowPool(Layer):
-    """Shared geometry of the windowed pools (no parameters)."""
+    """Shared geometry of the windowed pools (no parameters).
 
-    def __init__(self, size, stride=None, *, in_shape) -> None:
+    ``backend``: ``"numba"`` | ``"numpy"`` | ``None`` (follow :mod:`senn_ref.backend`
+    at call time) selects the kernels of :func:`senn_ref.kernels.pool_kernels`.
+    """
+
+    def __init__(self, size, stride=None, *, in_shape, backend: str | None = None) -> None:
         super().__init__()
         name = type(self).__name__
+        self.backend = None if backend is None else _backend.resolve(backend)
         self._in_shape = _check_chw(in_shape, name)
         size = as_pair(size, f"{name} size", minimum=1)
         stride = size if stride is None else as_pair(stride, f"{name} stride", minimum=1)
@@ -46,13 +53,8 @@ class _WindowPool(Layer):
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self._in_shape[0],) + self.out_hw
 
-    def _offsets(self):
-        """``((i, j), index tuple)`` for every kernel offset, row-major in ``(i, j)``."""
-        (kh, kw), (sh, sw), (Ho, Wo) = self.size, self.stride, self.out_hw
-        for i in range(kh):
-            for j in range(kw):
-                yield (i, j), (slice(None), slice(None),
-                               slice(i, i + sh * (Ho - 1) + 1, sh), slice(j, j + sw * (Wo - 1) + 1, sw))
+    def _k(self, name: str):
+        return pool_kernels(self.backend)[name]
 
     def _out_batch_shape(self, N: int) -> tuple[int, ...]:
         return (N,) + self.output_shape(self._in_shape)
@@ -69,10 +71,7 @@ class AvgPool2D(_WindowPool):
     """
 
     def _average(self, X: np.ndarray) -> np.ndarray:
-        out = np.zeros(self._out_batch_shape(X.shape[0]))
-        for _, win in self._offsets():
-            out += X[win]
-        return out / (self.size[0] * self.size[1])
+        return self._k("avgpool_forward")(X, *self.size, *self.stride, *self.out_hw)
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         X = self._check_input(X)
@@ -85,11 +84,7 @@ class AvgPool2D(_WindowPool):
         dY = self._check_like(dY, self._out_batch_shape(N), "output cotangent")
         if not need_input_grad:
             return None, {}
-        dX = np.zeros((N,) + self._in_shape)
-        share = dY / (self.size[0] * self.size[1])
-        for _, win in self._offsets():
-            dX[win] += share
-        return dX, {}
+        return self._k("avgpool_backward")(dY, *self._in_shape[1:], *self.size, *self.stride), {}
 
     def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
         """JVP: the layer is linear, so ``dY = AvgPool(dX)``."""
@@ -111,28 +106,20 @@ class MaxPool2D(_WindowPool):
     X (N, C, H, W) -> Y (N, C, Ho, Wo).  See ``derivations/04-pooling.md`` "Max pooling".
     """
 
-    def _stack(self, X: np.ndarray) -> np.ndarray:
-        """Window entries as ``(kh*kw, N, C, Ho, Wo)``, offsets row-major."""
-        return np.stack([X[win] for _, win in self._offsets()])
-
     def forward(self, X: np.ndarray) -> np.ndarray:
         X = self._check_input(X)
-        S = self._stack(X)
-        arg = np.argmax(S, axis=0)[None]            # first maximum wins ties
+        Y, arg = self._k("maxpool_forward")(X, *self.size, *self.stride, *self.out_hw)
         self._cache = {"N": X.shape[0], "arg": arg}
-        return np.take_along_axis(S, arg, axis=0)[0]
+        return Y
 
     def backward(self, dY: np.ndarray, need_input_grad: bool = True):
         """VJP: ``dY`` of each window goes to its argmax entry (summed over overlapping windows)."""
         cache = self._cached()
-        N, arg = cache["N"], cache["arg"][0]
+        N, arg = cache["N"], cache["arg"]
         dY = self._check_like(dY, self._out_batch_shape(N), "output cotangent")
         if not need_input_grad:
             return None, {}
-        dX = np.zeros((N,) + self._in_shape)
-        for k, (_, win) in enumerate(self._offsets()):
-            dX[win] += np.where(arg == k, dY, 0.0)
-        return dX, {}
+        return self._k("maxpool_backward")(dY, arg, *self._in_shape[1:], *self.size, *self.stride), {}
 
     def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
         """JVP: ``dY[n,c,oh,ow] = dX`` at the cached argmax of that window."""
@@ -142,7 +129,7 @@ class MaxPool2D(_WindowPool):
         if dX is None:
             return np.zeros(self._out_batch_shape(N))
         dX = self._check_like(dX, (N,) + self._in_shape, "input tangent")
-        return np.take_along_axis(self._stack(dX), cache["arg"], axis=0)[0]
+        return self._k("maxpool_jvp")(dX, cache["arg"], *self.size, *self.stride)
 
 
 class GlobalAvgPool(Layer):

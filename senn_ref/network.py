@@ -212,10 +212,14 @@ class Network:
         return self.jvp(self.unflatten(v))
 
     def loss_and_grad(self, X, Y, loss) -> tuple[float, Gradients]:
-        """Mean loss ``L = (1/N) sum_n l_n`` and its gradient (backward with ``e / N``)."""
+        """Mean loss ``L = (1/N) sum_n l_n`` and its gradient (backward with ``e / N``).
+
+        The loss sees the output flattened per example, (N, K) with K = prod(out_shape).
+        """
         F = self.forward(X)
-        value, E = loss.value_and_grad(F, Y)
-        return value, self.backward(E / F.shape[0])
+        N = F.shape[0]
+        value, E = loss.value_and_grad(F.reshape(N, -1), Y)
+        return value, self.backward(E.reshape(F.shape) / N)
 
     # ---- display --------------------------------------------------------------------
     def summary(self) -> str:

@@ -41,6 +41,7 @@ def _check_targets(Y, n: int, name: str) -> np.ndarray:
 def evaluate(net, X, Y, loss) -> tuple[float, float | None]:
     """Mean loss over (X, Y) and, for classification losses, accuracy (else None)."""
     F = net.forward(X)
+    F = F.reshape(F.shape[0], -1)
     value = loss.value(F, Y)
     acc = loss.accuracy(F, Y) if hasattr(loss, "accuracy") else None
     return float(value), (None if acc is None else float(acc))
@@ -57,7 +58,7 @@ def fit(net, X, Y, loss, optimizer, epochs: int = 1, batch_size: int | None = No
     X = as_float_array(X, "X", ndim=len(net.in_shape) + 1)
     N = X.shape[0]
     Y = _check_targets(Y, N, "Y")
-    loss.check(net.forward(X[:1]), Y[:1])
+    loss.check(net.forward(X[:1]).reshape(1, -1), Y[:1])
     epochs = check_positive_int(epochs, "epochs")
     bs = N if batch_size is None else min(check_positive_int(batch_size, "batch_size"), N)
     if (X_val is None) != (Y_val is None):

@@ -49,6 +49,9 @@ class KFAC:
     ``derivations/11-kfac.md`` section 8.
     """
 
+    #: ``step`` takes (net, X, Y, loss); read by :func:`senn_ref.train.fit`
+    uses_curvature = True
+
     def __init__(self, lr, damping, weight_decay=0.0, ema=0.95, inverse_every: int = 1,
                  metric: str = "euclidean", mode: str = "exact", n_samples: int = 1, rng=None,
                  pi=1.0) -> None:

@@ -314,3 +314,18 @@ def test_errors(rng):
         score.eta(net, X, Y, loss, curvature="cg", damping=0.1, x0=np.zeros(3))
     with pytest.raises(ValueError, match="tol"):
         cg_solve(lambda v: v, np.ones(3), tol=0.0)
+
+
+def test_bench_eta_smoke():
+    """demos/bench_eta.py runs; its exact and CG scores agree (CG tol 1e-8, cond < 1e2 here)."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "demos" / "bench_eta.py"
+    spec = importlib.util.spec_from_file_location("bench_eta", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.run(widths=(4, 8), repeats=1)
+    by = {(r["width"], r["method"]): r for r in rows}
+    for w in (4, 8):
+        assert_close(by[(w, "cg")]["eta"], by[(w, "exact")]["eta"], rtol=1e-6, name=f"bench width {w}")
+        assert by[(w, "kfac")]["seconds"] > 0

@@ -106,6 +106,14 @@ def test_pad_state_keeps_old_slots_and_training_continues(rng):
         opt.pad_state("dense0.b", (5,), slice(0, 3))
 
 
+def test_fit_drives_it_as_a_curvature_optimiser(rng):
+    from senn_ref.train import fit
+    net, X, Y, loss = regression(rng)
+    first = loss.value(net.forward(X), Y)
+    fit(net, X, Y, loss, NaturalGradientCG(lr=0.5, damping=0.1, cg_maxiter=30), epochs=5, batch_size=32)
+    assert loss.value(net.forward(X), Y) < first
+
+
 def test_cg_cap_warns_but_steps(rng):
     net, X, Y, loss = regression(rng)
     opt = NaturalGradientCG(lr=0.1, damping=1e-6, cg_tol=1e-14, cg_maxiter=2)

@@ -179,3 +179,31 @@ def test_errors_and_misc():
     mc = KFAC(0.05, 0.1, mode="mc", n_samples=4, rng=np.random.default_rng(1))
     v0 = mc.step(net, X, Y, mse())
     assert np.isfinite(v0)
+
+
+def test_kl_clip_scales_the_step_into_the_trust_region():
+    """With kl_clip = kappa the step is nu * lr * direction with nu = min(1, sqrt(kappa / (lr^2 d.g)));
+    the clipped step of a fresh optimiser is exactly nu times the unclipped one."""
+    lr, d = 0.5, 0.05
+    net_a, X, Y = regression(3, 20)
+    net_b = net_a.copy()
+    theta0 = net_a.get_flat()
+    grads = net_a.loss_and_grad(X, Y, mse())[1].flat_grad()
+    KFAC(lr, d).step(net_a, X, Y, mse())
+    full = theta0 - net_a.get_flat()                    # lr * direction
+    quad = float(full @ grads) * lr                       # lr^2 direction . g
+    assert quad > 0
+    kappa = 0.01 * quad
+    opt = KFAC(lr, d, kl_clip=kappa)
+    opt.step(net_b, X, Y, mse())
+    nu = np.sqrt(kappa / quad)
+    assert opt.last_scale == pytest.approx(nu, rel=1e-12)
+    assert_rel_error(theta0 - net_b.get_flat(), nu * full, 1e-12, name="clipped step")
+    # a trust region larger than the step leaves it untouched
+    net_c = regression(3, 20)[0]
+    opt = KFAC(lr, d, kl_clip=10 * quad)
+    opt.step(net_c, X, Y, mse())
+    assert opt.last_scale == 1.0
+    assert_rel_error(theta0 - net_c.get_flat(), full, 1e-12, name="unclipped step")
+    with pytest.raises(ValueError, match="kl_clip"):
+        KFAC(lr, d, kl_clip=0.0)

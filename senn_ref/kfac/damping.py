@@ -207,19 +207,25 @@ def block_inverse(B, delta, rcond: float | None = None) -> np.ndarray:
     if B.shape[1] != B.shape[2]:
         raise ValueError(f"blocks B: expected shape (U, k, k), got {B.shape}")
     delta = _delta(delta)
-    out = np.empty_like(B)
-    worst = 0.0
-    for u in range(B.shape[0]):
-        lam, U = sym_eig(B[u], f"block {u}")
-        vals = lam + delta
-        if rcond is not None:
-            vals = np.where(vals <= rcond * vals.max(initial=0.0), 0.0, vals)
-        kept = vals > 0
-        inv = np.zeros_like(vals)
-        inv[kept] = 1.0 / vals[kept]
-        if kept.any():
-            worst = max(worst, vals[kept].max() / vals[kept].min())
-        out[u] = (U * inv) @ U.T
+    # all blocks at once: batched symmetric eigendecomposition, then the same per-block
+    # zero tolerance and PSD check as sym_eig
+    lam, U = np.linalg.eigh(0.5 * (B + B.transpose(0, 2, 1)))
+    tol = B.shape[1] * EPS * np.abs(lam).max(axis=1, initial=0.0)
+    bad = lam[:, 0] < -np.maximum(tol, 1e-300) * 1e3
+    if bad.any():
+        u = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"block {u}: not positive semi-definite (smallest eigenvalue {lam[u, 0]:.3e}, "
+                         f"largest {lam[u, -1]:.3e})")
+    vals = np.where(lam <= tol[:, None], 0.0, lam) + delta
+    if rcond is not None:
+        vals = np.where(vals <= rcond * vals.max(axis=1, initial=0.0)[:, None], 0.0, vals)
+    kept = vals > 0
+    inv = np.zeros_like(vals)
+    inv[kept] = 1.0 / vals[kept]
+    big = np.where(kept, vals, 0.0).max(axis=1)
+    small = np.where(kept, vals, np.inf).min(axis=1)
+    worst = float(np.max(np.where(kept.any(axis=1), big / small, 0.0), initial=0.0))
+    out = np.einsum("upk,uk,uqk->upq", U, inv, U)
     if worst > COND_LIMIT:
         warnings.warn(f"per-unit block: condition number {worst:.3e} > {COND_LIMIT:.0e} after damping; "
                       f"its inverse is unreliable - increase the damping", CurvatureWarning, stacklevel=2)

@@ -11,7 +11,13 @@ Per step (``derivations/11-kfac.md`` section 8):
 3. the gradient of the mean loss plus ``weight_decay * theta`` is preconditioned -
    ``[dW | db] -> G_inv [dW | db] A_inv`` (bias folded), ``g_u -> B_u_inv g_u`` - and any
    parameter without a block (none among the current layers) takes the plain gradient;
-4. ``theta <- theta - lr * direction`` in place.  ``step`` returns the loss before the update.
+4. with ``kl_clip = kappa`` the step is scaled by
+   ``nu = min(1, sqrt(kappa / (lr^2 direction . grad)))``: ``direction . grad`` is the
+   K-FAC estimate of ``direction^T F direction``, so the model's predicted output change
+   ``1/2 lr^2 nu^2 direction^T F direction`` stays below ``kappa / 2`` (the trust region of
+   Ba, Grosse & Martens 2017; 11-kfac.md section 8);
+5. ``theta <- theta - nu * lr * direction`` in place.  ``step`` returns the loss before the
+   update.
 
 Growth: :meth:`KFAC.pad_state` pads a layer's factors and inverses; old entries are copied
 bit for bit and new rows/columns are zero off the diagonal with the mean of the old
@@ -43,6 +49,7 @@ class KFAC:
     inverse_every : refresh the inverses every k >= 1 steps (and whenever missing)
     metric, mode, n_samples, rng : curvature options of :func:`senn_ref.kfac.kfac_factors`
     pi : factored-damping ratio (number or "trace")
+    kl_clip : None (off) or kappa > 0, the trust-region bound on lr^2 direction^T F direction
 
     State: ``factors[name]`` (KroneckerFactors running averages), ``inverses[name]``
     ``(A_inv, G_inv)``, ``blocks[name]`` (units, 3, 3) and ``block_inverses[name]``.
@@ -54,7 +61,7 @@ class KFAC:
 
     def __init__(self, lr, damping, weight_decay=0.0, ema=0.95, inverse_every: int = 1,
                  metric: str = "euclidean", mode: str = "exact", n_samples: int = 1, rng=None,
-                 pi=1.0) -> None:
+                 pi=1.0, kl_clip=None) -> None:
         self.lr = check_scalar(lr, "lr", minimum=0.0, strict=True)
         self.damping = check_scalar(damping, "damping", minimum=0.0)
         self.weight_decay = check_scalar(weight_decay, "weight_decay", minimum=0.0)
@@ -66,6 +73,8 @@ class KFAC:
         self.metric, self.mode = metric, mode
         factored_damping(np.eye(1), np.eye(1), self.damping, pi)    # validates pi
         self.pi = pi
+        self.kl_clip = None if kl_clip is None else check_scalar(kl_clip, "kl_clip", minimum=0.0, strict=True)
+        self.last_scale = 1.0
         self.t = 0
         self.factors: dict = {}
         self.inverses: dict = {}
@@ -122,8 +131,14 @@ class KFAC:
                 x = np.einsum("upq,uq->up", self.block_inverses[la.name], g)
                 for j, k in enumerate(la.param_names):
                     direction[f"{la.name}.{k}"] = x[:, j]
+        nu = 1.0
+        if self.kl_clip is not None:
+            quad = sum(float(np.vdot(direction[k], grads[k])) for k in params)
+            if quad > 0:
+                nu = min(1.0, float(np.sqrt(self.kl_clip / (self.lr ** 2 * quad))))
+        self.last_scale = nu
         for k, p in params.items():
-            p -= self.lr * direction[k]
+            p -= (nu * self.lr) * direction[k]
         self.t += 1
         return record.value
 
@@ -205,7 +220,7 @@ class KFAC:
     def __repr__(self) -> str:
         return (f"KFAC(lr={self.lr}, damping={self.damping}, weight_decay={self.weight_decay}, "
                 f"ema={self.ema}, inverse_every={self.inverse_every}, metric={self.metric!r}, "
-                f"mode={self.mode!r})")
+                f"mode={self.mode!r}, kl_clip={self.kl_clip})")
 
 
 def _index(index, n_old: int, n_new, what: str, name: str):

@@ -9,7 +9,8 @@ For each case the same float64 inputs go through
   ``backward`` (column skipped when torch is not importable).
 Times are the best of several repeats after a warm-up (which also triggers
 Numba compilation).  FLOPs: a conv forward is ``2 N O Ho Wo C kh kw``, forward
-+ backward (dX and dW) three times that; dense ``3 * 2 N in out``.  The same
++ backward (dX and dW) three times that; dense ``3 * 2 N in out``.  A 2x2 max
+pool row (no FLOP count) compares the pooling kernels as well.  The same
 process also measures NumPy's float64 GEMM rate on 1024x1024 @ 1024x1024, and
 each row reports the layer's achieved GFLOP/s as a fraction of it.
 
@@ -28,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from senn_ref.layers.conv2d import Conv2D  # noqa: E402
 from senn_ref.layers.dense import Dense    # noqa: E402
+from senn_ref.layers.pooling import MaxPool2D  # noqa: E402
 
 try:  # optional comparison
     import torch
@@ -42,6 +44,7 @@ CASES = [
     ("mnist conv 1->16 28x28", "conv", 128, 1, 16, 28, 3, 1),
     ("mnist conv 16->32 28x28", "conv", 128, 16, 32, 28, 3, 1),
     ("mnist dense 784->128", "dense", 128, 784, 128, None, None, None),
+    ("mnist maxpool 2x2 32x28x28", "pool", 128, 32, 32, 28, 2, 0),
 ]
 
 
@@ -72,13 +75,15 @@ def _layer_step(layer, X, dY):
 
 def _torch_step(kind, X, dY, params, padding):
     x = torch.tensor(X, requires_grad=True)
-    w = torch.tensor(params["W"], requires_grad=True)
-    b = torch.tensor(params["b"], requires_grad=True)
+    w = torch.tensor(params.get("W", np.zeros(1)), requires_grad=True)
+    b = torch.tensor(params.get("b", np.zeros(1)), requires_grad=True)
     g = torch.tensor(dY)
 
     def step():
         x.grad = w.grad = b.grad = None
-        if kind == "conv":
+        if kind == "pool":
+            y = torch.nn.functional.max_pool2d(x, 2)
+        elif kind == "conv":
             y = torch.nn.functional.conv2d(x, w, b, padding=padding)
         else:
             y = torch.nn.functional.linear(x, w, b)
@@ -86,38 +91,60 @@ def _torch_step(kind, X, dY, params, padding):
     return step
 
 
+def _setup(kind, N, cin, cout, hw, k, pad, rng):
+    """Layers for both backends, input, output cotangent and the FLOP count of one case."""
+    if kind == "conv":
+        X = rng.standard_normal((N, cin, hw, hw))
+        layers = {be: Conv2D(cin, cout, k, 1, pad, rng=np.random.default_rng(1), bias_std=0.1,
+                             backend=be, in_hw=(hw, hw)) for be in ("numba", "numpy")}
+        Ho, Wo = layers["numba"].out_hw
+        flops = 3 * 2.0 * N * cout * Ho * Wo * cin * k * k
+        dY = rng.standard_normal((N, cout, Ho, Wo))
+    elif kind == "pool":
+        X = rng.standard_normal((N, cin, hw, hw))
+        layers = {be: MaxPool2D(k, in_shape=(cin, hw, hw), backend=be) for be in ("numba", "numpy")}
+        flops = 0.0                                    # comparisons only: no GFLOP/s column
+        dY = rng.standard_normal((N, cin) + layers["numba"].out_hw)
+    else:
+        X = rng.standard_normal((N, cin))
+        layer = Dense(cin, cout, rng=np.random.default_rng(1), bias_std=0.1)
+        layers = {"numba": layer, "numpy": layer}   # dense is pure BLAS: no kernel to swap
+        flops = 3 * 2.0 * N * cin * cout
+        dY = rng.standard_normal((N, cout))
+    return layers, X, dY, flops
+
+
 def run(quick: bool = False) -> list[dict]:
-    """Time every case; returns one dict per case (seconds, GFLOP/s, ratios)."""
+    """Time every case; returns one dict per case (seconds, GFLOP/s, ratios).
+
+    The NumPy-based paths of all cases are timed first and PyTorch last: torch's
+    OpenMP workers keep spinning for a while after each call, which would
+    otherwise slow down whatever runs next on a 2-core machine.  Within a case,
+    the numba and numpy paths alternate repeat by repeat so that background load
+    hits both alike.
+    """
     repeats = 3 if quick else 10
     rng = np.random.default_rng(0)
     peak = gemm_gflops(repeats=repeats)
-    rows = []
+    rows, setups = [], []
     for label, kind, N, cin, cout, hw, k, pad in CASES:
-        if kind == "conv":
-            X = rng.standard_normal((N, cin, hw, hw))
-            layers = {be: Conv2D(cin, cout, k, 1, pad, rng=np.random.default_rng(1), bias_std=0.1,
-                                 backend=be, in_hw=(hw, hw)) for be in ("numba", "numpy")}
-            Ho, Wo = layers["numba"].out_hw
-            flops = 3 * 2.0 * N * cout * Ho * Wo * cin * k * k
-            dY = rng.standard_normal((N, cout, Ho, Wo))
-        else:
-            X = rng.standard_normal((N, cin))
-            layer = Dense(cin, cout, rng=np.random.default_rng(1), bias_std=0.1)
-            layers = {"numba": layer, "numpy": layer}   # dense is pure BLAS: no kernel to swap
-            flops = 3 * 2.0 * N * cin * cout
-            dY = rng.standard_normal((N, cout))
-        row = {"case": label, "flops": flops,
-               "numba_s": best_time(_layer_step(layers["numba"], X, dY), repeats),
-               "numpy_s": best_time(_layer_step(layers["numpy"], X, dY), repeats)}
-        if torch is not None:
-            row["torch_s"] = best_time(_torch_step(kind, X, dY, layers["numba"].params, pad), repeats)
-        row["numba_gflops"] = flops / row["numba_s"] / 1e9
-        row["gemm_gflops"] = peak
-        row["fraction_of_gemm"] = row["numba_gflops"] / peak
-        row["numpy_over_numba"] = row["numpy_s"] / row["numba_s"]
-        if "torch_s" in row:
-            row["torch_over_numba"] = row["torch_s"] / row["numba_s"]
+        layers, X, dY, flops = _setup(kind, N, cin, cout, hw, k, pad, rng)
+        setups.append((kind, layers, X, dY, pad))
+        steps = {be: _layer_step(layers[be], X, dY) for be in ("numba", "numpy")}
+        best = {be: np.inf for be in steps}
+        for _ in range(repeats):
+            for be, step in steps.items():
+                best[be] = min(best[be], best_time(step, 1))
+        row = {"case": label, "flops": flops, "numba_s": best["numba"], "numpy_s": best["numpy"],
+               "gemm_gflops": peak, "numpy_over_numba": best["numpy"] / best["numba"]}
+        if flops:
+            row["numba_gflops"] = flops / row["numba_s"] / 1e9
+            row["fraction_of_gemm"] = row["numba_gflops"] / peak
         rows.append(row)
+    if torch is not None:
+        for row, (kind, layers, X, dY, pad) in zip(rows, setups):
+            row["torch_s"] = best_time(_torch_step(kind, X, dY, layers["numba"].params, pad), repeats)
+            row["torch_over_numba"] = row["torch_s"] / row["numba_s"]
     return rows
 
 
@@ -129,8 +156,8 @@ def format_rows(rows: list[dict]) -> str:
         t = r.get("torch_s")
         lines.append(f"{r['case']:26s} {1e3 * r['numba_s']:9.2f} {1e3 * r['numpy_s']:9.2f} "
                      f"{(1e3 * t if t else float('nan')):9.2f} {r['numpy_over_numba']:6.2f} "
-                     f"{r.get('torch_over_numba', float('nan')):6.2f} {r['numba_gflops']:8.2f} "
-                     f"{100 * r['fraction_of_gemm']:7.1f}%")
+                     f"{r.get('torch_over_numba', float('nan')):6.2f} {r.get('numba_gflops', float('nan')):8.2f} "
+                     f"{100 * r.get('fraction_of_gemm', float('nan')):7.1f}%")
     return "\n".join(lines)
 
 

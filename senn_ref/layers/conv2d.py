@@ -115,9 +115,10 @@ class Conv2D(Layer):
         N = X.shape[0]
         Wm = self._Wm()
         Y = np.empty((N, self.out_ch, self.out_hw[0] * self.out_hw[1]))
+        bias = self.params["b"][:, None]
         for sl in self._chunks(N):
             np.matmul(Wm, self._unfold(X[sl]), out=Y[sl])
-        Y += self.params["b"][:, None]
+            Y[sl] += bias                       # while the chunk is still in cache
         self._cache = {"X": X}
         return Y.reshape((N,) + self.output_shape(self._in_shape))
 
@@ -136,7 +137,7 @@ class Conv2D(Layer):
             gW += np.matmul(D[sl], P.transpose(0, 2, 1)).sum(axis=0)
             if need_input_grad:
                 dX[sl] = self._fold(np.matmul(Wm.T, D[sl]))
-        grads = {"W": gW.reshape(self.params["W"].shape), "b": D.sum(axis=(0, 2))}
+        grads = {"W": gW.reshape(self.params["W"].shape), "b": np.einsum("not->o", D)}
         return dX, grads
 
     def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:

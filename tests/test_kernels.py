@@ -134,3 +134,19 @@ def test_pool_kernels_numba_equal_numpy_twins(g, seed, ties):
                  rtol=1e-12, atol=1e-12, name="avg forward")
     assert_close(nb["avgpool_backward"](dY, H, W, kh, kw, sh, sw), npy["avgpool_backward"](dY, H, W, kh, kw, sh, sw),
                  rtol=1e-12, atol=1e-12, name="avg bwd")
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("W, kw, sw, pw", [(1, 5, 1, 2), (1, 3, 2, 2), (2, 4, 3, 2), (3, 1, 3, 2), (1, 1, 1, 0)])
+def test_unfold_fold_where_padding_dominates(backend, W, kw, sw, pw, rng):
+    # Inputs narrower than the padding: whole kernel columns fall into the padding, the
+    # case where a kernel's in-bounds range of output columns is empty.  Compared with
+    # the six-loop definition through the adjoint identity and the twin.
+    X = rng.standard_normal((2, 2, 3, W))
+    P = unfold(X, (2, kw), (1, sw), (1, pw), backend=backend)
+    assert_close(P, unfold(X, (2, kw), (1, sw), (1, pw), backend="numpy"), rtol=0, atol=0, name="unfold")
+    Y = rng.standard_normal(P.shape)
+    F = fold(Y, (2, 3, W), (2, kw), (1, sw), (1, pw), backend=backend)
+    assert_close(F, fold(Y, (2, 3, W), (2, kw), (1, sw), (1, pw), backend="numpy"), rtol=1e-12, atol=1e-12,
+                 name="fold")
+    assert abs(np.vdot(P, Y) - np.vdot(X, F)) <= 1e-12 * (np.linalg.norm(P) * np.linalg.norm(Y) + 1e-300)

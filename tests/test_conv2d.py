@@ -180,3 +180,17 @@ def test_chunked_batch_equals_single_chunk(backend, rng, monkeypatch):
     assert_close(layer.jvp(dX_t, {"W": dW_t}), J1, rtol=1e-12, atol=1e-13, name="jvp")
     res = check_layer(layer, X, rng)
     assert res.fd_error < 1e-6 and res.dot_error < 1e-10, res
+
+
+def test_threaded_chunks_are_deterministic(rng, monkeypatch):
+    # Many small chunks go through the thread pool (per-example FLOPs are far below the
+    # threshold); scheduling must not change a single bit of any result.
+    import senn_ref.layers.conv2d as conv_module
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
+    layer = Conv2D(3, 4, 3, padding=1, rng=rng, bias_std=1.0, in_hw=(5, 5))
+    X, dY = rng.standard_normal((16, 3, 5, 5)), rng.standard_normal((16, 4, 5, 5))
+    first = (layer.forward(X),) + layer.backward(dY)
+    for _ in range(5):
+        again = (layer.forward(X),) + layer.backward(dY)
+        assert np.array_equal(again[0], first[0]) and np.array_equal(again[1], first[1])
+        assert np.array_equal(again[2]["W"], first[2]["W"])

@@ -16,9 +16,16 @@ then b.  Derivations: ``derivations/03-convolution.md``.
 The batch is processed in chunks of a few examples so that the unfolded
 columns of a chunk stay in cache; the columns are not stored between passes
 (backward and jvp recompute them per chunk from the cached input), which keeps
-the memory of a forward pass at the size of ``X``.
+the memory of a forward pass at the size of ``X``.  When the per-example GEMMs
+are small (below ``_THREAD_FLOPS``), BLAS runs them on one core, so chunks are
+then handed to a pool of (at most 2) threads; Numba kernels release the GIL.
+Every chunk writes its own slice and weight-gradient partial sums are added in
+chunk order, so results do not depend on thread scheduling.
 """
 from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -29,6 +36,18 @@ from .base import Layer
 
 #: target size in bytes of one chunk of unfolded columns (fits in L2/L3 cache)
 _CHUNK_BYTES = 2 ** 21
+#: per-example forward FLOPs below which chunks run on a thread pool (small GEMMs
+#: stay single-threaded inside BLAS; larger ones already use every core)
+_THREAD_FLOPS = 2e6
+_WORKERS = max(1, min(2, os.cpu_count() or 1))
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="senn-conv")
+    return _pool
 
 
 class Conv2D(Layer):
@@ -98,11 +117,24 @@ class Conv2D(Layer):
         return fold_k(P, *self._in_shape, *self.kernel_size, *self.stride, *self.padding, *self.out_hw)
 
     def _chunks(self, N: int):
-        """Slices of the batch whose unfolded columns take about ``_CHUNK_BYTES``."""
+        """Contiguous slices of the batch, each with columns of about ``_CHUNK_BYTES``
+        or less; their number is a multiple of the thread count (balanced work)."""
         kh, kw = self.kernel_size
         per_example = 8 * self.in_ch * kh * kw * self.out_hw[0] * self.out_hw[1]
-        step = max(1, _CHUNK_BYTES // per_example)
+        count = -(-N // max(1, _CHUNK_BYTES // per_example))          # ceil
+        if count > 1:
+            count = min(N, -(-count // _WORKERS) * _WORKERS)
+        step = -(-N // count)
         return [slice(s, min(s + step, N)) for s in range(0, N, step)]
+
+    def _map_chunks(self, job, N: int) -> list:
+        """``[job(sl) for sl in chunks]``, on the thread pool when the GEMMs are small."""
+        chunks = self._chunks(N)
+        kh, kw = self.kernel_size
+        flops = 2.0 * self.out_ch * self.in_ch * kh * kw * self.out_hw[0] * self.out_hw[1]
+        if _WORKERS > 1 and len(chunks) > 1 and flops < _THREAD_FLOPS:
+            return list(_executor().map(job, chunks))
+        return [job(sl) for sl in chunks]
 
     def _Wm(self, W: np.ndarray | None = None) -> np.ndarray:
         W = self.params["W"] if W is None else W
@@ -116,9 +148,12 @@ class Conv2D(Layer):
         Wm = self._Wm()
         Y = np.empty((N, self.out_ch, self.out_hw[0] * self.out_hw[1]))
         bias = self.params["b"][:, None]
-        for sl in self._chunks(N):
+
+        def job(sl):
             np.matmul(Wm, self._unfold(X[sl]), out=Y[sl])
             Y[sl] += bias                       # while the chunk is still in cache
+
+        self._map_chunks(job, N)
         self._cache = {"X": X}
         return Y.reshape((N,) + self.output_shape(self._in_shape))
 
@@ -130,14 +165,19 @@ class Conv2D(Layer):
         dY = self._check_like(dY, (N,) + self.output_shape(self._in_shape), "output cotangent")
         D = dY.reshape(N, O, -1)
         Wm = self._Wm()
-        gW = np.zeros_like(Wm)
         dX = np.empty_like(X) if need_input_grad else None
-        for sl in self._chunks(N):
+
+        def job(sl):
             P = self._unfold(X[sl])
-            gW += np.matmul(D[sl], P.transpose(0, 2, 1)).sum(axis=0)
             if need_input_grad:
                 dX[sl] = self._fold(np.matmul(Wm.T, D[sl]))
-        grads = {"W": gW.reshape(self.params["W"].shape), "b": np.einsum("not->o", D)}
+            return np.matmul(D[sl], P.transpose(0, 2, 1)).sum(axis=0), np.einsum("not->o", D[sl])
+
+        gW, gb = np.zeros_like(Wm), np.zeros(O)
+        for pW, pb in self._map_chunks(job, N):   # fixed chunk order: deterministic sums
+            gW += pW
+            gb += pb
+        grads = {"W": gW.reshape(self.params["W"].shape), "b": gb}
         return dX, grads
 
     def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
@@ -151,11 +191,14 @@ class Conv2D(Layer):
         db = self._param_tangent(dparams, "b")
         Wm = self._Wm()
         out = np.zeros((N, self.out_ch, self.out_hw[0] * self.out_hw[1]))
-        for sl in self._chunks(N):
+
+        def job(sl):
             if dX is not None:
                 out[sl] += np.matmul(Wm, self._unfold(dX[sl]))
             if dW is not None:
                 out[sl] += np.matmul(self._Wm(dW), self._unfold(X[sl]))
+
+        self._map_chunks(job, N)
         if db is not None:
             out += db[:, None]
         return out.reshape((N,) + self.output_shape(self._in_shape))

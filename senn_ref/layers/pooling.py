@@ -171,3 +171,6 @@ class GlobalAvgPool(Layer):
         if dX is None:
             return np.zeros((N, self._in_shape[0]))
         return self._check_like(dX, (N,) + self._in_shape, "input tangent").mean(axis=(2, 3))
+
+    def __repr__(self) -> str:
+        return f"{self._label()}[in={self._in_shape}]"

@@ -16,6 +16,7 @@ import numpy as np
 from .. import backend as _backend
 from .._validate import as_float_array, check_positive_int
 from . import pool_numba, pool_numpy
+from . import rational_numba, rational_numpy
 from .unfold_numba import fold_numba, unfold_numba
 from .unfold_numpy import fold_numpy, unfold_numpy
 
@@ -79,6 +80,20 @@ def pool_kernels(backend: str | None = None) -> dict:
     which = _backend.resolve(backend)
     module, suffix = (pool_numba, "_numba") if which == "numba" else (pool_numpy, "_numpy")
     return {name: getattr(module, name + suffix) for name in _POOL_NAMES}
+
+
+def rational_kernels(backend: str | None = None) -> dict:
+    """The raw rational-activation kernels of a backend as a dict ``{name: function}``.
+
+    Names: ``rational_forward(X, v, c, l, eps) -> (sigma, d_x, d_v, d_c, d_l)`` with
+    ``X`` C-contiguous ``(N, U, S)`` and ``v, c, l`` ``(U,)``, every output ``(N, U, S)``;
+    ``rational_backward(dS, d_x, d_v, d_c, d_l, need_input_grad) -> (dX, g_v, g_c, g_l)``
+    (``dX`` is a placeholder when not needed).  No argument checks (the ``Rational``
+    layer validates); see ``derivations/05-rational.md`` "Kernel".
+    """
+    which = _backend.resolve(backend)
+    module, suffix = (rational_numba, "_numba") if which == "numba" else (rational_numpy, "_numpy")
+    return {name: getattr(module, name + suffix) for name in ("rational_forward", "rational_backward")}
 
 
 def unfold(X, kernel, stride=1, padding=0, backend: str | None = None) -> np.ndarray:

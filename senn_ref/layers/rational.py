@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend as _backend
 from .._validate import as_float_array, check_option, check_positive_int, check_scalar
+from ..kernels import rational_kernels
+from ..kernels.rational_numpy import rational_basis_numpy, rational_partials_numpy
 from .base import Layer
 
 #: the normalisation constant epsilon of the rational activation
@@ -51,43 +54,12 @@ def identity_scale(eps: float = EPS) -> float:
 
 
 # ---------------------------------------------------------------------------
-# unvalidated kernels (the layer validates once, then calls these)
+# unvalidated kernels (the layer validates once, then calls these).  The NumPy
+# formulas live in senn_ref/kernels/rational_numpy.py next to their fused Numba
+# twin (derivations/05-rational.md "Kernel"); the names below are kept for callers.
 # ---------------------------------------------------------------------------
-def _basis(x: np.ndarray):
-    """``(t, w, p)`` = ``(x/(1+x^2), 1/(1+x^2), (1-x^2)/(1+x^2)^2)``, overflow-free."""
-    big = np.abs(x) > 1.0
-    with np.errstate(under="ignore"):
-        xs = np.where(big, 0.0, x)                      # |xs| <= 1
-        w_s = 1.0 / (1.0 + xs * xs)
-        t_s = xs * w_s
-        p_s = (1.0 - xs) * (1.0 + xs) * w_s * w_s
-        y = 1.0 / np.where(big, x, 1.0)                  # |y| < 1 where used
-        t_b = y / (1.0 + y * y)
-        w_b = y * t_b
-        p_b = (y - 1.0) * (y + 1.0) * t_b * t_b
-    return np.where(big, t_b, t_s), np.where(big, w_b, w_s), np.where(big, p_b, p_s)
-
-
-def _partials(x, v, c, l, eps):
-    """``(sigma, d/dx, d/dv, d/dc, d/dl)`` at ``x`` (any shape, broadcast with v, c, l).
-
-    Works with the unit direction ``(a, g, m) = (v, c, l)/n`` and ``e = eps/n^2``
-    (so ``a^2 + g^2 + m^2 + e = 1``): ``sigma = 2 a t + g w + m x`` and e.g.
-    ``dsigma/dv = [2t (g^2 + m^2 + e) - a (g w + m x)] / n``; no intermediate
-    exceeds the size of the result.
-    """
-    t, w, p = _basis(x)
-    s = v * v + c * c + l * l + eps
-    n = np.sqrt(s)
-    a, g, m, e = v / n, c / n, l / n, eps / s
-    aa, gg, mm = a * a, g * g, m * m
-    with np.errstate(under="ignore"):
-        sigma = 2.0 * a * t + g * w + m * x
-        d_x = 2.0 * a * p - 2.0 * g * t * w + m
-        d_v = (2.0 * t * (gg + mm + e) - a * (g * w + m * x)) / n
-        d_c = (w * (aa + mm + e) - g * (2.0 * a * t + m * x)) / n
-        d_l = (x * (aa + gg + e) - m * (2.0 * a * t + g * w)) / n
-    return sigma, d_x, d_v, d_c, d_l
+_basis = rational_basis_numpy        # (t, w, p), overflow-free; any shape
+_partials = rational_partials_numpy  # (sigma, d/dx, d/dv, d/dc, d/dl), broadcasting
 
 
 def _prepare(x, v, c, l, eps):
@@ -182,6 +154,10 @@ class Rational(Layer):
     rng : ``numpy.random.Generator``; required for ``init="random"``.
     spatial : ``()`` for dense batches ``(N, units)`` or ``(H, W)`` for conv
         batches ``(N, units, H, W)``.
+    backend : ``"numba"`` | ``"numpy"`` | ``None`` (follow :mod:`senn_ref.backend` at call
+        time): the fused kernel ``rational_forward_numba`` or its NumPy twin for the
+        forward pass and the parameter-gradient sums of the backward pass
+        (``derivations/05-rational.md`` "Kernel").
 
     Flat parameter order: v, c, l.  Parameter gradients are summed over the batch
     and over spatial positions.  ``derivations/05-rational.md`` §5.
@@ -191,8 +167,9 @@ class Rational(Layer):
     EPS = EPS
 
     def __init__(self, units: int, init: str = "random", rng: np.random.Generator | None = None,
-                 spatial: tuple[int, ...] = ()) -> None:
+                 spatial: tuple[int, ...] = (), backend: str | None = None) -> None:
         super().__init__()
+        self.backend = None if backend is None else _backend.resolve(backend)
         units = check_positive_int(units, "Rational units")
         check_option(init, ("random", "identity"), "Rational init")
         if not isinstance(spatial, (tuple, list)) or len(spatial) not in (0, 2):
@@ -222,33 +199,35 @@ class Rational(Layer):
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(in_shape)
 
-    def _broadcast_params(self):
-        """``v, c, l`` reshaped to ``(1, units, 1, ..., 1)`` to broadcast against a batch."""
-        shape = (1, self.units) + (1,) * len(self.spatial)
-        return tuple(self.params[k].reshape(shape) for k in self.param_names)
-
-    def _sum_axes(self) -> tuple[int, ...]:
-        """Axes summed for parameter gradients: batch and spatial (all but axis 1)."""
-        return (0,) + tuple(range(2, 2 + len(self.spatial)))
-
     def forward(self, X: np.ndarray) -> np.ndarray:
         """``Y = sigma(X)`` unit-wise along axis 1; ``X``, ``Y``: ``(N,) + in_shape``.
 
-        Caches the four partial derivatives (each the shape of ``X``)."""
+        Computed by the backend's ``rational_forward`` kernel on the ``(N, units, S)``
+        view of ``X`` (``S`` = H*W, or 1 for dense; the Numba kernel and the NumPy twin
+        give identical bits).  Caches the four partial derivatives (each the shape of ``X``)."""
         A = self._check_input(X)
-        sigma, d_x, d_v, d_c, d_l = _partials(A, *self._broadcast_params(), self.EPS)
+        forward_k = rational_kernels(getattr(self, "backend", None))["rational_forward"]
+        A3 = np.ascontiguousarray(A).reshape(A.shape[0], self.units, -1)      # (N, U, S)
+        p = self.params
+        sigma, d_x, d_v, d_c, d_l = (a.reshape(A.shape) for a in
+                                     forward_k(A3, p["v"], p["c"], p["l"], self.EPS))
         self._cache = {"shape": A.shape, "dx": d_x, "v": d_v, "c": d_c, "l": d_l}
         return sigma
 
     def backward(self, dY: np.ndarray, need_input_grad: bool = True):
         """VJP: ``dX = dY * dsigma/dx``; ``grads[p] = sum_{n, spatial} dY * dsigma/dp``
-        for ``p`` in v, c, l (each ``(units,)``)."""
+        for ``p`` in v, c, l (each ``(units,)``), by the backend's ``rational_backward`` kernel
+        (one fused pass for Numba; backends agree to rounding in the sums)."""
         cache = self._cached()
-        dS = self._check_like(dY, cache["shape"], "output cotangent")
-        axes = self._sum_axes()
-        grads = {k: (dS * cache[k]).sum(axis=axes) for k in self.param_names}
-        dX = dS * cache["dx"] if need_input_grad else None
-        return dX, grads
+        shape = cache["shape"]
+        dS = self._check_like(dY, shape, "output cotangent")
+        backward_k = rational_kernels(getattr(self, "backend", None))["rational_backward"]
+        flat = (shape[0], self.units, -1)                                    # (N, U, S)
+        dX, g_v, g_c, g_l = backward_k(np.ascontiguousarray(dS).reshape(flat),
+                                       *(cache[k].reshape(flat) for k in ("dx", "v", "c", "l")),
+                                       bool(need_input_grad))
+        grads = {"v": g_v, "c": g_c, "l": g_l}
+        return (dX.reshape(shape) if need_input_grad else None), grads
 
     def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
         """JVP: ``dY = dsigma/dx * dX + sum_p dsigma/dp * dp`` (``dp`` broadcast along axis 1)."""

@@ -194,3 +194,18 @@ def test_threaded_chunks_are_deterministic(rng, monkeypatch):
         again = (layer.forward(X),) + layer.backward(dY)
         assert np.array_equal(again[0], first[0]) and np.array_equal(again[1], first[1])
         assert np.array_equal(again[2]["W"], first[2]["W"])
+
+
+def test_thread_pool_survives_fork(rng, monkeypatch):
+    # A child forked after the pool started must not wait on the parent's (absent) threads.
+    import multiprocessing as mp
+    import senn_ref.layers.conv2d as conv_module
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
+    layer = Conv2D(2, 2, 3, padding=1, rng=rng, in_hw=(4, 4))
+    X = rng.standard_normal((6, 2, 4, 4))
+    expected = layer.forward(X)                       # starts the pool in the parent
+    with mp.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(layer.forward, (X,)).get(timeout=20)
+    assert np.array_equal(got, expected)

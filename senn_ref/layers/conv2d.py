@@ -50,6 +50,16 @@ def _executor() -> ThreadPoolExecutor:
     return _pool
 
 
+def _forget_pool_after_fork() -> None:
+    """A forked child inherits the pool object but not its threads: start afresh."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 class Conv2D(Layer):
     """Convolution ``Y[n, o] = sum_{c,i,j} W[o, c, i, j] Xpad[n, c, sh*oh + i, sw*ow + j] + b[o]``.
 

@@ -7,7 +7,7 @@ element with the same formulas, the same operation order and the same two
 overflow-free branches (``|x| <= 1`` from ``x``, ``|x| > 1`` from ``y = 1/x``) as
 the NumPy twin ``rational_partials_numpy`` in :mod:`rational_numpy`.  Like the twin
 it evaluates both branches and selects (``np.where`` there, a conditional
-expression here), which lets LLVM vectorise the loop; the per-unit constants
+expression here); the per-unit constants
 (``n``, the direction ``(a, g, m)``, ``e``) are formed once per unit exactly as the
 twin forms them.  No fastmath, hence no reassociation and no fused multiply-add:
 both backends produce the same bits (the test allows 1e-12).
@@ -62,7 +62,7 @@ def _element(x, n, a, g, m, kv, kc, kl):
             (x * kl - m * (at2 + gw)) / n)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def rational_forward_numba(X, v, c, l, eps):
     """``(sigma, d/dx, d/dv, d/dc, d/dl)`` of ``X (N, U, S)`` (C-contiguous), each ``(N, U, S)``.
 
@@ -70,9 +70,11 @@ def rational_forward_numba(X, v, c, l, eps):
     ``sigma = 2 a t + g w + m x``, ``d/dx = 2 a p - 2 g t w + m``,
     ``d/dv = (2t kv - a (g w + m x))/n``, ``d/dc = (w kc - g (2 a t + m x))/n``,
     ``d/dl = (x kl - m (2 a t + g w))/n`` (constants from ``_unit_constants``).
-    Parallel over ``N`` (``prange``); elements are independent, so the result does
-    not depend on the number of threads.  The innermost loop runs over ``S``, or over
-    ``U`` when ``S == 1`` (dense), so that it is long and contiguous.
+    Serial: a ``prange`` over ``N`` gives the same bits and lets LLVM vectorise the loop
+    (5x faster on an idle 2-core machine), but on a shared machine the worker thread
+    waits for a time slice and the call became 10-30x slower (measured, see
+    ``derivations/05-rational.md`` "Kernel"), so the robust serial loop is used.  The
+    innermost loop runs over ``S``, or over ``U`` when ``S == 1`` (dense).
     """
     N, U, S = X.shape
     K = _unit_constants(v, c, l, eps)
@@ -83,12 +85,12 @@ def rational_forward_numba(X, v, c, l, eps):
     dc = np.empty((N, U, S))
     dl = np.empty((N, U, S))
     if S == 1:
-        for i in numba.prange(N):
+        for i in range(N):
             for u in range(U):
                 r = _element(X[i, u, 0], kn[u], ka[u], kg[u], km[u], kv[u], kc[u], kl[u])
                 sig[i, u, 0], dx[i, u, 0], dv[i, u, 0], dc[i, u, 0], dl[i, u, 0] = r
     else:
-        for i in numba.prange(N):
+        for i in range(N):
             for u in range(U):
                 n, a, g, m, qv, qc, ql = kn[u], ka[u], kg[u], km[u], kv[u], kc[u], kl[u]
                 for j in range(S):

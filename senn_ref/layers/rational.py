@@ -26,7 +26,8 @@ values exceed the float64 range.
 
 The layer ``Rational`` applies unit ``j`` to axis 1 of a batch
 ``(N, units)`` (dense) or ``(N, units, H, W)`` (conv channels).
-Derivation: ``derivations/05-rational.md``; tests: ``tests/test_rational.py``.
+Derivation: ``derivations/05-rational.md`` (section 8 for the fused kernel);
+tests: ``tests/test_rational.py``, ``tests/test_rational_kernel.py``.
 """
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float_array, check_shape
+from .._validate import as_float_array, check_positive_int, check_shape
 
 
 class Layer:
@@ -75,6 +75,28 @@ class Layer:
 
     def num_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
+
+    def set_in_shape(self, in_shape) -> None:
+        """Change the channel/unit count (first entry) of a parameter-free layer's input.
+
+        Width growth widens the layer in front of a pooling, flattening or elementwise
+        layer; this is the explicit state update that keeps the parameter-free layer in
+        step.  Only the first entry may change (spatial sizes fix pooling geometry).
+        Layers with parameters derive their shapes from their arrays and refuse.  The
+        forward cache is dropped.  ``derivations/01-conventions.md`` section 1.6.
+        """
+        if self.param_names or not hasattr(self, "_in_shape"):
+            raise TypeError(f"{self._label()} derives its input shape from its parameters; "
+                            f"resize its arrays instead")
+        if not isinstance(in_shape, (tuple, list)):
+            raise TypeError(f"{self._label()}: in_shape must be a tuple, got {type(in_shape).__name__}")
+        new = tuple(check_positive_int(v, f"{self._label()} in_shape entry") for v in in_shape)
+        old = tuple(self._in_shape)
+        if len(new) != len(old) or new[1:] != old[1:]:
+            raise ValueError(f"{self._label()}: only the first entry of in_shape may change "
+                             f"({old} -> {new})")
+        self._in_shape = new
+        self._cache = None
 
     # ---- passes ---------------------------------------------------------
     def forward(self, X: np.ndarray) -> np.ndarray:

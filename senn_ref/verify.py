@@ -56,6 +56,19 @@ def _kernel_cases(rng):
         fa = dispatch.fold(P, X.shape[1:], k, s, p, backend="numba")
         fb = dispatch.fold(P, X.shape[1:], k, s, p, backend="numpy")
         yield f"fold k={k} s={s} p={p}", relative_error(fa, fb)
+    from .layers.rational import Rational
+
+    Z = rng.standard_normal((4, 3, 5, 5)) * 3.0
+    layers = {be: Rational(3, init="random", rng=np.random.default_rng(1), spatial=(5, 5), backend=be)
+              for be in ("numba", "numpy")}
+    out = {be: layer.forward(Z) for be, layer in layers.items()}
+    yield "rational forward", relative_error(out["numba"], out["numpy"])
+    dY = rng.standard_normal(Z.shape)
+    back = {}
+    for be, layer in layers.items():
+        dX, grads = layer.backward(dY)
+        back[be] = np.concatenate([dX.ravel()] + [g.ravel() for g in grads.values()])
+    yield "rational backward", relative_error(back["numba"], back["numpy"])
 
 
 def run(seed: int = 0, verbose: bool = True) -> list[dict]:

@@ -266,3 +266,18 @@ def test_unknown_metric_and_bad_vectors():
     # a probability row summing to 1 within the documented tolerance is accepted
     T = np.array([[0.25, 0.75 + 5e-9]] * 3)
     assert np.isfinite(softmax_cross_entropy().value(F, T))
+
+
+def test_target_free_metrics_accept_no_targets():
+    """euclidean and true metrics depend on F only: Y=None gives the same result; empirical needs Y."""
+    rng = np.random.default_rng(7)
+    F = rng.standard_normal((4, 3))
+    labels = np.array([0, 2, 1, 1])
+    V = rng.standard_normal((4, 3))
+    for loss, Y in ((mse(), rng.standard_normal((4, 3))), (softmax_cross_entropy(), labels)):
+        for metric in ("euclidean", "true"):
+            assert np.array_equal(loss.metric(F, None, metric), loss.metric(F, Y, metric))
+            assert np.array_equal(loss.metric_sqrt(F, None, metric), loss.metric_sqrt(F, Y, metric))
+            assert np.array_equal(loss.metric_apply(F, None, V, metric), loss.metric_apply(F, Y, V, metric))
+        with pytest.raises(ValueError, match="needs the targets"):
+            loss.metric(F, None, "empirical")

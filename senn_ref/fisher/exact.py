@@ -28,22 +28,6 @@ def check_metric(metric: str, Y) -> str:
     return metric
 
 
-def metric_targets(loss, outputs: np.ndarray, Y, metric: str):
-    """Targets to hand to the loss's metric methods.
-
-    ``loss.metric``/``metric_apply`` validate targets even for ``metric="true"``,
-    whose value depends on the outputs only (I for MSE, diag(p) - p p^T for
-    cross-entropy).  When ``Y`` is None we pass the model's own prediction as a
-    placeholder target (``softmax(F)`` for losses with ``probabilities``, else
-    ``F``): any valid target gives the same true metric.  See 09-fisher.md section 2.
-    """
-    if Y is not None or metric != "true":
-        return Y
-    probs = getattr(loss, "probabilities", None)
-    return probs(outputs.reshape(outputs.shape[0], -1)) if callable(probs) \
-        else outputs.reshape(outputs.shape[0], -1)
-
-
 def jacobian(net, X) -> np.ndarray:
     """Per-example parameter Jacobian ``J[n, k, p] = d f_k(x_n) / d theta_p``, shape (N, K, P).
 
@@ -108,7 +92,7 @@ def ggn_factor(net, X, loss, metric: str = "euclidean", Y=None) -> np.ndarray:
     if metric == "euclidean":
         return J.reshape(N * K, P) / np.sqrt(N)
     out = net.forward(X).reshape(N, -1)
-    R = np.asarray(loss.metric_sqrt(out, metric_targets(loss, out, Y, metric), metric))
+    R = np.asarray(loss.metric_sqrt(out, Y, metric))
     B = np.matmul(np.swapaxes(R, 1, 2), J)            # (N, r, P)
     return B.reshape(-1, P) / np.sqrt(N)
 
@@ -136,5 +120,5 @@ def exact(net, X, loss, metric: str = "euclidean", Y=None) -> np.ndarray:
     if metric == "euclidean":
         return ggn_from_jacobian(J)
     out = net.forward(X).reshape(J.shape[0], -1)
-    M = loss.metric(out, metric_targets(loss, out, Y, metric), metric)
+    M = loss.metric(out, Y, metric)
     return ggn_from_jacobian(J, np.asarray(M).reshape(J.shape[0], J.shape[1], J.shape[1]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import as_float_array, check_scalar
-from .exact import check_metric, metric_targets
+from .exact import check_metric
 
 
 def _check_vector(v, P: int) -> np.ndarray:
@@ -49,7 +49,7 @@ class FisherOperator:
         self._refresh()
         if metric != "euclidean":
             flat = self.outputs.reshape(self.outputs.shape[0], -1)
-            self._targets = loss.check(flat, metric_targets(loss, flat, Y, metric))[1]
+            self._targets = None if Y is None else loss.check(flat, Y)[1]
 
     def _refresh(self) -> None:
         self.outputs = self.net.forward(self.X)

@@ -16,7 +16,9 @@ Public methods (the names the curvature code relies on)
 ``value_and_grad(F, Y) -> (float, E)``.
 ``metric(F, Y, metric) -> M (N, K, K)``, ``metric_sqrt(F, Y, metric) -> R (N, K, r)``
     with ``M[n] = R[n] R[n]^T``; ``metric_apply(F, Y, V, metric) -> (N, K)`` rows
-    ``M[n] V[n]`` without forming ``M`` where possible.
+    ``M[n] V[n]`` without forming ``M`` where possible.  The euclidean and true
+    metrics depend on the outputs only, so ``Y`` may be ``None`` for them; the
+    empirical metric needs the targets.
 ``ceiling_terms(F, Y, metric) -> (N,)`` with entries ``e_n^T M_n^+ e_n`` and
 ``ceiling(F, Y, metric) -> float`` their mean, ``lambda_M``.
 
@@ -66,6 +68,17 @@ class Loss:
     def _check_metric(metric) -> str:
         return check_option(metric, METRICS, "output metric")
 
+    def _check_for_metric(self, F, Y, metric):
+        """``(F, T, metric)`` for the metric methods; ``T`` is None when ``Y`` is None, which
+        only the target-free metrics (euclidean, true) accept."""
+        metric = self._check_metric(metric)
+        if Y is None:
+            if metric == "empirical":
+                raise ValueError("the empirical metric M_n = e_n e_n^T needs the targets Y")
+            return as_float_array(F, "F (network outputs)", ndim=2), None, metric
+        F, T = self.check(F, Y)
+        return F, T, metric
+
     # ------------------------------------------------------ value and gradient
     def per_example(self, F, Y) -> np.ndarray:
         """Per-example losses ``l_n`` (N,)."""
@@ -88,10 +101,9 @@ class Loss:
         return float(np.mean(self._per_example(F, T))), self._output_grad(F, T)
 
     # ---------------------------------------------------------------- metrics
-    def metric(self, F, Y, metric: str = "euclidean") -> np.ndarray:
+    def metric(self, F, Y=None, metric: str = "euclidean") -> np.ndarray:
         """Output metrics ``M`` (N, K, K): ``I``, the true Fisher, or ``e_n e_n^T``."""
-        F, T = self.check(F, Y)
-        metric = self._check_metric(metric)
+        F, T, metric = self._check_for_metric(F, Y, metric)
         N, K = F.shape
         if metric == "euclidean":
             return np.broadcast_to(np.eye(K), (N, K, K)).copy()
@@ -100,14 +112,13 @@ class Loss:
         E = self._output_grad(F, T)
         return E[:, :, None] * E[:, None, :]
 
-    def metric_sqrt(self, F, Y, metric: str = "euclidean") -> np.ndarray:
+    def metric_sqrt(self, F, Y=None, metric: str = "euclidean") -> np.ndarray:
         """Square-root factors ``R`` (N, K, r) with ``M[n] = R[n] R[n]^T``.
 
         euclidean: identity columns (r = K); true: loss-specific (r = K);
         empirical: the single column ``e_n`` (r = 1).
         """
-        F, T = self.check(F, Y)
-        metric = self._check_metric(metric)
+        F, T, metric = self._check_for_metric(F, Y, metric)
         N, K = F.shape
         if metric == "euclidean":
             return np.broadcast_to(np.eye(K), (N, K, K)).copy()
@@ -116,9 +127,9 @@ class Loss:
         return self._output_grad(F, T)[:, :, None]
 
     def metric_apply(self, F, Y, V, metric: str = "euclidean") -> np.ndarray:
-        """Rows ``M[n] V[n]`` (N, K) for ``V`` (N, K), without forming ``M`` where possible."""
-        F, T = self.check(F, Y)
-        metric = self._check_metric(metric)
+        """Rows ``M[n] V[n]`` (N, K) for ``V`` (N, K), without forming ``M`` where possible.
+        ``Y`` may be None for the euclidean and true metrics."""
+        F, T, metric = self._check_for_metric(F, Y, metric)
         V = as_float_array(V, "V (output-space vectors)", ndim=2)
         check_shape(V, F.shape, "V (output-space vectors)")
         if metric == "euclidean":

@@ -48,10 +48,8 @@ def _check_options(options: dict, allowed: tuple, curvature: str) -> None:
 def mean_loss_grad(net, X, Y, loss) -> tuple[float, np.ndarray]:
     """``(L, g)``: mean loss and its flat gradient ``g = (1/N) sum_n J_n^T e_n`` (P,)
     (backward pass with ``e / N``; 10-expansion-score.md section 1)."""
-    out = net.forward(X)
-    N = out.shape[0]
-    value, E = loss.value_and_grad(out.reshape(N, -1), Y)
-    return value, net.backward(E.reshape(out.shape) / N).flat_grad()
+    value, res = net.loss_and_grad(X, Y, loss)
+    return value, res.flat_grad()
 
 
 def default_rcond(shape: tuple[int, int]) -> float:

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from senn_ref.kernels import conv_output_size, fold, pool_kernels, unfold
+from senn_ref.kernels.dispatch import kernels_for, kernels_into
 from senn_ref.testing import assert_close
 
 
@@ -33,6 +34,29 @@ def test_numba_equals_numpy_twin(g, seed):
     assert_close(fold(Y, (C, H, W), k, s, p, backend="numba"),
                  fold(Y, (C, H, W), k, s, p, backend="numpy"), rtol=1e-12, atol=1e-12,
                  name="fold numba vs numpy")
+
+
+@settings(max_examples=30, deadline=None)
+@given(g=geometries(), seed=st.integers(0, 2**31 - 1))
+def test_into_kernels(g, seed):
+    # The buffer-writing variants overwrite every entry of a NaN-filled buffer with exactly
+    # what the allocating kernels return (same loops), and the Numba and NumPy twins agree.
+    N, C, H, W, (kh, kw), (sh, sw), (ph, pw) = g
+    Ho, Wo = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+    geom = (kh, kw, sh, sw, ph, pw, Ho, Wo)
+    rng = np.random.default_rng(seed)
+    X, G = rng.standard_normal((N, C, H, W)), rng.standard_normal((N, C * kh * kw, Ho * Wo))
+    results = {}
+    for backend in ("numba", "numpy"):
+        (unfold_k, fold_k), (unfold_into, fold_into) = kernels_for(backend), kernels_into(backend)
+        P, F = np.full(G.shape, np.nan), np.full(X.shape, np.nan)
+        unfold_into(X, P, *geom)
+        fold_into(G, F, *geom)
+        assert_close(P, unfold_k(X, *geom), rtol=0, atol=0, name=f"unfold_into {backend}")
+        assert_close(F, fold_k(G, C, H, W, *geom), rtol=0, atol=0, name=f"fold_into {backend}")
+        results[backend] = (P, F)
+    assert_close(results["numba"][0], results["numpy"][0], rtol=1e-12, atol=1e-12, name="unfold_into twins")
+    assert_close(results["numba"][1], results["numpy"][1], rtol=1e-12, atol=1e-12, name="fold_into twins")
 
 
 @settings(max_examples=40, deadline=None)

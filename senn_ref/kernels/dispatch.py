@@ -17,8 +17,8 @@ from .. import backend as _backend
 from .._validate import as_float_array, check_positive_int
 from . import pool_numba, pool_numpy
 from . import rational_numba, rational_numpy
-from .unfold_numba import fold_numba, unfold_numba
-from .unfold_numpy import fold_numpy, unfold_numpy
+from .unfold_numba import fold_into_numba, fold_numba, unfold_into_numba, unfold_numba
+from .unfold_numpy import fold_into_numpy, fold_numpy, unfold_into_numpy, unfold_numpy
 
 
 def as_pair(value, name: str, *, minimum: int) -> tuple[int, int]:
@@ -62,6 +62,19 @@ def kernels_for(backend: str | None = None):
     if _backend.resolve(backend) == "numba":
         return unfold_numba, fold_numba
     return unfold_numpy, fold_numpy
+
+
+def kernels_into(backend: str | None = None):
+    """The raw ``(unfold_into, fold_into)`` pair of a backend: the same maps as
+    :func:`kernels_for`, writing into caller-owned C-contiguous float64 buffers.
+
+    ``unfold_into(X, P, kh, kw, sh, sw, ph, pw, Ho, Wo)`` fills ``P (N, C*kh*kw, Ho*Wo)``;
+    ``fold_into(P, X, kh, kw, sh, sw, ph, pw, Ho, Wo)`` overwrites ``X (N, C, H, W)``.
+    No argument checks.  Tested in ``tests/test_kernels.py::test_into_kernels``.
+    """
+    if _backend.resolve(backend) == "numba":
+        return unfold_into_numba, fold_into_numba
+    return unfold_into_numpy, fold_into_numpy
 
 
 _POOL_NAMES = ("maxpool_forward", "maxpool_backward", "maxpool_jvp", "avgpool_forward", "avgpool_backward")

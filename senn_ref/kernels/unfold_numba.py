@@ -20,7 +20,9 @@ onto the pixel it was read from (entries read from the padding are dropped).
 The kernels are serial (no ``parallel=True``): the GEMMs around them already
 use both cores through BLAS, and measured alternation between a Numba thread
 pool and the BLAS pool cost far more than it saved.  Loop order is fixed, so
-results are deterministic.  See ``derivations/03-convolution.md`` sections
+results are deterministic.  The ``*_into`` variants write into caller-owned
+buffers (``Conv2D`` reuses per-thread workspaces instead of allocating
+megabytes per call).  See ``derivations/03-convolution.md`` sections
 "Unfold" and "Fold"; tested in ``tests/test_kernels.py``.
 """
 from __future__ import annotations
@@ -30,10 +32,9 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def unfold_numba(X, kh, kw, sh, sw, ph, pw, Ho, Wo):
-    """im2col: ``X (N, C, H, W) -> P (N, C*kh*kw, Ho*Wo)`` (formula in module docstring)."""
+def unfold_into_numba(X, P, kh, kw, sh, sw, ph, pw, Ho, Wo):
+    """im2col into a given C-contiguous buffer ``P (N, C*kh*kw, Ho*Wo)``; every entry is written."""
     N, C, H, W = X.shape
-    P = np.empty((N, C * kh * kw, Ho * Wo))
     for n in range(N):
         for c in range(C):
             for i in range(kh):
@@ -52,19 +53,28 @@ def unfold_numba(X, kh, kw, sh, sw, ph, pw, Ho, Wo):
                                     P[n, k, t0 + ow] = X[n, c, r, q]
                                 else:
                                     P[n, k, t0 + ow] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def unfold_numba(X, kh, kw, sh, sw, ph, pw, Ho, Wo):
+    """im2col: ``X (N, C, H, W) -> P (N, C*kh*kw, Ho*Wo)`` (formula in module docstring)."""
+    N, C, H, W = X.shape
+    P = np.empty((N, C * kh * kw, Ho * Wo))
+    unfold_into_numba(X, P, kh, kw, sh, sw, ph, pw, Ho, Wo)
     return P
 
 
 @numba.njit(cache=True, nogil=True)
-def fold_numba(P, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo):
-    """col2im, the adjoint of :func:`unfold_numba`: ``P (N, C*kh*kw, Ho*Wo) -> X (N, C, H, W)``.
+def fold_into_numba(P, X, kh, kw, sh, sw, ph, pw, Ho, Wo):
+    """col2im, the adjoint of :func:`unfold_numba`, into a given C-contiguous buffer
+    ``X (N, C, H, W)`` (overwritten) from ``P (N, C*kh*kw, Ho*Wo)``.
 
     ``X[n, c, r, q] = sum_{(i, j, oh, ow): oh*sh+i-ph = r, ow*sw+j-pw = q}
     P[n, (c*kh+i)*kw+j, oh*Wo+ow]``; contributions are added with the kernel
     offset ``(i, j)`` as the outer loop (the order of the NumPy twin).
     """
-    N = P.shape[0]
-    X = np.zeros((N, C, H, W))
+    N, C, H, W = X.shape
+    X[...] = 0.0
     for n in range(N):
         for c in range(C):
             for i in range(kh):
@@ -79,4 +89,11 @@ def fold_numba(P, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo):
                             q = ow * sw + j - pw
                             if 0 <= q < W:
                                 X[n, c, r, q] += P[n, k, t0 + ow]
+
+
+@numba.njit(cache=True, nogil=True)
+def fold_numba(P, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo):
+    """col2im: ``P (N, C*kh*kw, Ho*Wo) -> X (N, C, H, W)`` (see :func:`fold_into_numba`)."""
+    X = np.empty((P.shape[0], C, H, W))
+    fold_into_numba(P, X, kh, kw, sh, sw, ph, pw, Ho, Wo)
     return X

@@ -23,28 +23,42 @@ def _window(i: int, j: int, sh: int, sw: int, Ho: int, Wo: int):
             slice(i, i + sh * (Ho - 1) + 1, sh), slice(j, j + sw * (Wo - 1) + 1, sw))
 
 
-def unfold_numpy(X, kh, kw, sh, sw, ph, pw, Ho, Wo):
-    """im2col: ``X (N, C, H, W) -> P (N, C*kh*kw, Ho*Wo)``; twin of ``unfold_numba``."""
+def unfold_into_numpy(X, P, kh, kw, sh, sw, ph, pw, Ho, Wo):
+    """im2col into a C-contiguous buffer ``P (N, C*kh*kw, Ho*Wo)``; twin of ``unfold_into_numba``."""
     N, C, H, W = X.shape
     Xp = np.pad(X, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    P6 = np.empty((N, C, kh, kw, Ho, Wo))
+    P6 = P.reshape(N, C, kh, kw, Ho, Wo)            # a view: P is contiguous
     for i in range(kh):
         for j in range(kw):
             P6[:, :, i, j] = Xp[_window(i, j, sh, sw, Ho, Wo)]
-    return P6.reshape(N, C * kh * kw, Ho * Wo)
 
 
-def fold_numpy(P, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo):
-    """col2im: ``P (N, C*kh*kw, Ho*Wo) -> X (N, C, H, W)``; twin of ``fold_numba``.
+def unfold_numpy(X, kh, kw, sh, sw, ph, pw, Ho, Wo):
+    """im2col: ``X (N, C, H, W) -> P (N, C*kh*kw, Ho*Wo)``; twin of ``unfold_numba``."""
+    N, C = X.shape[:2]
+    P = np.empty((N, C * kh * kw, Ho * Wo))
+    unfold_into_numpy(X, P, kh, kw, sh, sw, ph, pw, Ho, Wo)
+    return P
+
+
+def fold_into_numpy(P, X, kh, kw, sh, sw, ph, pw, Ho, Wo):
+    """col2im into a buffer ``X (N, C, H, W)`` (overwritten); twin of ``fold_into_numba``.
 
     Accumulates the ``kh*kw`` slices into a zero-padded image, offset ``(i, j)``
     in row-major order, and crops the padding (entries read from the padding
     have no pixel to return to).
     """
-    N = P.shape[0]
+    N, C, H, W = X.shape
     P6 = P.reshape(N, C, kh, kw, Ho, Wo)
     Xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw))
     for i in range(kh):
         for j in range(kw):
             Xp[_window(i, j, sh, sw, Ho, Wo)] += P6[:, :, i, j]
-    return np.ascontiguousarray(Xp[:, :, ph:ph + H, pw:pw + W])
+    X[...] = Xp[:, :, ph:ph + H, pw:pw + W]
+
+
+def fold_numpy(P, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo):
+    """col2im: ``P (N, C*kh*kw, Ho*Wo) -> X (N, C, H, W)``; twin of ``fold_numba``."""
+    X = np.empty((P.shape[0], C, H, W))
+    fold_into_numpy(P, X, kh, kw, sh, sw, ph, pw, Ho, Wo)
+    return X

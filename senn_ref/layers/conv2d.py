@@ -14,9 +14,13 @@ Shapes: X (N, C, H, W), W (O, C, kh, kw), b (O,), Y (N, O, Ho, Wo) with
 then b.  Derivations: ``derivations/03-convolution.md``.
 
 The batch is processed in chunks of a few examples so that the unfolded
-columns of a chunk stay in cache; the columns are not stored between passes
-(backward and jvp recompute them per chunk from the cached input), which keeps
-the memory of a forward pass at the size of ``X``.  When the per-example GEMMs
+columns of a chunk stay in cache.  Columns and the column-space gradient are
+written into per-thread workspace buffers owned by the layer (one chunk each),
+not into fresh arrays: fresh multi-megabyte arrays cost page faults on every
+call.  The columns are not kept for the whole batch; backward and jvp
+recompute them per chunk from the cached input, except that a workspace which
+still holds the columns of the very chunk being processed (always the case
+when the batch is one chunk) is used as is.  When the per-example GEMMs
 are small (below ``_THREAD_FLOPS``), BLAS runs them on one core, so chunks are
 then handed to a pool of (at most 2) threads; Numba kernels release the GIL.
 Every chunk writes its own slice and weight-gradient partial sums are added in
@@ -24,7 +28,9 @@ chunk order, so results do not depend on thread scheduling.
 """
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -32,6 +38,7 @@ import numpy as np
 from .. import backend as _backend
 from .._validate import check_positive_int, check_scalar
 from ..kernels import conv_geometry, kernels_for
+from ..kernels.dispatch import kernels_into
 from .base import Layer
 
 #: target size in bytes of one chunk of unfolded columns (fits in L2/L3 cache)
@@ -41,6 +48,9 @@ _CHUNK_BYTES = 2 ** 21
 _THREAD_FLOPS = 2e6
 _WORKERS = max(1, min(2, os.cpu_count() or 1))
 _pool: ThreadPoolExecutor | None = None
+#: labels of forward passes (unique per process): a workspace records which cached
+#: input's columns it holds
+_STAMPS = itertools.count()
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -89,7 +99,8 @@ class Conv2D(Layer):
         geom = conv_geometry(in_hw, kernel_size, stride, padding, "Conv2D")
         self.kernel_size, self.stride, self.padding = geom[0:2], geom[2:4], geom[4:6]
         self.out_hw = geom[6:8]
-        self._in_shape = (C, int(in_hw[0]), int(in_hw[1]))
+        self._in_hw = (int(in_hw[0]), int(in_hw[1]))
+        self._work: dict = {}
         kh, kw = self.kernel_size
         if rng is None:
             W = np.zeros((O, C, kh, kw))
@@ -110,7 +121,8 @@ class Conv2D(Layer):
 
     @property
     def in_shape(self) -> tuple[int, ...]:
-        return self._in_shape
+        """``(C, H, W)`` with ``C`` read from ``W`` (widening replaces ``W``)."""
+        return (self.in_ch,) + self._in_hw
 
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.out_ch,) + tuple(self.out_hw)
@@ -121,16 +133,54 @@ class Conv2D(Layer):
         unfold_k, _ = kernels_for(self.backend)
         return unfold_k(X, *self.kernel_size, *self.stride, *self.padding, *self.out_hw)
 
-    def _fold(self, P: np.ndarray) -> np.ndarray:
-        """``P (B, K, T) -> X (B, C, H, W)``, the adjoint of :meth:`_unfold`."""
-        _, fold_k = kernels_for(self.backend)
-        return fold_k(P, *self._in_shape, *self.kernel_size, *self.stride, *self.padding, *self.out_hw)
+    def _geometry(self) -> tuple:
+        return self.kernel_size + self.stride + self.padding + self.out_hw
+
+    def _buffer(self, name: str, shape: tuple, keep: bool = False) -> np.ndarray:
+        """A C-contiguous ``shape`` view of this thread's workspace array ``name``
+        (grown when too small).  Unless ``keep``, the caller is assumed to overwrite
+        it, so the record of which columns it holds (see :meth:`_columns`) is dropped."""
+        work = self.__dict__.setdefault("_work", {}).setdefault(threading.get_ident(), {})
+        size = int(np.prod(shape))
+        flat = work.get(name)
+        if flat is None or flat.size < size:
+            flat = work[name] = np.empty(size)
+            keep = False
+        if not keep:
+            work[name + " holds"] = None
+        return flat[:size].reshape(shape)
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the scratch workspaces behind."""
+        state = self.__dict__.copy()
+        state["_work"] = {}
+        return state
+
+    def _columns(self, X: np.ndarray, sl: slice, stamp, name: str = "P") -> np.ndarray:
+        """Unfolded columns ``(B, K, T)`` of ``X[sl]`` in this thread's workspace ``name``.
+
+        ``stamp`` labels the cached input ``X`` (``None`` for any other array): when the
+        workspace already holds the columns of ``(stamp, sl)`` they are not recomputed."""
+        kh, kw = self.kernel_size
+        T = self.out_hw[0] * self.out_hw[1]
+        P = self._buffer(name, (sl.stop - sl.start, self.in_ch * kh * kw, T), keep=True)
+        work = self._work[threading.get_ident()]
+        key = None if stamp is None else (stamp, sl.start, sl.stop, P.shape)
+        if key is None or work.get(name + " holds") != key:
+            work[name + " holds"] = None              # invalid while being overwritten
+            kernels_into(self.backend)[0](X[sl], P, *self._geometry())
+            work[name + " holds"] = key
+        return P
+
+    def _col_bytes(self) -> int:
+        """Bytes of one example's unfolded columns, ``8 K T``."""
+        kh, kw = self.kernel_size
+        return 8 * self.in_ch * kh * kw * self.out_hw[0] * self.out_hw[1]
 
     def _chunks(self, N: int):
         """Contiguous slices of the batch, each with columns of about ``_CHUNK_BYTES``
         or less; their number is a multiple of the thread count (balanced work)."""
-        kh, kw = self.kernel_size
-        per_example = 8 * self.in_ch * kh * kw * self.out_hw[0] * self.out_hw[1]
+        per_example = self._col_bytes()
         count = -(-N // max(1, _CHUNK_BYTES // per_example))          # ceil
         if count > 1:
             count = min(N, -(-count // _WORKERS) * _WORKERS)
@@ -159,28 +209,36 @@ class Conv2D(Layer):
         Y = np.empty((N, self.out_ch, self.out_hw[0] * self.out_hw[1]))
         bias = self.params["b"][:, None]
 
+        stamp = next(_STAMPS)
+
         def job(sl):
-            np.matmul(Wm, self._unfold(X[sl]), out=Y[sl])
+            np.matmul(Wm, self._columns(X, sl, stamp), out=Y[sl])
             Y[sl] += bias                       # while the chunk is still in cache
 
+        self._cache = None                      # the stamp below labels the new input only
         self._map_chunks(job, N)
-        self._cache = {"X": X}
-        return Y.reshape((N,) + self.output_shape(self._in_shape))
+        self._cache = {"X": X, "stamp": stamp}
+        return Y.reshape((N,) + self.output_shape(self.in_shape))
 
     def backward(self, dY: np.ndarray, need_input_grad: bool = True):
         """VJP: ``dW = sum_n dY[n] P[n]^T``, ``db = sum_{n,t} dY[n,:,t]``, ``dX = fold(Wm^T dY)``."""
-        X = self._cached()["X"]
+        cache = self._cached()
+        X, stamp = cache["X"], cache["stamp"]
         N = X.shape[0]
         O = self.out_ch
-        dY = self._check_like(dY, (N,) + self.output_shape(self._in_shape), "output cotangent")
+        dY = self._check_like(dY, (N,) + self.output_shape(self.in_shape), "output cotangent")
         D = dY.reshape(N, O, -1)
         Wm = self._Wm()
         dX = np.empty_like(X) if need_input_grad else None
 
+        fold_into = kernels_into(self.backend)[1]
+
         def job(sl):
-            P = self._unfold(X[sl])
+            P = self._columns(X, sl, stamp)
             if need_input_grad:
-                dX[sl] = self._fold(np.matmul(Wm.T, D[sl]))
+                G = self._buffer("G", P.shape)
+                np.matmul(Wm.T, D[sl], out=G)
+                fold_into(G, dX[sl], *self._geometry())
             return np.matmul(D[sl], P.transpose(0, 2, 1)).sum(axis=0), np.einsum("not->o", D[sl])
 
         gW, gb = np.zeros_like(Wm), np.zeros(O)
@@ -193,7 +251,8 @@ class Conv2D(Layer):
     def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
         """JVP: ``dY[n] = Wm @ unfold(dX)[n] + dWm @ unfold(X)[n] + db`` (N, O, Ho, Wo)."""
         self._check_param_keys(dparams)
-        X = self._cached()["X"]
+        cache = self._cached()
+        X, stamp = cache["X"], cache["stamp"]
         N = X.shape[0]
         if dX is not None:
             dX = self._check_like(dX, X.shape, "input tangent")
@@ -204,14 +263,14 @@ class Conv2D(Layer):
 
         def job(sl):
             if dX is not None:
-                out[sl] += np.matmul(Wm, self._unfold(dX[sl]))
+                out[sl] += np.matmul(Wm, self._columns(dX, sl, None, "G"))
             if dW is not None:
-                out[sl] += np.matmul(self._Wm(dW), self._unfold(X[sl]))
+                out[sl] += np.matmul(self._Wm(dW), self._columns(X, sl, stamp))
 
         self._map_chunks(job, N)
         if db is not None:
             out += db[:, None]
-        return out.reshape((N,) + self.output_shape(self._in_shape))
+        return out.reshape((N,) + self.output_shape(self.in_shape))
 
     # ---- curvature hooks --------------------------------------------------
     def curvature_inputs(self) -> np.ndarray:
@@ -226,4 +285,4 @@ class Conv2D(Layer):
 
     def __repr__(self) -> str:
         return (f"{self._label()}[{self.in_ch}->{self.out_ch}, k={self.kernel_size}, "
-                f"s={self.stride}, p={self.padding}, in={self._in_shape}]")
+                f"s={self.stride}, p={self.padding}, in={self.in_shape}]")

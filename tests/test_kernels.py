@@ -55,6 +55,11 @@ def test_into_kernels(g, seed):
         assert_close(P, unfold_k(X, *geom), rtol=0, atol=0, name=f"unfold_into {backend}")
         assert_close(F, fold_k(G, C, H, W, *geom), rtol=0, atol=0, name=f"fold_into {backend}")
         results[backend] = (P, F)
+        # into the first K rows of a (N, K+1, T) buffer (Conv2D's bias row): row K untouched
+        big = np.full((N, G.shape[1] + 1, G.shape[2]), np.nan)
+        unfold_into(X, big, *geom)
+        assert_close(big[:, :-1], P, rtol=0, atol=0, name=f"unfold_into K+1 rows {backend}")
+        assert np.isnan(big[:, -1]).all(), "unfold_into wrote past row K"
     assert_close(results["numba"][0], results["numpy"][0], rtol=1e-12, atol=1e-12, name="unfold_into twins")
     assert_close(results["numba"][1], results["numpy"][1], rtol=1e-12, atol=1e-12, name="fold_into twins")
 

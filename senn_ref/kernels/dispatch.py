@@ -68,7 +68,8 @@ def kernels_into(backend: str | None = None):
     """The raw ``(unfold_into, fold_into)`` pair of a backend: the same maps as
     :func:`kernels_for`, writing into caller-owned C-contiguous float64 buffers.
 
-    ``unfold_into(X, P, kh, kw, sh, sw, ph, pw, Ho, Wo)`` fills ``P (N, C*kh*kw, Ho*Wo)``;
+    ``unfold_into(X, P, kh, kw, sh, sw, ph, pw, Ho, Wo)`` fills rows ``0 .. C*kh*kw - 1`` of
+    ``P (N, >= C*kh*kw, Ho*Wo)`` and leaves any further rows as they are;
     ``fold_into(P, X, kh, kw, sh, sw, ph, pw, Ho, Wo)`` overwrites ``X (N, C, H, W)``.
     No argument checks.  Tested in ``tests/test_kernels.py::test_into_kernels``.
     """

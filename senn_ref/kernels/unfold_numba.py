@@ -33,7 +33,9 @@ import numpy as np
 
 @numba.njit(cache=True, nogil=True)
 def unfold_into_numba(X, P, kh, kw, sh, sw, ph, pw, Ho, Wo):
-    """im2col into a given C-contiguous buffer ``P (N, C*kh*kw, Ho*Wo)``; every entry is written."""
+    """im2col into rows ``0 .. K-1`` (``K = C*kh*kw``) of a C-contiguous buffer
+    ``P (N, >= K, Ho*Wo)``; every entry of those rows is written, further rows are not
+    touched (``Conv2D`` keeps a row of ones there for the bias)."""
     N, C, H, W = X.shape
     for n in range(N):
         for c in range(C):

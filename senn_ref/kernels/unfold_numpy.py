@@ -24,13 +24,15 @@ def _window(i: int, j: int, sh: int, sw: int, Ho: int, Wo: int):
 
 
 def unfold_into_numpy(X, P, kh, kw, sh, sw, ph, pw, Ho, Wo):
-    """im2col into a C-contiguous buffer ``P (N, C*kh*kw, Ho*Wo)``; twin of ``unfold_into_numba``."""
+    """im2col into rows ``0 .. K-1`` (``K = C*kh*kw``) of a buffer ``P (N, >= K, Ho*Wo)``;
+    further rows are left untouched.  Twin of ``unfold_into_numba``.  Offset ``(i, j)``
+    fills the rows ``k = c*kh*kw + i*kw + j``, ``c = 0 .. C-1``: a slice of step ``kh*kw``."""
     N, C, H, W = X.shape
+    K = C * kh * kw
     Xp = np.pad(X, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    P6 = P.reshape(N, C, kh, kw, Ho, Wo)            # a view: P is contiguous
     for i in range(kh):
         for j in range(kw):
-            P6[:, :, i, j] = Xp[_window(i, j, sh, sw, Ho, Wo)]
+            P[:, i * kw + j:K:kh * kw, :] = Xp[_window(i, j, sh, sw, Ho, Wo)].reshape(N, C, Ho * Wo)
 
 
 def unfold_numpy(X, kh, kw, sh, sw, ph, pw, Ho, Wo):

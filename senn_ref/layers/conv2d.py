@@ -157,20 +157,22 @@ class Conv2D(Layer):
         return state
 
     def _columns(self, X: np.ndarray, sl: slice, stamp, name: str = "P") -> np.ndarray:
-        """Unfolded columns ``(B, K, T)`` of ``X[sl]`` in this thread's workspace ``name``.
+        """Augmented columns ``P1 (B, K+1, T)`` of ``X[sl]`` in this thread's workspace
+        ``name``: ``P1[:, :K] = unfold(X[sl])`` and ``P1[:, K] = 1`` (the bias row).
 
         ``stamp`` labels the cached input ``X`` (``None`` for any other array): when the
         workspace already holds the columns of ``(stamp, sl)`` they are not recomputed."""
         kh, kw = self.kernel_size
-        T = self.out_hw[0] * self.out_hw[1]
-        P = self._buffer(name, (sl.stop - sl.start, self.in_ch * kh * kw, T), keep=True)
+        K, T = self.in_ch * kh * kw, self.out_hw[0] * self.out_hw[1]
+        P1 = self._buffer(name, (sl.stop - sl.start, K + 1, T), keep=True)
         work = self._work[threading.get_ident()]
-        key = None if stamp is None else (stamp, sl.start, sl.stop, P.shape)
+        key = None if stamp is None else (stamp, sl.start, sl.stop, P1.shape)
         if key is None or work.get(name + " holds") != key:
             work[name + " holds"] = None              # invalid while being overwritten
-            kernels_into(self.backend)[0](X[sl], P, *self._geometry())
+            kernels_into(self.backend)[0](X[sl], P1, *self._geometry())   # rows 0 .. K-1
+            P1[:, K] = 1.0
             work[name + " holds"] = key
-        return P
+        return P1
 
     def _col_bytes(self) -> int:
         """Bytes of one example's unfolded columns, ``8 K T``."""
@@ -205,15 +207,12 @@ class Conv2D(Layer):
         """``Y[n] = Wm @ unfold(X)[n] + b``; X (N, C, H, W) -> Y (N, O, Ho, Wo)."""
         X = self._check_input(X)
         N = X.shape[0]
-        Wm = self._Wm()
+        W1 = np.concatenate([self._Wm(), self.params["b"][:, None]], axis=1)   # [Wm | b]
         Y = np.empty((N, self.out_ch, self.out_hw[0] * self.out_hw[1]))
-        bias = self.params["b"][:, None]
-
         stamp = next(_STAMPS)
 
         def job(sl):
-            np.matmul(Wm, self._columns(X, sl, stamp), out=Y[sl])
-            Y[sl] += bias                       # while the chunk is still in cache
+            np.matmul(W1, self._columns(X, sl, stamp), out=Y[sl])
 
         self._cache = None                      # the stamp below labels the new input only
         self._map_chunks(job, N)
@@ -234,18 +233,17 @@ class Conv2D(Layer):
         fold_into = kernels_into(self.backend)[1]
 
         def job(sl):
-            P = self._columns(X, sl, stamp)
+            P1 = self._columns(X, sl, stamp)
             if need_input_grad:
-                G = self._buffer("G", P.shape)
+                G = self._buffer("G", (P1.shape[0], Wm.shape[1], P1.shape[2]))
                 np.matmul(Wm.T, D[sl], out=G)
                 fold_into(G, dX[sl], *self._geometry())
-            return np.matmul(D[sl], P.transpose(0, 2, 1)).sum(axis=0), np.einsum("not->o", D[sl])
+            return np.matmul(D[sl], P1.transpose(0, 2, 1)).sum(axis=0)    # [dWm | db] of the chunk
 
-        gW, gb = np.zeros_like(Wm), np.zeros(O)
-        for pW, pb in self._map_chunks(job, N):   # fixed chunk order: deterministic sums
-            gW += pW
-            gb += pb
-        grads = {"W": gW.reshape(self.params["W"].shape), "b": gb}
+        g1 = np.zeros((O, Wm.shape[1] + 1))
+        for part in self._map_chunks(job, N):     # fixed chunk order: deterministic sums
+            g1 += part
+        grads = {"W": g1[:, :-1].reshape(self.params["W"].shape), "b": g1[:, -1].copy()}
         return dX, grads
 
     def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
@@ -259,17 +257,23 @@ class Conv2D(Layer):
         dW = self._param_tangent(dparams, "W")
         db = self._param_tangent(dparams, "b")
         Wm = self._Wm()
+        K = Wm.shape[1]
         out = np.zeros((N, self.out_ch, self.out_hw[0] * self.out_hw[1]))
+        dW1 = None                                   # [dWm | db] against the augmented columns
+        if dW is not None or db is not None:
+            dW1 = np.zeros((self.out_ch, K + 1))
+            if dW is not None:
+                dW1[:, :K] = self._Wm(dW)
+            if db is not None:
+                dW1[:, K] = db
 
         def job(sl):
             if dX is not None:
-                out[sl] += np.matmul(Wm, self._columns(dX, sl, None, "G"))
-            if dW is not None:
-                out[sl] += np.matmul(self._Wm(dW), self._columns(X, sl, stamp))
+                out[sl] += np.matmul(Wm, self._columns(dX, sl, None, "G")[:, :K])
+            if dW1 is not None:
+                out[sl] += np.matmul(dW1, self._columns(X, sl, stamp))
 
         self._map_chunks(job, N)
-        if db is not None:
-            out += db[:, None]
         return out.reshape((N,) + self.output_shape(self.in_shape))
 
     # ---- curvature hooks --------------------------------------------------

@@ -11,20 +11,24 @@ see :mod:`senn_ref.kernels`) and ``Wm = W.reshape(O, K)``:
 
 Shapes: X (N, C, H, W), W (O, C, kh, kw), b (O,), Y (N, O, Ho, Wo) with
 ``Ho = (H + 2 ph - kh) // sh + 1`` (same for width).  Flat order: W row-major,
-then b.  Derivations: ``derivations/03-convolution.md``.
+then b.  Derivations: ``derivations/03-convolution.md`` (section 6 for the
+implementation choices below and the alternatives that were measured).
 
-The batch is processed in chunks of a few examples so that the unfolded
-columns of a chunk stay in cache.  Columns and the column-space gradient are
-written into per-thread workspace buffers owned by the layer (one chunk each),
-not into fresh arrays: fresh multi-megabyte arrays cost page faults on every
-call.  The columns are not kept for the whole batch; backward and jvp
-recompute them per chunk from the cached input, except that a workspace which
-still holds the columns of the very chunk being processed (always the case
-when the batch is one chunk) is used as is.  When the per-example GEMMs
-are small (below ``_THREAD_FLOPS``), BLAS runs them on one core, so chunks are
-then handed to a pool of (at most 2) threads; Numba kernels release the GIL.
-Every chunk writes its own slice and weight-gradient partial sums are added in
-chunk order, so results do not depend on thread scheduling.
+The bias rides along in the GEMMs: the columns are stored augmented,
+``P1[n] = [P[n]; 1^T]`` of shape ``(K+1, T)``, so that ``Y[n] = [Wm | b] @ P1[n]``
+and ``D[n] @ P1[n]^T = [dWm_n | db_n]`` (no separate pass over ``Y`` or ``dY``).
+The batch is processed in chunks of a few examples whose columns stay in
+cache.  Columns and the column-space gradient ``Wm^T D`` are written into
+per-thread workspace buffers owned by the layer (one chunk each) instead of
+fresh arrays, which would cost page faults on every call.  Columns are not
+kept for the whole batch: backward and jvp recompute them per chunk from the
+cached input, except when the thread's workspace still holds the columns of
+that very chunk of that very input (always the case when the batch is a single
+chunk).  When the per-example GEMMs are small (below ``_THREAD_FLOPS``), BLAS
+runs them on one core, so chunks are then handed to a pool of (at most 2)
+threads; Numba kernels release the GIL.  Every chunk writes its own slice and
+weight-gradient partial sums are added in chunk order, so results do not
+depend on thread scheduling.
 """
 from __future__ import annotations
 

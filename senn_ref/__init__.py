@@ -9,14 +9,15 @@ Quick map (each name is documented where it is defined):
 * the natural expansion score and its ceiling: :mod:`senn_ref.score` (``eta``, ``ceiling``);
 * training: :mod:`senn_ref.optim` (SGD, Adam, KFAC, NaturalGradientCG), :func:`fit`;
 * checking: :mod:`senn_ref.gradcheck`, :mod:`senn_ref.testing`;
+* saving: :mod:`senn_ref.checkpoint` (``save``, ``load``; atomic, pickle-free);
 * kernels: :mod:`senn_ref.kernels` with the NumPy/Numba switch in :mod:`senn_ref.backend`.
 """
 __version__ = "0.1.0"
 
-from . import backend, datasets, fisher, gradcheck, kfac, layers, losses, optim, score, testing
+from . import backend, checkpoint, datasets, fisher, gradcheck, kfac, layers, losses, optim, score, testing
 from .architectures import convnet, mlp
 from .network import Gradients, Network
 from .train import evaluate, fit
 
-__all__ = ["Gradients", "Network", "backend", "convnet", "datasets", "evaluate", "fisher", "fit",
+__all__ = ["Gradients", "Network", "backend", "checkpoint", "convnet", "datasets", "evaluate", "fisher", "fit",
            "gradcheck", "kfac", "layers", "losses", "mlp", "optim", "score", "testing", "__version__"]

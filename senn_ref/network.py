@@ -58,6 +58,22 @@ class Network:
             self.layers.append(layer)
         self.check_structure()
 
+    @classmethod
+    def restore(cls, layers: list[Layer], names: list[str], name_counts: dict[str, int]) -> "Network":
+        """Rebuild a saved network with its original layer names and name counters
+        (so keys like ``"dense0.W"`` and future names stay what they were).  Used by
+        :func:`senn_ref.checkpoint.load`."""
+        if len(names) != len(layers) or len(set(names)) != len(names):
+            raise ValueError(f"restore: need {len(layers)} distinct layer names, got {names}")
+        net = cls(layers)
+        for layer, name in zip(layers, names):
+            layer.name = str(name)
+        counts = {str(k): int(v) for k, v in name_counts.items()}
+        for k, v in net._name_counts.items():
+            counts[k] = max(counts.get(k, 0), v)
+        net._name_counts = counts
+        return net
+
     # ---- structure ----------------------------------------------------------
     def _adopt(self, layer: Layer) -> None:
         if any(layer is other for other in self.layers):

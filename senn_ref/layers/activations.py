@@ -100,6 +100,9 @@ class Elementwise(Layer):
     def in_shape(self) -> tuple[int, ...]:
         return self._in_shape
 
+    def config(self) -> dict:
+        return {"in_shape": list(self._in_shape)}
+
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(in_shape)
 

@@ -76,6 +76,13 @@ class Layer:
     def num_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
+    def config(self) -> dict:
+        """Keyword arguments that rebuild this layer's structure (JSON-serialisable).
+
+        ``type(layer)(**layer.config())`` gives a layer of the same shapes whose
+        parameters are then overwritten (``senn_ref.checkpoint``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define config()")
+
     def set_in_shape(self, in_shape) -> None:
         """Change the channel/unit count (first entry) of a parameter-free layer's input.
 

@@ -114,6 +114,11 @@ class Conv2D(Layer):
             b = bias_std * rng.standard_normal(O)
         self.params = {"W": W, "b": b}
 
+    def config(self) -> dict:
+        return {"in_ch": self.in_ch, "out_ch": self.out_ch, "kernel_size": list(self.kernel_size),
+                "stride": list(self.stride), "padding": list(self.padding), "in_hw": list(self._in_hw),
+                "backend": self.backend}
+
     # ---- shapes ---------------------------------------------------------
     @property
     def in_ch(self) -> int:

@@ -39,6 +39,9 @@ class Dense(Layer):
             b = bias_std * rng.standard_normal(n_out)
         self.params = {"W": W, "b": b}
 
+    def config(self) -> dict:
+        return {"n_in": self.n_in, "n_out": self.n_out}
+
     @property
     def n_in(self) -> int:
         return self.params["W"].shape[1]

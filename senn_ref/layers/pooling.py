@@ -50,6 +50,10 @@ class _WindowPool(Layer):
     def in_shape(self) -> tuple[int, ...]:
         return self._in_shape
 
+    def config(self) -> dict:
+        return {"size": list(self.size), "stride": list(self.stride), "in_shape": list(self._in_shape),
+                "backend": self.backend}
+
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self._in_shape[0],) + self.out_hw
 
@@ -146,6 +150,9 @@ class GlobalAvgPool(Layer):
     @property
     def in_shape(self) -> tuple[int, ...]:
         return self._in_shape
+
+    def config(self) -> dict:
+        return {"in_shape": list(self._in_shape)}
 
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self._in_shape[0],)

@@ -189,6 +189,10 @@ class Rational(Layer):
             v, c, l = np.zeros(units), np.zeros(units), np.ones(units)
         self.params = {"v": v, "c": c, "l": l}
 
+    def config(self) -> dict:
+        """Rebuilds at the identity point; the saved (v, c, l) are written afterwards."""
+        return {"units": self.units, "init": "identity", "spatial": list(self.spatial), "backend": self.backend}
+
     @property
     def units(self) -> int:
         return self.params["v"].shape[0]

@@ -1,0 +1,113 @@
+"""Save and load networks: one ``.npz`` file, written atomically, read without pickle.
+
+File layout (``format = "senn-ref-network"``, ``version = 1``):
+
+* ``meta``: a JSON string - the format tag and version, the network's layer-name
+  counters, and per layer its class, name, ``config()`` and parameter names;
+* ``param/<layer name>/<param name>``: every parameter array, float64, exactly as in
+  the network (bit-for-bit round trip).
+
+Safety: :func:`save` writes to a temporary file in the target folder, flushes it to
+disk and renames it over the target in one step (``os.replace``), so an interrupted
+save never leaves a half-written file, and it refuses to replace an existing file
+unless ``overwrite=True``.  :func:`load` reads with ``allow_pickle=False``, checks the
+format, every layer class, every shape and that every value is finite, and raises a
+``ValueError`` naming the problem otherwise.  Tests: ``tests/test_checkpoint.py``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from .layers import (AvgPool2D, Conv2D, Dense, Flatten, GlobalAvgPool, MaxPool2D, Rational, SiLU,
+                     Tanh)
+from .network import Network
+
+FORMAT, VERSION = "senn-ref-network", 1
+LAYER_TYPES = {cls.__name__: cls for cls in (AvgPool2D, Conv2D, Dense, Flatten, GlobalAvgPool, MaxPool2D,
+                                             Rational, SiLU, Tanh)}
+
+
+def _target(path) -> str:
+    path = os.fspath(path)
+    return path if path.endswith(".npz") else path + ".npz"
+
+
+def save(net: Network, path, overwrite: bool = False) -> str:
+    """Write ``net`` to ``path`` (``.npz`` appended if missing); returns the path written."""
+    if not isinstance(net, Network):
+        raise TypeError(f"save: expected a senn_ref Network, got {type(net).__name__}")
+    target = _target(path)
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"folder {folder} does not exist")
+    meta = {"format": FORMAT, "version": VERSION, "name_counts": dict(net._name_counts), "layers": []}
+    arrays = {}
+    for layer in net.layers:
+        cls = type(layer).__name__
+        if LAYER_TYPES.get(cls) is not type(layer):
+            raise TypeError(f"save: layer {layer.name} is a {cls}, which checkpoints do not know")
+        meta["layers"].append({"class": cls, "name": layer.name, "config": layer.config(),
+                               "params": list(layer.param_names)})
+        for k in layer.param_names:
+            arrays[f"param/{layer.name}/{k}"] = layer.params[k]
+    fd, tmp = tempfile.mkstemp(prefix=".senn-ref-", suffix=".npz.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return target
+
+
+def load(path) -> Network:
+    """Read a network written by :func:`save`."""
+    target = os.fspath(path)
+    if not os.path.exists(target) and os.path.exists(_target(target)):
+        target = _target(target)
+    try:
+        with np.load(target, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {k: np.array(data[k]) for k in data.files if k != "meta"}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{target}: not a readable senn-ref checkpoint ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{target}: not a senn-ref network checkpoint")
+    if meta.get("version") != VERSION:
+        raise ValueError(f"{target}: checkpoint version {meta.get('version')!r}; this code reads {VERSION}")
+    layers, names = [], []
+    for entry in meta.get("layers", []):
+        cls = LAYER_TYPES.get(entry.get("class"))
+        if cls is None:
+            raise ValueError(f"{target}: unknown layer class {entry.get('class')!r}")
+        try:
+            layer = cls(**entry["config"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ValueError(f"{target}: bad configuration for layer {entry.get('name')!r}: {exc}") from exc
+        for k in entry["params"]:
+            key = f"param/{entry['name']}/{k}"
+            if key not in arrays:
+                raise ValueError(f"{target}: missing array {key}")
+            arr = arrays[key]
+            if k not in layer.params or arr.shape != layer.params[k].shape or arr.dtype != np.float64:
+                raise ValueError(f"{target}: array {key} has shape {arr.shape} and dtype {arr.dtype}; "
+                                 f"the layer needs {layer.params.get(k, np.empty(0)).shape} float64")
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{target}: array {key} contains NaN or infinite values")
+            layer.params[k] = arr.copy()
+        layers.append(layer)
+        names.append(entry["name"])
+    return Network.restore(layers, names, meta.get("name_counts", {}))

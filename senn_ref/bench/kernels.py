@@ -21,13 +21,13 @@ Conv2D's design and the alternatives measured with this benchmark are in
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 
 from ..layers.conv2d import Conv2D
 from ..layers.dense import Dense
 from ..layers.pooling import MaxPool2D
+from .timing import best_time
 
 try:  # optional comparison
     import torch
@@ -44,17 +44,6 @@ CASES = [
     ("mnist dense 784->128", "dense", 128, 784, 128, None, None, None),
     ("mnist maxpool 2x2 32x28x28", "pool", 128, 32, 32, 28, 2, 0),
 ]
-
-
-def best_time(fn, repeats: int) -> float:
-    """Best wall time of ``repeats`` calls after one warm-up call."""
-    fn()
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def gemm_gflops(n: int = 1024, repeats: int = 3) -> float:

@@ -11,24 +11,13 @@ See ``derivations/05-rational.md`` "Kernel".
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
 from ..layers.rational import Rational
+from .timing import best_time
 
 SHAPES = ((64, 16, 8, 8), (128, 16, 28, 28), (256, 512))
-
-
-def best_time(f, repeats: int) -> float:
-    """Smallest wall time of ``repeats`` calls of ``f()`` in seconds (after one warm-up call)."""
-    f()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def measure(shape, repeats: int, seed: int = 0) -> dict:

@@ -324,3 +324,22 @@ def test_bench_eta_smoke():
     for w in (4, 8):
         assert_close(by[(w, "cg")]["eta"], by[(w, "exact")]["eta"], rtol=1e-6, name=f"bench width {w}")
         assert by[(w, "kfac")]["seconds"] > 0
+
+
+@pytest.mark.parametrize("gap", [20.0, 60.0, 70.0, 75.0, 100.0, 800.0])
+def test_exact_eta_at_extreme_logits(gap):
+    """Confidently wrong softmax labels (p_label ~ exp(-gap)) under the true metric: the exact
+    path must still equal g^T (F + delta I)^-1 g from a dense solve (10-expansion-score.md 7).
+    At these gaps sqrt(p_label) drops below the whitening cut-off, so the output-space
+    evaluation is invalid and the parameter-space one must take over; 1e-8 is the accuracy
+    of the dense solve on F with condition number < 1e3 here (F's entries are O(1))."""
+    rng = np.random.default_rng(0)
+    net = Network([Dense(2, 3, rng, bias_std=0.1)])
+    net.layers[0].params["W"][:] = np.array([[gap, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    X = np.array([[1.0, 0.0], [0.5, 1.0]])
+    y = np.array([1, 2])
+    loss = softmax_cross_entropy()
+    d = score.eta_exact_details(net, X, y, loss, damping=0.1, metric="true")
+    F = exact(net, X, loss, metric="true")
+    ref = d.g @ np.linalg.solve(F + 0.1 * np.eye(F.shape[0]), d.g)
+    assert_close(d.eta, ref, rtol=1e-8, name=f"eta at logit gap {gap}")

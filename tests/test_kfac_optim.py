@@ -207,3 +207,31 @@ def test_kl_clip_scales_the_step_into_the_trust_region():
     assert_rel_error(theta0 - net_c.get_flat(), full, 1e-12, name="unclipped step")
     with pytest.raises(ValueError, match="kl_clip"):
         KFAC(lr, d, kl_clip=0.0)
+
+
+def test_pad_twice_with_trace_pi_and_invalid_lr_leave_state_intact(monkeypatch):
+    """Two growths of one layer in a round (no step in between) with pi='trace' must work;
+    a NaN, negative or zero learning rate is refused on assignment; a non-finite direction
+    raises before anything (parameters, running averages, inverses) changes."""
+    net, X, Y = regression(5, 16)
+    opt = KFAC(0.1, 0.1, pi="trace")
+    opt.step(net, X, Y, mse())
+    assert opt.pad_state("dense0", n_out=7) and opt.pad_state("dense0", n_out=8)
+    assert opt.factors["dense0"].G.shape == (8, 8) and "dense0" not in opt.inverses
+    for bad in (float("nan"), -1.0, 0.0):
+        with pytest.raises(ValueError, match="KFAC lr"):
+            opt.lr = bad
+    assert opt.lr == 0.1
+    net2, X2, Y2 = regression(6, 16)
+    opt2 = KFAC(0.1, 0.1)
+    opt2.step(net2, X2, Y2, mse())
+    theta = net2.get_flat().copy()
+    A_before = opt2.factors["dense0"].A.copy()
+    inv_before = opt2.inverses["dense0"][0].copy()
+    import senn_ref.optim.kfac as kfac_module
+    monkeypatch.setattr(kfac_module, "sym_inverse", lambda M, name="": np.full(M.shape, np.nan))
+    with pytest.raises(FloatingPointError, match="nothing was updated"):
+        opt2.step(net2, X2, Y2, mse())
+    assert np.array_equal(net2.get_flat(), theta)
+    assert np.array_equal(opt2.factors["dense0"].A, A_before)
+    assert np.array_equal(opt2.inverses["dense0"][0], inv_before) and opt2.t == 1

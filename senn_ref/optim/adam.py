@@ -65,14 +65,6 @@ class Adam(Optimizer):
         self.eps = check_scalar(eps, "Adam eps", minimum=0.0, strict=True)
         self.weight_decay = check_scalar(weight_decay, "Adam weight_decay", minimum=0.0)
 
-    @property
-    def lr(self) -> float:
-        return self._lr
-
-    @lr.setter
-    def lr(self, value) -> None:
-        self._lr = check_scalar(value, "Adam lr", minimum=0.0)
-
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict) -> None:
         """One Adam step on ``p`` (any shape) in place; slots ``m, v, t`` have ``p``'s shape."""
         m, v, t = state["m"], state["v"], state["t"]

@@ -21,8 +21,9 @@ Per step (``derivations/11-kfac.md`` section 8):
 
 Growth: :meth:`KFAC.pad_state` pads a layer's factors and inverses; old entries are copied
 bit for bit and new rows/columns are zero off the diagonal with the mean of the old
-diagonal on it (the inverses get the matching ``1 / (mean + damping)``, which is the exact
-inverse of the padded damped factor because it is block diagonal).
+diagonal on it (stored inverses get the matching ``1 / (mean + damping)``, so they stay the
+exact inverses of the padded damped factors they were computed from; with ``pi="trace"`` they
+are dropped and recomputed at the next step).
 Tests: ``tests/test_kfac_optim.py``.
 """
 from __future__ import annotations
@@ -34,11 +35,12 @@ from ..kfac.columns import check_options, run_columns
 from ..kfac.damping import block_inverse, factored_damping, sym_inverse
 from ..kfac.factors import KronAccumulator, kfac_layers
 from ..kfac.layout import fold, has_bias, unfold
+from .state import LearningRate
 from ..kfac.rational_block import RATIONAL_RCOND, RationalAccumulator, unit_gradients
 from ..kfac.score import mean_loss_grads
 
 
-class KFAC:
+class KFAC(LearningRate):
     """K-FAC optimiser; see the module docstring.
 
     Parameters
@@ -58,11 +60,12 @@ class KFAC:
 
     #: ``step`` takes (net, X, Y, loss); read by :func:`senn_ref.train.fit`
     uses_curvature = True
+    lr_must_be_positive = True
 
     def __init__(self, lr, damping, weight_decay=0.0, ema=0.95, inverse_every: int = 1,
                  metric: str = "euclidean", mode: str = "exact", n_samples: int = 1, rng=None,
                  pi=1.0, kl_clip=None) -> None:
-        self.lr = check_scalar(lr, "lr", minimum=0.0, strict=True)
+        self.lr = lr
         self.damping = check_scalar(damping, "damping", minimum=0.0)
         self.weight_decay = check_scalar(weight_decay, "weight_decay", minimum=0.0)
         self.ema = check_scalar(ema, "ema", minimum=0.0)
@@ -101,24 +104,32 @@ class KFAC:
         if self.weight_decay:
             grads = {k: g + self.weight_decay * params[k] for k, g in grads.items()}
         refresh = self.t % self.inverse_every == 0
+        # everything new is computed into locals first and committed only once the update
+        # is known to be finite, so a failing step leaves the optimiser and the net unchanged
+        factors, inverses, blocks, block_inverses = {}, {}, {}, {}
         for name, f in kron.result.items():
             if name in self.factors:
-                old = self.factors[name]
-                old.A = self.ema * old.A + (1.0 - self.ema) * f.A
-                old.G = self.ema * old.G + (1.0 - self.ema) * f.G
+                new = self.factors[name].copy()
+                new.A = self.ema * new.A + (1.0 - self.ema) * f.A
+                new.G = self.ema * new.G + (1.0 - self.ema) * f.G
             else:
-                self.factors[name] = f.copy()
+                new = f.copy()
+            factors[name] = new
             if refresh or name not in self.inverses:
-                A_d, G_d = factored_damping(self.factors[name].A, self.factors[name].G, self.damping, self.pi)
-                self.inverses[name] = (sym_inverse(A_d, f"{name} A"), sym_inverse(G_d, f"{name} G"))
+                A_d, G_d = factored_damping(new.A, new.G, self.damping, self.pi)
+                inverses[name] = (sym_inverse(A_d, f"{name} A"), sym_inverse(G_d, f"{name} G"))
+            else:
+                inverses[name] = self.inverses[name]
         for name, b in rat.result.items():
-            self.blocks[name] = (self.ema * self.blocks[name] + (1.0 - self.ema) * b.B
-                                 if name in self.blocks else b.B.copy())
+            blocks[name] = (self.ema * self.blocks[name] + (1.0 - self.ema) * b.B
+                            if name in self.blocks else b.B.copy())
             if refresh or name not in self.block_inverses:
-                self.block_inverses[name] = block_inverse(self.blocks[name], self.damping, RATIONAL_RCOND)
+                block_inverses[name] = block_inverse(blocks[name], self.damping, RATIONAL_RCOND)
+            else:
+                block_inverses[name] = self.block_inverses[name]
         direction = dict(grads)
         for la in layers:
-            A_inv, G_inv = self.inverses[la.name]
+            A_inv, G_inv = inverses[la.name]
             bias = has_bias(la)
             V = fold(grads[f"{la.name}.W"], grads[f"{la.name}.b"] if bias else None)
             dW, db = unfold(G_inv @ V @ A_inv, la.params["W"].shape, bias)
@@ -128,7 +139,7 @@ class KFAC:
         for la in net.layers:
             if la.name in rat.result:
                 g = unit_gradients(la, {k: grads[f"{la.name}.{k}"] for k in la.param_names})
-                x = np.einsum("upq,uq->up", self.block_inverses[la.name], g)
+                x = np.einsum("upq,uq->up", block_inverses[la.name], g)
                 for j, k in enumerate(la.param_names):
                     direction[f"{la.name}.{k}"] = x[:, j]
         nu = 1.0
@@ -136,6 +147,14 @@ class KFAC:
             quad = sum(float(np.vdot(direction[k], grads[k])) for k in params)
             if quad > 0:
                 nu = min(1.0, float(np.sqrt(self.kl_clip / (self.lr ** 2 * quad))))
+        bad = [k for k in params if not np.all(np.isfinite(direction[k]))]
+        if bad:
+            raise FloatingPointError(f"K-FAC direction is not finite for {bad}; nothing was updated "
+                                     f"(increase the damping)")
+        self.factors.update(factors)
+        self.inverses.update(inverses)
+        self.blocks.update(blocks)
+        self.block_inverses.update(block_inverses)
         self.last_scale = nu
         for k, p in params.items():
             p -= (nu * self.lr) * direction[k]
@@ -174,7 +193,7 @@ class KFAC:
         if name not in self.factors:
             return False
         f = self.factors[name]
-        A_inv, G_inv = self.inverses[name]
+        stored = self.inverses.get(name)         # None after a trace-pi pad or before any refresh
         # the diagonal shifts of factored damping (pi = 1 for "trace"; those inverses are
         # dropped below and recomputed at the next step, since the trace pi changes)
         A_d, G_d = factored_damping(np.zeros((1, 1)), np.zeros((1, 1)), self.damping,
@@ -188,12 +207,13 @@ class KFAC:
             A_idx = (np.append(A_idx[0], A_idx[1]), A_idx[1] + 1)
         mG = float(np.mean(np.diag(f.G)))
         mA = float(np.mean(np.diag(f.A)[:n_in_old]))
-        newG, newGinv = _pad(f.G, G_idx, mG), _pad(G_inv, G_idx, 1.0 / (mG + cG) if mG + cG > 0 else 0.0)
-        newA, newAinv = _pad(f.A, A_idx, mA), _pad(A_inv, A_idx, 1.0 / (mA + cA) if mA + cA > 0 else 0.0)
-        f.A, f.G = newA, newG
-        self.inverses[name] = (newAinv, newGinv)
-        if isinstance(self.pi, str):
-            self.inverses.pop(name)
+        f.A, f.G = _pad(f.A, A_idx, mA), _pad(f.G, G_idx, mG)
+        if stored is None or isinstance(self.pi, str):
+            self.inverses.pop(name, None)            # recomputed from the padded factors at the next step
+        else:
+            A_inv, G_inv = stored
+            self.inverses[name] = (_pad(A_inv, A_idx, 1.0 / (mA + cA) if mA + cA > 0 else 0.0),
+                                   _pad(G_inv, G_idx, 1.0 / (mG + cG) if mG + cG > 0 else 0.0))
         return True
 
     def _pad_blocks(self, name, n_out, out_index) -> bool:

@@ -42,11 +42,12 @@ class NaturalGradientCG(Optimizer):
     slots = {"u": np.float64}
     #: ``senn_ref.train.fit`` calls ``step(net, X, Y, loss)`` for optimisers with this flag
     uses_curvature = True
+    lr_must_be_positive = True
 
     def __init__(self, lr: float = 0.1, damping: float = 0.1, metric: str = "euclidean",
                  cg_tol: float = 1e-6, cg_maxiter: int = 100, weight_decay: float = 0.0) -> None:
         super().__init__()
-        self.lr = check_scalar(lr, "lr", minimum=0.0, strict=True)
+        self.lr = lr
         self.damping = check_scalar(damping, "damping", minimum=0.0)
         if not isinstance(metric, str):
             raise TypeError(f"metric: expected a string, got {type(metric).__name__}")

@@ -44,14 +44,6 @@ class SGD(Optimizer):
         self.weight_decay = check_scalar(weight_decay, "SGD weight_decay", minimum=0.0)
         self.slots = {"velocity": np.float64} if self.momentum > 0 else {}
 
-    @property
-    def lr(self) -> float:
-        return self._lr
-
-    @lr.setter
-    def lr(self, value) -> None:
-        self._lr = check_scalar(value, "SGD lr", minimum=0.0)
-
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict) -> None:
         """One SGD step on ``p`` (any shape) in place; ``state["velocity"]`` has ``p``'s shape."""
         d = g + self.weight_decay * p if self.weight_decay else g

@@ -32,14 +32,31 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .._validate import as_float_array
+from .._validate import as_float_array, check_scalar
 
 
 def _normalise_index(old_index) -> tuple:
     return old_index if isinstance(old_index, tuple) else (old_index,)
 
 
-class Optimizer:
+class LearningRate:
+    """Mixin: a learning rate ``lr`` checked on every assignment (finite, >= 0), so that a
+    schedule may change it between steps without ever letting a NaN reach the parameters."""
+
+    #: True where lr = 0 is refused too (the curvature optimisers, whose steps are costly)
+    lr_must_be_positive = False
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value) -> None:
+        self._lr = check_scalar(value, f"{type(self).__name__} lr", minimum=0.0,
+                                strict=self.lr_must_be_positive)
+
+
+class Optimizer(LearningRate):
     """Base class: state bookkeeping, validation and growth; subclasses define ``_update``.
 
     Subclasses set ``slots`` (slot name -> numpy dtype) and implement

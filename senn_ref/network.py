@@ -46,13 +46,11 @@ class Network:
     """Sequential container.  ``Network(layers)``; see the module docstring."""
 
     def __init__(self, layers: list[Layer]) -> None:
-        if not layers:
-            raise ValueError("Network needs at least one layer")
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"layer {i} is a {type(layer).__name__}, not a senn_ref Layer")
+        if not isinstance(layers, (list, tuple)) or not layers:
+            raise ValueError("Network needs at least one layer (a non-empty list)")
         self.layers: list[Layer] = []
         self._name_counts: dict[str, int] = {}
+        self._check_new(layers)
         for layer in layers:
             self._adopt(layer)
             self.layers.append(layer)
@@ -75,9 +73,30 @@ class Network:
         return net
 
     # ---- structure ----------------------------------------------------------
+    def _check_new(self, new_layers) -> None:
+        """Raise (before any change) unless ``new_layers`` are distinct, unowned Layers.
+
+        A layer object may appear in at most one network, once: a layer shared by two
+        positions or two networks would share one forward cache (wrong gradients) and
+        be renamed under the other network's keys.  A layer whose ``name`` is set
+        belongs to a network already; insert a fresh layer (or a ``copy.deepcopy``
+        with ``name = None``) instead."""
+        seen: list[Layer] = []
+        for i, layer in enumerate(new_layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {i} is a {type(layer).__name__}, not a senn_ref Layer")
+            if any(layer is other for other in self.layers):
+                raise ValueError(f"{layer._label()} is already part of this network")
+            if any(layer is other for other in seen):
+                raise ValueError(f"layer {i} ({type(layer).__name__}) appears more than once "
+                                 f"in the new layers; each position needs its own layer object")
+            if layer.name is not None:
+                raise ValueError(f"{layer._label()} already belongs to a network (it has the "
+                                 f"name {layer.name!r}); use a fresh layer")
+            seen.append(layer)
+
     def _adopt(self, layer: Layer) -> None:
-        if any(layer is other for other in self.layers):
-            raise ValueError(f"{layer._label()} is already part of this network")
+        """Name a checked new layer ``<class><counter>`` and advance the counter."""
         prefix = type(layer).__name__.lower()
         k = self._name_counts.get(prefix, 0)
         self._name_counts[prefix] = k + 1
@@ -109,16 +128,20 @@ class Network:
     def insert(self, index: int, new_layers: list[Layer]) -> list[str]:
         """Insert layers before position ``index``; returns their new names.
 
-        The structure is checked before anything changes: on a shape mismatch
-        the network is left exactly as it was.
+        Everything is checked before anything changes (index type and range, that the
+        new layers are distinct Layers not owned by any network, and the shapes): on
+        any error the network and the new layers are left exactly as they were,
+        name counters included.
         """
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"insert index must be an integer, got {type(index).__name__}")
         if not 0 <= index <= len(self.layers):
             raise ValueError(f"insert index {index} out of range 0..{len(self.layers)}")
+        if not isinstance(new_layers, (list, tuple)) or not new_layers:
+            raise ValueError("insert needs a non-empty list of layers")
+        self._check_new(new_layers)
         trial = Network.__new__(Network)
         trial.layers = self.layers[:index] + list(new_layers) + self.layers[index:]
-        for layer in new_layers:
-            if not isinstance(layer, Layer):
-                raise TypeError(f"{type(layer).__name__} is not a senn_ref Layer")
         trial.check_structure()
         for layer in new_layers:
             self._adopt(layer)

@@ -99,3 +99,28 @@ def test_bad_input(rng):
         Network([object()])
     with pytest.raises(ValueError, match="expects per-example input"):
         Network([Dense(3, 4, rng), Dense(5, 2, rng)])
+
+
+def test_insert_rejects_shared_layers_before_any_change(rng):
+    # The same object twice, a layer already in this network, or a layer owned by another
+    # network would share one forward cache and be renamed; all are refused up front, and
+    # a refused insert changes nothing (layers, names, name counters, the new layers).
+    from senn_ref.layers.activations import Tanh
+    net = Network([Dense(4, 4, rng), Tanh((4,)), Dense(4, 2, rng)])
+    other = Network([Dense(4, 4, rng)])
+    state = lambda: ([la.name for la in net.layers], dict(net._name_counts))  # noqa: E731
+    before = state()
+    t = Tanh((4,))
+    for bad, msg in (([t, t], "more than once"), ([Tanh((4,)), net.layers[1]], "already part of this network"),
+                     ([other.layers[0]], "already belongs to a network")):
+        with pytest.raises(ValueError, match=msg):
+            net.insert(2, bad)
+        assert state() == before and t.name is None
+    assert list(other.named_params()) == ["dense0.W", "dense0.b"]
+    with pytest.raises(TypeError, match="integer"):
+        net.insert(0.5, [Dense(4, 4, rng)])
+    with pytest.raises(ValueError, match="more than once"):
+        Network([t, t])
+    with pytest.raises(ValueError, match="already belongs"):
+        Network([other.layers[0]])
+    assert t.name is None and list(other.named_params()) == ["dense0.W", "dense0.b"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_float_array, check_positive_int, check_scalar
+from ._validate import as_float_array, check_positive_int, check_scalar, check_shape
 from .fisher.matvec import FisherOperator
 
 
@@ -105,6 +105,8 @@ def natural_gradient(net, X, Y, loss, damping: float = 0.0, metric: str = "eucli
     value, E = loss.value_and_grad(op.outputs.reshape(op.outputs.shape[0], -1), Y)
     g = net.backward(E.reshape(op.outputs.shape) / op.outputs.shape[0]).flat_grad()
     if extra_grad is not None:
-        g = g + as_float_array(extra_grad, "extra_grad", ndim=1)
+        extra = as_float_array(extra_grad, "extra_grad", ndim=1)
+        check_shape(extra, g.shape, "extra_grad")
+        g = g + extra
     u, info = cg_solve(op.matvec, g, tol=tol, maxiter=maxiter, x0=x0)
     return u, g, value, info

@@ -9,18 +9,19 @@ Derivations: ``derivations/10-expansion-score.md``.  Tests: ``tests/test_score.p
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._validate import check_option, check_scalar
 from .fisher.exact import check_metric, ggn_factor
+from .losses.base import METRICS
 from .natural_gradient import natural_gradient
 
 CURVATURES = ("exact", "cg", "kfac")
 EXACT_OPTIONS = ("rcond",)
 CG_OPTIONS = ("tol", "maxiter", "x0")
+KFAC_OPTIONS = ("mode", "damping_mode", "include_rational", "n_samples", "rng", "pi")
 
 
 @dataclass
@@ -173,6 +174,7 @@ def eta(net, X, Y, loss, curvature: str = "exact", damping: float = 0.0, metric:
         _check_options(options, CG_OPTIONS, curvature)
         u, g, _, _ = natural_gradient(net, X, Y, loss, damping=delta, metric=metric, **options)
         return float(g @ u)
+    _check_options(options, KFAC_OPTIONS, curvature)
     from .kfac import kfac_eta  # lazy: K-FAC is a separate module
     total, _ = kfac_eta(net, X, Y, loss, damping=delta, metric=metric, **options)
     return float(total)
@@ -184,6 +186,6 @@ def ceiling(net, X, Y, loss, metric: str = "euclidean") -> float:
     For every GGN score with this metric, ``0 <= eta <= lambda_M`` (any damping);
     for MSE ``lambda = 2 L``.  See ``derivations/10-expansion-score.md`` section 4.
     """
-    check_option(metric, ("euclidean", "true", "empirical"), "metric")
+    check_option(metric, METRICS, "metric")
     out = net.forward(X)
     return float(loss.ceiling(out.reshape(out.shape[0], -1), Y, metric))

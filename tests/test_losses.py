@@ -281,3 +281,5 @@ def test_target_free_metrics_accept_no_targets():
             assert np.array_equal(loss.metric_apply(F, None, V, metric), loss.metric_apply(F, Y, V, metric))
         with pytest.raises(ValueError, match="needs the targets"):
             loss.metric(F, None, "empirical")
+    with pytest.raises(ValueError, match="K >= 2"):
+        softmax_cross_entropy().metric(np.zeros((2, 1)), None, "true")

@@ -343,3 +343,16 @@ def test_exact_eta_at_extreme_logits(gap):
     F = exact(net, X, loss, metric="true")
     ref = d.g @ np.linalg.solve(F + 0.1 * np.eye(F.shape[0]), d.g)
     assert_close(d.eta, ref, rtol=1e-8, name=f"eta at logit gap {gap}")
+
+
+def test_option_errors_name_the_problem():
+    rng = np.random.default_rng(3)
+    net = Network([Dense(2, 3, rng, bias_std=0.1), Tanh((3,)), Dense(3, 1, rng)])
+    X, Y = rng.standard_normal((5, 2)), rng.standard_normal((5, 1))
+    with pytest.raises(ValueError, match="unknown option"):
+        score.eta(net, X, Y, mse(), curvature="kfac", tol=1e-3)
+    with pytest.raises(ValueError, match="pi"):
+        score.eta(net, X, Y, mse(), curvature="kfac", damping=0.1, damping_mode="exact", pi="bogus")
+    with pytest.raises(ValueError, match="extra_grad"):
+        natural_gradient(net, X, Y, mse(), damping=0.1, extra_grad=np.array([0.5]))
+    assert score.eta(net, X.tolist(), Y, mse()) == pytest.approx(score.eta(net, X, Y, mse()), rel=1e-14)

@@ -76,11 +76,11 @@ def run(quick: bool = False, widths=None, repeats: int | None = None) -> list[di
         for m in methods:
             if m == "exact" and P > EXACT_MAX_P:
                 # extrapolate from the largest measured width by the P^2 law of the exact path
-                last = [r for r in rows if r["method"] == "exact" and r["seconds"] is not None][-1]
-                guess = last["seconds"] * (P / last["P"]) ** 2
+                measured = [r for r in rows if r["method"] == "exact" and r["seconds"] is not None]
+                guess = measured[-1]["seconds"] * (P / measured[-1]["P"]) ** 2 if measured else None
                 rows.append({"width": w, "P": P, "method": m, "seconds": None, "ratio": None, "eta": None,
                              "extrapolated_seconds": guess})
-                cells.append(f"skipped (P={P}) ~{guess:.3g}s")
+                cells.append(f"skipped (P={P})" + (f" ~{guess:.3g}s" if guess is not None else ""))
                 continue
             if m == "cg":
                 def fn():

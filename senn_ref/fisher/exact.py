@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import as_float_array, check_option
+from ..losses.base import METRICS
 
-METRICS = ("euclidean", "true", "empirical")
 
 
 def check_metric(metric: str, Y) -> str:

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validate import check_option, check_positive_int
+from ..losses.base import METRICS
 
 MODES = ("exact", "mc", "code")
-METRICS = ("euclidean", "true", "empirical")
 
 
 @dataclass

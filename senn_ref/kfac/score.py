@@ -15,7 +15,7 @@ import numpy as np
 
 from .._validate import check_option, check_scalar
 from .columns import check_options, run_columns
-from .damping import DampedKronInverse, block_solve
+from .damping import DampedKronInverse, block_solve, factored_damping
 from .factors import KronAccumulator, kfac_layers
 from .layout import fold, has_bias
 from .rational_block import RATIONAL_RCOND, RationalAccumulator, unit_gradients
@@ -55,6 +55,7 @@ def kfac_eta(net, X, Y, loss, damping=0.0, metric: str = "euclidean", mode: str 
     if not isinstance(damping_mode, str):
         raise TypeError(f"damping_mode: expected a string, got {type(damping_mode).__name__}")
     check_option(damping_mode, DAMPING_MODES, "damping_mode")
+    factored_damping(np.eye(1), np.eye(1), damping, pi)         # validates pi for every mode
     if not isinstance(include_rational, (bool, np.bool_)):
         raise TypeError(f"include_rational: expected a bool, got {type(include_rational).__name__}")
     n_samples, rng = check_options(metric, mode, n_samples, rng)

@@ -64,6 +64,9 @@ class Loss:
     def _check_targets(self, F: np.ndarray, Y) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _check_outputs(self, F: np.ndarray) -> None:
+        """Loss-specific checks of validated outputs that do not involve targets (none here)."""
+
     @staticmethod
     def _check_metric(metric) -> str:
         return check_option(metric, METRICS, "output metric")
@@ -75,7 +78,9 @@ class Loss:
         if Y is None:
             if metric == "empirical":
                 raise ValueError("the empirical metric M_n = e_n e_n^T needs the targets Y")
-            return as_float_array(F, "F (network outputs)", ndim=2), None, metric
+            F = as_float_array(F, "F (network outputs)", ndim=2)
+            self._check_outputs(F)
+            return F, None, metric
         F, T = self.check(F, Y)
         return F, T, metric
 

@@ -51,10 +51,13 @@ class SoftmaxCrossEntropyLoss(Loss):
     name = "softmax_cross_entropy"
 
     # ------------------------------------------------------------- targets
+    def _check_outputs(self, F: np.ndarray) -> None:
+        if F.shape[1] < 2:
+            raise ValueError(f"F (logits): softmax cross-entropy needs K >= 2 classes, got shape {F.shape}")
+
     def _check_targets(self, F: np.ndarray, Y) -> np.ndarray:
         N, K = F.shape
-        if K < 2:
-            raise ValueError(f"F (logits): softmax cross-entropy needs K >= 2 classes, got shape {F.shape}")
+        self._check_outputs(F)
         arr = Y if isinstance(Y, np.ndarray) else np.asarray(Y)
         kind = arr.dtype.kind
         if kind in "iu":

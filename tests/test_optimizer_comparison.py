@@ -16,4 +16,6 @@ def test_kfac_at_least_as_good_as_best_adam_per_step(model, epochs, channels):
     adam = best_adam(rows, model)
     kfac = next(r for r in rows if r["optimizer"] == "kfac")
     assert kfac["train_loss"][-1] <= adam["train_loss"][-1], (kfac["train_loss"], adam["lr"], adam["train_loss"])
+    # test accuracy on 450 images moves in steps of 1/450; 0.02 (9 images) allows for the
+    # noise of one split while still failing if K-FAC's lower loss were pure overfitting
     assert kfac["val_acc"][-1] >= adam["val_acc"][-1] - 0.02, (kfac["val_acc"], adam["val_acc"])

@@ -9,7 +9,10 @@ import pytest
 
 from senn_ref import convnet, mlp
 from senn_ref.gradcheck import check_network
+from senn_ref.layers.conv2d import Conv2D
+from senn_ref.layers.dense import Dense
 from senn_ref.layers.pooling import AvgPool2D
+from senn_ref.layers.rational import Rational
 
 
 def _append_rows(a, rows):
@@ -60,3 +63,32 @@ def test_set_in_shape_rules():
         mlp([2, 3, 1]).layers[0].set_in_shape((4,))
     pool.set_in_shape((5, 6, 6))
     assert pool.output_shape(pool.in_shape) == (5, 3, 3)
+
+
+@pytest.mark.parametrize("make, X_shape, grow", [
+    (lambda rng: Dense(3, 2, rng), (4, 3),
+     lambda L, rng: L.params.update(W=np.concatenate([L.params["W"], np.zeros((2, 1))], axis=1))),
+    (lambda rng: Conv2D(1, 2, 3, padding=1, rng=rng, in_hw=(5, 5)), (2, 1, 5, 5),
+     lambda L, rng: L.params.update(W=np.concatenate([L.params["W"], rng.standard_normal((2, 1, 3, 3))], axis=1))),
+    (lambda rng: Rational(3, "random", rng), (4, 3),
+     lambda L, rng: L.params.update({k: np.append(v, 0.5) for k, v in L.params.items()})),
+])
+def test_stale_cache_after_widening_is_refused(make, X_shape, grow, rng):
+    # Replacing a parameter array by a larger one without a new forward leaves a cache built
+    # for the old shapes; backward/jvp/curvature hooks must refuse it instead of returning
+    # wrong-shaped gradients or values read from uninitialised workspace rows.
+    layer = make(rng)
+    Y = layer.forward(rng.standard_normal(X_shape))
+    grow(layer, rng)
+    msg = r"changed shape since forward\(\); call forward\(\) again"
+    with pytest.raises(RuntimeError, match=msg):
+        layer.backward(np.ones_like(Y))
+    with pytest.raises(RuntimeError, match=msg):
+        layer.jvp(None, {k: np.zeros_like(v) for k, v in layer.params.items()})
+    if layer.has_kfac_block:
+        with pytest.raises(RuntimeError, match=msg):
+            layer.curvature_inputs()
+    X = rng.standard_normal((X_shape[0],) + layer.in_shape)
+    Y = layer.forward(X)                             # a new forward makes the layer usable again
+    dX, grads = layer.backward(np.ones_like(Y))
+    assert dX.shape == X.shape and all(grads[k].shape == v.shape for k, v in layer.params.items())

@@ -123,9 +123,25 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} has no Kronecker-factored block")
 
     # ---- helpers for subclasses -------------------------------------------
+    def _param_shapes(self) -> tuple:
+        """Shapes of the parameter arrays in ``param_names`` order (``()`` without parameters)."""
+        return tuple(tuple(self.params[k].shape) for k in self.param_names)
+
+    def _set_cache(self, **entries) -> None:
+        """Store the forward cache together with the parameter shapes it was computed for."""
+        entries["param_shapes"] = self._param_shapes()
+        self._cache = entries
+
     def _cached(self) -> dict:
+        """The last forward's cache; RuntimeError if there is none, or if a parameter array
+        was replaced by one of another shape since (growth without a new forward: the
+        cached inputs/columns/partials no longer match the layer)."""
         if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}: call forward() before backward()/jvp()")
+            raise RuntimeError(f"{self._label()}: call forward() before backward()/jvp()")
+        shapes = self._cache.get("param_shapes")
+        if shapes is not None and shapes != self._param_shapes():
+            raise RuntimeError(f"parameters of {self._label()} changed shape since forward(); "
+                               f"call forward() again")
         return self._cache
 
     def _check_input(self, X, name: str = "X") -> np.ndarray:

@@ -225,7 +225,7 @@ class Conv2D(Layer):
 
         self._cache = None                      # the stamp below labels the new input only
         self._map_chunks(job, N)
-        self._cache = {"X": X, "stamp": stamp}
+        self._set_cache(X=X, stamp=stamp)
         return Y.reshape((N,) + self.output_shape(self.in_shape))
 
     def backward(self, dY: np.ndarray, need_input_grad: bool = True):

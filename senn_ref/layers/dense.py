@@ -60,7 +60,7 @@ class Dense(Layer):
     def forward(self, X: np.ndarray) -> np.ndarray:
         """``S[n] = W A[n] + b``; A (N, in) -> S (N, out)."""
         A = self._check_input(X)
-        self._cache = {"A": A}
+        self._set_cache(A=A)
         return A @ self.params["W"].T + self.params["b"]
 
     def backward(self, dY: np.ndarray, need_input_grad: bool = True):

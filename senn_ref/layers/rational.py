@@ -216,7 +216,7 @@ class Rational(Layer):
         p = self.params
         sigma, d_x, d_v, d_c, d_l = (a.reshape(A.shape) for a in
                                      forward_k(A3, p["v"], p["c"], p["l"], self.EPS))
-        self._cache = {"shape": A.shape, "dx": d_x, "v": d_v, "c": d_c, "l": d_l}
+        self._set_cache(shape=A.shape, dx=d_x, v=d_v, c=d_c, l=d_l)
         return sigma
 
     def backward(self, dY: np.ndarray, need_input_grad: bool = True):

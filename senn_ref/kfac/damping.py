@@ -80,20 +80,28 @@ def factored_damping(A, G, delta, pi=1.0):
     return A + pi * s * np.eye(A.shape[0]), G + (s / pi) * np.eye(G.shape[0])
 
 
+def _psd_spectrum(M: np.ndarray, name: str):
+    """Eigen-decomposition of the symmetric part of one matrix (D, D) or a stack (U, D, D),
+    with the zero tolerance ``D * eps * max|lam|`` applied per matrix and a ValueError for a
+    clearly negative eigenvalue (naming the matrix, or the first bad block of a stack)."""
+    lam, U = np.linalg.eigh(0.5 * (M + np.swapaxes(M, -1, -2)))
+    tol = M.shape[-1] * EPS * np.abs(lam).max(axis=-1, initial=0.0)
+    bad = lam[..., 0] < -np.maximum(tol, 1e-300) * 1e3
+    if np.any(bad):
+        idx = np.unravel_index(int(np.flatnonzero(bad)[0]), bad.shape) if bad.ndim else ()
+        where = f"{name} {idx[0]}" if idx else name
+        raise ValueError(f"{where}: not positive semi-definite (smallest eigenvalue {lam[idx][0]:.3e}, "
+                         f"largest {lam[idx][-1]:.3e})")
+    return np.where(lam <= np.expand_dims(tol, -1), 0.0, lam), U
+
+
 def sym_eig(M, name: str = "factor"):
     """Eigenvalues (D,) ascending and eigenvectors (D, D) of the symmetric part of ``M``.
 
     Eigenvalues within the zero tolerance ``dim * eps * max|lam|`` are set to 0;
     a clearly negative eigenvalue (a non-PSD factor) raises ValueError.  11-kfac.md section 6.
     """
-    M = _square(M, name)
-    lam, U = np.linalg.eigh(0.5 * (M + M.T))
-    tol = M.shape[0] * EPS * max(np.abs(lam).max(initial=0.0), 0.0)
-    if lam.size and lam[0] < -max(tol, 1e-300) * 1e3:
-        raise ValueError(f"{name}: not positive semi-definite (smallest eigenvalue {lam[0]:.3e}, "
-                         f"largest {lam[-1]:.3e})")
-    lam = np.where(lam <= tol, 0.0, lam)
-    return lam, U
+    return _psd_spectrum(_square(M, name), name)
 
 
 def _reciprocal(values: np.ndarray, name: str) -> np.ndarray:
@@ -207,16 +215,8 @@ def block_inverse(B, delta, rcond: float | None = None) -> np.ndarray:
     if B.shape[1] != B.shape[2]:
         raise ValueError(f"blocks B: expected shape (U, k, k), got {B.shape}")
     delta = _delta(delta)
-    # all blocks at once: batched symmetric eigendecomposition, then the same per-block
-    # zero tolerance and PSD check as sym_eig
-    lam, U = np.linalg.eigh(0.5 * (B + B.transpose(0, 2, 1)))
-    tol = B.shape[1] * EPS * np.abs(lam).max(axis=1, initial=0.0)
-    bad = lam[:, 0] < -np.maximum(tol, 1e-300) * 1e3
-    if bad.any():
-        u = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"block {u}: not positive semi-definite (smallest eigenvalue {lam[u, 0]:.3e}, "
-                         f"largest {lam[u, -1]:.3e})")
-    vals = np.where(lam <= tol[:, None], 0.0, lam) + delta
+    lam, U = _psd_spectrum(B, "block")          # all blocks in one batched call
+    vals = lam + delta
     if rcond is not None:
         vals = np.where(vals <= rcond * vals.max(axis=1, initial=0.0)[:, None], 0.0, vals)
     kept = vals > 0

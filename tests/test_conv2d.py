@@ -268,3 +268,29 @@ def test_workspace_reuse_matches_fresh_layer(chunk_bytes, rng, monkeypatch):
     same(layer.jvp(dX_t, {"W": dW_t}), Jb, "jvp X2")
     dX, g = layer.backward(dY)
     same(g["W"], gb["W"], "dW X2 after jvp")
+
+
+def test_unpickled_layer_never_reuses_another_inputs_columns(rng, monkeypatch):
+    # A pickled layer is loaded in a fresh process (simulated: any per-process counter of
+    # forward labels restarts) and used there; a later forward on a new input must not be
+    # served the columns of the input cached before pickling, however labels are counted.
+    import itertools
+    import pickle
+    import senn_ref.layers.conv2d as conv_module
+    layer = Conv2D(1, 1, 3, padding=1, rng=rng, bias_std=1.0, in_hw=(4, 4))
+    XA, XB = rng.standard_normal((1, 1, 4, 4)), rng.standard_normal((1, 1, 4, 4))
+    layer.forward(XA)
+    stamp = layer._cache["stamp"]
+    blob = pickle.dumps(layer)
+    if hasattr(conv_module, "_STAMPS"):                        # a counter restarts in a new process
+        monkeypatch.setattr(conv_module, "_STAMPS", itertools.count(0))
+    worker = pickle.loads(blob)
+    worker.backward(np.ones((1, 1, 4, 4)))                     # workspace: XA's columns, old label
+    if isinstance(stamp, int):                                 # other layers advance the counter
+        for _ in range(stamp):
+            next(conv_module._STAMPS)
+    twin = Conv2D(1, 1, 3, padding=1, in_hw=(4, 4))
+    twin.params = {k: v.copy() for k, v in worker.params.items()}
+    assert np.array_equal(worker.forward(XB), twin.forward(XB))
+    dY = rng.standard_normal((1, 1, 4, 4))
+    assert np.array_equal(worker.backward(dY)[1]["W"], twin.backward(dY)[1]["W"])

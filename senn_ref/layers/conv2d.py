@@ -32,7 +32,6 @@ depend on thread scheduling.
 """
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -52,9 +51,6 @@ _CHUNK_BYTES = 2 ** 21
 _THREAD_FLOPS = 2e6
 _WORKERS = max(1, min(2, os.cpu_count() or 1))
 _pool: ThreadPoolExecutor | None = None
-#: labels of forward passes (unique per process): a workspace records which cached
-#: input's columns it holds
-_STAMPS = itertools.count()
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -169,14 +165,17 @@ class Conv2D(Layer):
         """Augmented columns ``P1 (B, K+1, T)`` of ``X[sl]`` in this thread's workspace
         ``name``: ``P1[:, :K] = unfold(X[sl])`` and ``P1[:, K] = 1`` (the bias row).
 
-        ``stamp`` labels the cached input ``X`` (``None`` for any other array): when the
-        workspace already holds the columns of ``(stamp, sl)`` they are not recomputed."""
+        ``stamp`` labels the cached input ``X`` (``None`` for any other array): a fresh
+        ``object()`` per forward, compared by identity, so a label can never match one
+        from another forward, a copy or an unpickled layer.  When the workspace already
+        holds the columns of ``(stamp, sl)`` they are not recomputed."""
         kh, kw = self.kernel_size
         K, T = self.in_ch * kh * kw, self.out_hw[0] * self.out_hw[1]
         P1 = self._buffer(name, (sl.stop - sl.start, K + 1, T), keep=True)
         work = self._work[threading.get_ident()]
         key = None if stamp is None else (stamp, sl.start, sl.stop, P1.shape)
-        if key is None or work.get(name + " holds") != key:
+        held = work.get(name + " holds")
+        if key is None or held is None or held[0] is not stamp or held[1:] != key[1:]:
             work[name + " holds"] = None              # invalid while being overwritten
             kernels_into(self.backend)[0](X[sl], P1, *self._geometry())   # rows 0 .. K-1
             P1[:, K] = 1.0
@@ -218,7 +217,8 @@ class Conv2D(Layer):
         N = X.shape[0]
         W1 = np.concatenate([self._Wm(), self.params["b"][:, None]], axis=1)   # [Wm | b]
         Y = np.empty((N, self.out_ch, self.out_hw[0] * self.out_hw[1]))
-        stamp = next(_STAMPS)
+        stamp = object()        # labels this input; compared by identity, never equal to a
+                                # label from before a copy or pickle (a new object there)
 
         def job(sl):
             np.matmul(W1, self._columns(X, sl, stamp), out=Y[sl])

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validate import as_float_array, check_shape
+from ._validate import as_float_array, check_batch, check_shape
 from .layers.base import Layer
 
 
@@ -189,10 +189,12 @@ class Network:
         """Write a flat vector (P,) into the parameters (validated first; arrays keep their identity)."""
         theta = as_float_array(theta, "theta", ndim=1, allow_empty=True)
         check_shape(theta, (self.num_params(),), "theta")
-        for key, sl in self.param_slices().items():
-            layer_name, pname = key.rsplit(".", 1)
-            arr = self.layers[self.index_of(layer_name)].params[pname]
-            arr[...] = theta[sl].reshape(arr.shape)
+        start = 0
+        for layer in self.layers:
+            for k in layer.param_names:
+                arr = layer.params[k]
+                arr[...] = theta[start:start + arr.size].reshape(arr.shape)
+                start += arr.size
 
     def unflatten(self, v) -> dict[str, np.ndarray]:
         """Split a flat vector (P,) into key -> array shaped like the parameters (views of v)."""
@@ -203,11 +205,19 @@ class Network:
 
     # ---- passes -----------------------------------------------------------------
     def forward(self, X) -> np.ndarray:
-        """Network output for a batch X of shape (N,) + in_shape -> (N,) + out_shape."""
-        X = as_float_array(X, "X", ndim=len(self.in_shape) + 1)
-        check_shape(X, (None,) + self.in_shape, "X")
-        for layer in self.layers:
-            X = layer.forward(X)
+        """Network output for a batch X of shape (N,) + in_shape -> (N,) + out_shape.
+
+        If a layer raises (e.g. an overflow produces inf that the next layer refuses),
+        every layer's cache is dropped before the error propagates, so a later
+        backward/jvp raises instead of mixing caches from two different inputs."""
+        X = check_batch(X, self.in_shape, "X")
+        try:
+            for layer in self.layers:
+                X = layer.forward(X)
+        except BaseException:
+            for layer in self.layers:
+                layer._cache = None
+            raise
         return X
 
     def backward(self, dY, need_input_grad: bool = False) -> Gradients:

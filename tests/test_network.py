@@ -124,3 +124,19 @@ def test_insert_rejects_shared_layers_before_any_change(rng):
     with pytest.raises(ValueError, match="already belongs"):
         Network([other.layers[0]])
     assert t.name is None and list(other.named_params()) == ["dense0.W", "dense0.b"]
+
+
+def test_failed_forward_leaves_no_cache(rng):
+    # A forward that raises part-way (dense0 overflows to inf, which tanh0 refuses) must not
+    # leave dense0 caching the new input and later layers the old one: backward then raises.
+    from senn_ref.layers.activations import Tanh
+    net = Network([Dense(2, 3, rng), Tanh((3,)), Dense(3, 1, rng)])
+    net.layers[0].params["W"][:] = 1.0
+    net.forward(rng.standard_normal((2, 2)))
+    with np.errstate(over="ignore"), pytest.raises(ValueError, match="NaN or infinite"):
+        net.forward(np.array([[1e308, 1e308], [3.0, -1.0]]))
+    assert all(layer._cache is None for layer in net.layers)
+    with pytest.raises(RuntimeError, match="call forward"):
+        net.backward(np.ones((2, 1)))
+    with pytest.raises(RuntimeError, match="call forward"):
+        net.jvp_flat(np.zeros(net.num_params()))

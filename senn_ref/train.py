@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validate import as_float_array, check_positive_int
+from ._validate import as_float_array, check_batch, check_positive_int
 
 
 @dataclass
@@ -52,17 +52,29 @@ def fit(net, X, Y, loss, optimizer, epochs: int = 1, batch_size: int | None = No
     """Train ``net`` in place; returns a :class:`History`.
 
     X : (N,) + net.in_shape float array; Y : targets accepted by ``loss``.
-    batch_size None means full batch; batches are reshuffled every epoch with ``seed``.
+    batch_size None means full batch (a batch_size above N is clamped to N); batches are
+    reshuffled every epoch with ``seed`` (an integer >= 0).  All arguments, every target
+    and the validation set are checked before the first update (ValueError/TypeError).
     ``callback(epoch, net, history)`` runs after each epoch; returning True stops training.
     """
-    X = as_float_array(X, "X", ndim=len(net.in_shape) + 1)
+    # every argument is checked before the first update, so a bad label anywhere in Y,
+    # a malformed validation set or a non-callable callback cannot strike mid-training
+    X = check_batch(X, net.in_shape, "X")
     N = X.shape[0]
     Y = _check_targets(Y, N, "Y")
-    loss.check(net.forward(X[:1]).reshape(1, -1), Y[:1])
+    K = int(np.prod(net.out_shape))
+    loss.check(np.zeros((N, K)), Y)                  # all targets, against the output width
     epochs = check_positive_int(epochs, "epochs")
     bs = N if batch_size is None else min(check_positive_int(batch_size, "batch_size"), N)
+    seed = check_positive_int(seed, "seed", minimum=0)
     if (X_val is None) != (Y_val is None):
         raise ValueError("give both X_val and Y_val, or neither")
+    if X_val is not None:
+        X_val = check_batch(X_val, net.in_shape, "X_val")
+        Y_val = _check_targets(Y_val, X_val.shape[0], "Y_val")
+        loss.check(np.zeros((X_val.shape[0], K)), Y_val)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     rng = np.random.default_rng(seed)
     uses_curvature = getattr(optimizer, "uses_curvature", False)
     hist = History()

@@ -53,3 +53,26 @@ def test_fit_rejects_bad_input():
         fit(net, X, np.zeros((5, 1)), losses.mse(), Adam(), batch_size=0)
     with pytest.raises(ValueError, match="X_val"):
         fit(net, X, np.zeros((5, 1)), losses.mse(), Adam(), X_val=X)
+
+
+def test_fit_checks_everything_before_the_first_update():
+    # A bad label in the last batch, a malformed validation set or a non-callable callback
+    # must raise before any parameter changes (not after some batches or a whole epoch).
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 2))
+    last = np.random.default_rng(0).permutation(6)[-1]          # the last example fit visits
+    y = np.array([0, 1, 2, 1, 1, 0])
+    y_bad = y.copy()
+    y_bad[last] = 7
+    ce, net = losses.softmax_cross_entropy(), mlp([2, 3, 3], seed=0)
+    theta = net.get_flat()
+    cases = [(dict(Y=y_bad, batch_size=1), ValueError, r"labels must lie in \[0, 3\)"),
+             (dict(Y=y, X_val=np.zeros((5, 7)), Y_val=y[:5]), ValueError, r"X_val: expected shape \(N, 2\)"),
+             (dict(Y=y, X_val=np.zeros((5, 2)), Y_val=y[:4]), ValueError, "Y_val"),
+             (dict(Y=y, X_val=np.zeros((5, 2)), Y_val=np.full(5, 3)), ValueError, r"labels must lie"),
+             (dict(Y=y, callback="print"), TypeError, "callback must be callable"),
+             (dict(Y=y, seed=-1), ValueError, "seed")]
+    for kwargs, exc, msg in cases:
+        with pytest.raises(exc, match=msg):
+            fit(net, X, loss=ce, optimizer=Adam(lr=0.1), **kwargs)
+        assert np.array_equal(net.get_flat(), theta), kwargs

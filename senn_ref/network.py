@@ -210,10 +210,16 @@ class Network:
         If a layer raises (e.g. an overflow produces inf that the next layer refuses),
         every layer's cache is dropped before the error propagates, so a later
         backward/jvp raises instead of mixing caches from two different inputs."""
-        X = check_batch(X, self.in_shape, "X")
+        checked = check_batch(X, self.in_shape, "X")
+        # activations between layers are fresh arrays no caller can reach, so layers need
+        # not copy them before caching (Layer.forward_private); the network input is private
+        # too when validation had to convert it (float32, non-contiguous, a list)
+        private = not (isinstance(X, np.ndarray) and np.may_share_memory(checked, X))
+        X = checked
         try:
             for layer in self.layers:
-                X = layer.forward(X)
+                X = layer.forward_private(X) if private else layer.forward(X)
+                private = True
         except BaseException:
             for layer in self.layers:
                 layer._cache = None

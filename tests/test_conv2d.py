@@ -294,3 +294,19 @@ def test_unpickled_layer_never_reuses_another_inputs_columns(rng, monkeypatch):
     assert np.array_equal(worker.forward(XB), twin.forward(XB))
     dY = rng.standard_normal((1, 1, 4, 4))
     assert np.array_equal(worker.backward(dY)[1]["W"], twin.backward(dY)[1]["W"])
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2 ** 21])
+def test_conv_caches_a_private_copy_of_its_input(chunk_bytes, rng, monkeypatch):
+    # Mutating the caller's X after forward must change neither backward nor jvp, whether the
+    # columns are kept in the workspace (one chunk) or recomputed from the cached input.
+    import senn_ref.layers.conv2d as conv_module
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", chunk_bytes)
+    layer = Conv2D(1, 2, 3, padding=1, rng=rng, bias_std=1.0, in_hw=(4, 4))
+    X, dY = rng.standard_normal((6, 1, 4, 4)), rng.standard_normal((6, 2, 4, 4))
+    dW_t = rng.standard_normal(layer.params["W"].shape)
+    layer.forward(X)
+    g, J = layer.backward(dY)[1]["W"].copy(), layer.jvp(None, {"W": dW_t})
+    X *= 2.0
+    assert np.array_equal(layer.backward(dY)[1]["W"], g)
+    assert np.array_equal(layer.jvp(None, {"W": dW_t}), J)

@@ -69,3 +69,14 @@ def test_dense_bad_input(rng):
         layer.jvp(None, {"V": np.zeros((2, 3))})
     with pytest.raises(ValueError, match="n_in"):
         Dense(0, 2)
+
+
+def test_dense_caches_a_private_copy_of_its_input(rng):
+    # The caller may reuse its input buffer after forward: gradients must not change.
+    layer = Dense(3, 2, rng, bias_std=1.0)
+    X, dY = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    layer.forward(X)
+    dW, J = layer.backward(dY)[1]["W"].copy(), layer.jvp(None, {"W": np.ones((2, 3))})
+    X *= 2.0
+    assert np.array_equal(layer.backward(dY)[1]["W"], dW)
+    assert np.array_equal(layer.jvp(None, {"W": np.ones((2, 3))}), J)

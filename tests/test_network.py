@@ -140,3 +140,16 @@ def test_failed_forward_leaves_no_cache(rng):
         net.backward(np.ones((2, 1)))
     with pytest.raises(RuntimeError, match="call forward"):
         net.jvp_flat(np.zeros(net.num_params()))
+
+
+def test_network_input_may_be_reused_after_forward(rng):
+    # The first layer caches a private copy of the caller's X (inner activations are the
+    # network's own and are not copied); mutating X after forward changes no gradient.
+    net = small_net(rng)
+    X, dY = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    net.forward(X)
+    g = net.backward(dY).flat_grad()
+    X *= 3.0
+    assert np.array_equal(net.backward(dY).flat_grad(), g)
+    net.forward(X.astype(np.float32))                # a converted input is private already
+    assert not np.may_share_memory(net.layers[0]._cache["A"], X)

@@ -135,3 +135,19 @@ def test_pool_construction_errors():
         MaxPool2D(0, in_shape=(1, 4, 4))
     with pytest.raises(ValueError, match="unknown backend"):
         MaxPool2D(2, in_shape=(1, 4, 4), backend="fortran")
+
+
+def test_flatten_returns_new_arrays(rng):
+    # Forward, backward and jvp results must not be views of their arguments: writing into
+    # a result may not change the caller's input, cotangent or tangent.
+    layer = Flatten(in_shape=(2, 3))
+    X = rng.standard_normal((2, 2, 3))
+    keep = X.copy()
+    layer.forward(X)[0, 0] = 99.0
+    dY = rng.standard_normal((2, 6))
+    keep_dY = dY.copy()
+    layer.backward(dY)[0][0, 0, 0] = 99.0
+    layer.jvp(X)[0, 0] = 99.0
+    assert np.array_equal(X, keep) and np.array_equal(dY, keep_dY)
+    with pytest.raises(TypeError, match="in_shape must be a tuple"):
+        Flatten(in_shape=5)

@@ -7,7 +7,8 @@ passes, all written by hand:
 
 ``forward(X) -> Y``
     Computes the output and caches what the other two passes need (inputs,
-    unfolded patches, pre-activations).  The cache belongs to the most recent
+    unfolded patches, pre-activations).  A cached input is a private copy (see
+    ``_private_input``): the caller may reuse its buffer after ``forward``.  The cache belongs to the most recent
     forward call; ``backward`` and ``jvp`` only read it, so they may be called
     many times after one forward (the curvature code does exactly that).
 
@@ -149,6 +150,29 @@ class Layer:
         arr = as_float_array(X, f"{self._label()} input {name}", ndim=len(self.in_shape) + 1)
         check_shape(arr, (None,) + tuple(self.in_shape), f"{self._label()} input {name}")
         return arr
+
+    def _private_input(self, X, name: str = "X") -> np.ndarray:
+        """:meth:`_check_input`, returning an array the caller cannot reach.
+
+        The validated array is the caller's own object whenever ``X`` is already a
+        C-contiguous float64 array; a layer that caches its input copies it then, so
+        mutating ``X`` after ``forward`` cannot change later ``backward``/``jvp`` results.
+        (``np.may_share_memory`` is a bounds test: it may copy needlessly, never miss.)"""
+        arr = self._check_input(X, name)
+        if (not self.__dict__.get("_input_is_private", False) and isinstance(X, np.ndarray)
+                and np.may_share_memory(arr, X)):
+            arr = arr.copy()
+        return arr
+
+    def forward_private(self, X: np.ndarray) -> np.ndarray:
+        """``forward(X)`` for an ``X`` that no one else holds or will write to, such as the
+        activation a :class:`~senn_ref.network.Network` passes from one layer to the next:
+        the defensive copy of ``_private_input`` is skipped (the results are identical)."""
+        self._input_is_private = True
+        try:
+            return self.forward(X)
+        finally:
+            self._input_is_private = False
 
     def _check_like(self, arr, shape: tuple, what: str) -> np.ndarray:
         """Validate a cotangent/tangent against an exact shape (batch included)."""

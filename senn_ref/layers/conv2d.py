@@ -212,8 +212,10 @@ class Conv2D(Layer):
 
     # ---- passes ---------------------------------------------------------
     def forward(self, X: np.ndarray) -> np.ndarray:
-        """``Y[n] = Wm @ unfold(X)[n] + b``; X (N, C, H, W) -> Y (N, O, Ho, Wo)."""
-        X = self._check_input(X)
+        """``Y[n] = Wm @ unfold(X)[n] + b``; X (N, C, H, W) -> Y (N, O, Ho, Wo).
+
+        Caches a private copy of ``X`` (backward/jvp recompute columns from it)."""
+        X = self._private_input(X)
         N = X.shape[0]
         W1 = np.concatenate([self._Wm(), self.params["b"][:, None]], axis=1)   # [Wm | b]
         Y = np.empty((N, self.out_ch, self.out_hw[0] * self.out_hw[1]))

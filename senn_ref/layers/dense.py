@@ -58,8 +58,8 @@ class Dense(Layer):
         return (self.n_out,)
 
     def forward(self, X: np.ndarray) -> np.ndarray:
-        """``S[n] = W A[n] + b``; A (N, in) -> S (N, out)."""
-        A = self._check_input(X)
+        """``S[n] = W A[n] + b``; A (N, in) -> S (N, out).  Caches a private copy of ``A``."""
+        A = self._private_input(X)
         self._set_cache(A=A)
         return A @ self.params["W"].T + self.params["b"]
 

@@ -24,7 +24,9 @@ from .base import Layer
 
 
 def _check_chw(in_shape, name: str) -> tuple[int, int, int]:
-    if in_shape is None or len(in_shape) != 3:
+    if not isinstance(in_shape, (tuple, list)):
+        raise TypeError(f"{name}: in_shape must be a tuple (C, H, W), got {type(in_shape).__name__}")
+    if len(in_shape) != 3:
         raise ValueError(f"{name}: in_shape must be (C, H, W), got {in_shape!r}")
     return tuple(check_positive_int(v, f"{name} in_shape entry") for v in in_shape)
 

@@ -10,9 +10,11 @@ File layout (``format = "senn-ref-network"``, ``version = 1``):
 Safety: :func:`save` writes to a temporary file in the target folder, flushes it to
 disk and renames it over the target in one step (``os.replace``), so an interrupted
 save never leaves a half-written file, and it refuses to replace an existing file
-unless ``overwrite=True``.  :func:`load` reads with ``allow_pickle=False``, checks the
-format, every layer class, every shape and that every value is finite, and raises a
-``ValueError`` naming the problem otherwise.  Tests: ``tests/test_checkpoint.py``.
+unless ``overwrite=True``.  :func:`load` reads with ``allow_pickle=False`` and trusts
+nothing in the file: it checks the format, every layer class and configuration, that each
+layer's parameter list is exactly its ``param_names``, every shape and dtype, that every
+value is finite and that no array is left over, and raises a ``ValueError`` naming the
+problem otherwise (malformed metadata included).  Tests: ``tests/test_checkpoint.py``.
 """
 from __future__ import annotations
 
@@ -88,26 +90,65 @@ def load(path) -> Network:
         raise ValueError(f"{target}: not a senn-ref network checkpoint")
     if meta.get("version") != VERSION:
         raise ValueError(f"{target}: checkpoint version {meta.get('version')!r}; this code reads {VERSION}")
-    layers, names = [], []
-    for entry in meta.get("layers", []):
-        cls = LAYER_TYPES.get(entry.get("class"))
+    try:
+        layers, names = _build_layers(meta, arrays, target)
+        counts = meta.get("name_counts", {})
+        if not isinstance(counts, dict) or not all(isinstance(v, int) and v >= 0 for v in counts.values()):
+            raise ValueError(f"name_counts must map names to counters >= 0, got {counts!r}")
+        return Network.restore(layers, names, counts)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(target):
+            raise
+        raise ValueError(f"{target}: malformed checkpoint metadata ({type(exc).__name__}: {exc})") from exc
+
+
+def _build_layers(meta: dict, arrays: dict, target: str):
+    """Layers and names described by ``meta``, with parameters from ``arrays``.
+
+    Checks that each entry's parameter list is exactly the layer's ``param_names``,
+    every listed array exists with the right shape, dtype and finite values, and that
+    no array in the file is left unused."""
+    entries = meta.get("layers")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{target}: 'layers' must be a non-empty list")
+    layers, names, used = [], [], set()
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{target}: layer entry {i} is a {type(entry).__name__}, not a dict")
+        missing = [k for k in ("class", "name", "config", "params") if k not in entry]
+        if missing:
+            raise ValueError(f"{target}: layer entry {i} lacks {missing}")
+        name = entry["name"]
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{target}: layer entry {i} has name {name!r}; need a non-empty string")
+        cls = LAYER_TYPES.get(entry["class"]) if isinstance(entry["class"], str) else None
         if cls is None:
-            raise ValueError(f"{target}: unknown layer class {entry.get('class')!r}")
+            raise ValueError(f"{target}: unknown layer class {entry['class']!r}")
+        if not isinstance(entry["config"], dict):
+            raise ValueError(f"{target}: bad configuration for layer {name!r}: expected a dict, "
+                             f"got {type(entry['config']).__name__}")
         try:
             layer = cls(**entry["config"])
         except (TypeError, KeyError, ValueError) as exc:
-            raise ValueError(f"{target}: bad configuration for layer {entry.get('name')!r}: {exc}") from exc
-        for k in entry["params"]:
-            key = f"param/{entry['name']}/{k}"
+            raise ValueError(f"{target}: bad configuration for layer {name!r}: {exc}") from exc
+        if entry["params"] != list(layer.param_names):
+            raise ValueError(f"{target}: layer {name!r} lists parameters {entry['params']!r}; a "
+                             f"{cls.__name__} has {list(layer.param_names)}")
+        for k in layer.param_names:
+            key = f"param/{name}/{k}"
             if key not in arrays:
                 raise ValueError(f"{target}: missing array {key}")
             arr = arrays[key]
-            if k not in layer.params or arr.shape != layer.params[k].shape or arr.dtype != np.float64:
+            if arr.shape != layer.params[k].shape or arr.dtype != np.float64:
                 raise ValueError(f"{target}: array {key} has shape {arr.shape} and dtype {arr.dtype}; "
-                                 f"the layer needs {layer.params.get(k, np.empty(0)).shape} float64")
+                                 f"the layer needs {layer.params[k].shape} float64")
             if not np.isfinite(arr).all():
                 raise ValueError(f"{target}: array {key} contains NaN or infinite values")
             layer.params[k] = arr.copy()
+            used.add(key)
         layers.append(layer)
-        names.append(entry["name"])
-    return Network.restore(layers, names, meta.get("name_counts", {}))
+        names.append(name)
+    unused = sorted(set(arrays) - used)
+    if unused:
+        raise ValueError(f"{target}: arrays {unused} belong to no layer")
+    return layers, names

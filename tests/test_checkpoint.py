@@ -16,6 +16,8 @@ from senn_ref.layers import Dense
 ])
 def test_round_trip_is_bit_exact(make, tmp_path, rng):
     net = make()
+    net.set_flat(rng.standard_normal(net.num_params()))    # every parameter, biases included
+    assert np.count_nonzero(net.get_flat()) == net.num_params()
     X = rng.standard_normal((4,) + net.in_shape)
     path = checkpoint.save(net, tmp_path / "net")
     assert path.endswith(".npz") and os.listdir(tmp_path) == ["net.npz"]      # no temp file left
@@ -70,3 +72,37 @@ def test_corrupt_or_foreign_files_are_refused(tmp_path):
         checkpoint.load(tmp_path / "missing.npz")
     with pytest.raises(TypeError, match="Network"):
         checkpoint.save(object(), tmp_path / "x.npz")
+
+
+def test_malformed_metadata_is_refused(tmp_path):
+    # load trusts nothing in the metadata: a parameter list that differs from the layer's
+    # (which used to leave a parameter at its default silently), missing keys and wrong
+    # types all raise ValueError naming the problem; so does an array no layer uses.
+    import json
+    path = checkpoint.save(mlp([2, 3, 1], seed=0), tmp_path / "n.npz")
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        arrays = {k: data[k] for k in data.files if k != "meta"}
+
+    def write(m, extra=None):
+        target = tmp_path / "bad.npz"
+        np.savez(target, meta=np.array(json.dumps(m)), **arrays, **(extra or {}))
+        return target
+
+    for mutate, msg in ((lambda m: m["layers"][0].__setitem__("params", ["W"]), "lists parameters"),
+                        (lambda m: m["layers"][0].__setitem__("params", ["W", "b", "W"]), "lists parameters"),
+                        (lambda m: m["layers"][0].pop("params"), "lacks"),
+                        (lambda m: m["layers"][0].pop("name"), "lacks"),
+                        (lambda m: m["layers"][0].__setitem__("name", 3), "name 3"),
+                        (lambda m: m.__setitem__("name_counts", [1]), "name_counts"),
+                        (lambda m: m["layers"][0].__setitem__("config", [2, 3]), "expected a dict"),
+                        (lambda m: m.__setitem__("layers", {"a": 1}), "non-empty list"),
+                        (lambda m: m["layers"].__setitem__(0, "dense"), "not a dict"),
+                        (lambda m: m["layers"][0].__setitem__("class", ["Dense"]), "unknown layer class"),
+                        (lambda m: m["layers"][2].__setitem__("name", "dense0"), "distinct layer names|param/dense0/W")):
+        m = json.loads(json.dumps(meta))
+        mutate(m)
+        with pytest.raises(ValueError, match=msg):
+            checkpoint.load(write(m))
+    with pytest.raises(ValueError, match="belong to no layer"):
+        checkpoint.load(write(meta, {"param/ghost/W": np.zeros(2)}))

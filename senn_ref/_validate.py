@@ -86,3 +86,13 @@ def check_scalar(value, name: str, *, minimum: float | None = None, strict: bool
     if minimum is not None and (v < minimum or (strict and v == minimum)):
         raise ValueError(f"{name}: must be {'>' if strict else '>='} {minimum}, got {v}")
     return v
+
+
+def check_rng(rng, name: str, *, allow_none: bool = True):
+    """``rng`` must be a ``numpy.random.Generator`` (or ``None`` when allowed); TypeError otherwise."""
+    if rng is None and allow_none:
+        return None
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{name}: expected numpy.random.Generator{' or None' if allow_none else ''}, "
+                        f"got {type(rng).__name__} (use np.random.default_rng(seed))")
+    return rng

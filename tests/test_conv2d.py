@@ -149,9 +149,17 @@ def test_conv_errors(rng):
         Conv2D(2, 3, 3, padding=-1, in_hw=(5, 5))
     with pytest.raises(ValueError, match="unknown backend"):
         Conv2D(2, 3, 3, backend="gpu", in_hw=(5, 5))
+    with pytest.raises(TypeError, match="Conv2D rng: expected numpy.random.Generator"):
+        Conv2D(2, 3, 3, rng=42, in_hw=(5, 5))
+    with pytest.raises(TypeError, match=r"in_hw: expected a pair \(H, W\)"):
+        Conv2D(2, 3, 3, in_hw=5)
+    with pytest.raises(ValueError, match=r"in_hw: expected a pair \(H, W\)"):
+        Conv2D(2, 3, 3, in_hw=(5, 5, 5))
     with pytest.raises(RuntimeError, match="call forward"):
         layer.backward(rng.standard_normal((2, 3, 5, 5)))
     layer.forward(good)
+    with pytest.raises(ValueError, match="output cotangent"):
+        layer.curvature_outgrads(rng.standard_normal((2, 3, 4, 5)))
     with pytest.raises(ValueError, match="output cotangent"):
         layer.backward(rng.standard_normal((2, 3, 4, 5)))
     with pytest.raises(ValueError, match="unknown parameter"):

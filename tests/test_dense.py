@@ -69,6 +69,14 @@ def test_dense_bad_input(rng):
         layer.jvp(None, {"V": np.zeros((2, 3))})
     with pytest.raises(ValueError, match="n_in"):
         Dense(0, 2)
+    for bad, exc, msg in ((np.nan, ValueError, "bias_std: must be finite"), (-1.0, ValueError, "bias_std: must be >= 0"),
+                          ("a", TypeError, "bias_std: expected a real number")):
+        with pytest.raises(exc, match=msg):
+            Dense(3, 2, rng, bias_std=bad)
+    with pytest.raises(TypeError, match="Dense rng: expected numpy.random.Generator"):
+        Dense(3, 2, rng=0)
+    with pytest.raises(ValueError, match="output cotangent"):
+        layer.curvature_outgrads(np.zeros((4, 3)))
 
 
 def test_dense_caches_a_private_copy_of_its_input(rng):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from senn_ref import backend
-from senn_ref._validate import as_float_array, check_option, check_positive_int, check_scalar
+from senn_ref._validate import as_float_array, check_option, check_positive_int, check_rng, check_scalar
 
 
 def test_as_float_array_casts_float32_and_rejects_ints():
@@ -41,3 +41,14 @@ def test_backend_switch():
     with backend.using("numpy"):
         assert backend.resolve() == "numpy"
     assert backend.get_backend() == default
+
+
+def test_check_rng():
+    g = np.random.default_rng(0)
+    assert check_rng(g, "rng") is g and check_rng(None, "rng") is None
+    with pytest.raises(TypeError, match=r"rng: expected numpy.random.Generator or None, got int"):
+        check_rng(3, "rng")
+    with pytest.raises(TypeError, match="RandomState"):
+        check_rng(np.random.RandomState(0), "rng")
+    with pytest.raises(TypeError, match="got NoneType"):
+        check_rng(None, "rng", allow_none=False)

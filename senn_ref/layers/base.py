@@ -174,6 +174,14 @@ class Layer:
         finally:
             self._input_is_private = False
 
+    def _check_outgrads(self, dY) -> np.ndarray:
+        """Validate a cotangent of the layer output for the curvature hooks:
+        float, finite, shape ``(N,) + output_shape(in_shape)`` for any batch size ``N``."""
+        out_shape = tuple(self.output_shape(self.in_shape))
+        arr = as_float_array(dY, f"{self._label()} output cotangent", ndim=len(out_shape) + 1)
+        check_shape(arr, (None,) + out_shape, f"{self._label()} output cotangent")
+        return arr
+
     def _check_like(self, arr, shape: tuple, what: str) -> np.ndarray:
         """Validate a cotangent/tangent against an exact shape (batch included)."""
         out = as_float_array(arr, f"{self._label()} {what}", ndim=len(shape))

@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .. import backend as _backend
-from .._validate import check_positive_int, check_scalar
+from .._validate import check_positive_int, check_rng, check_scalar
 from ..kernels import conv_geometry, kernels_for
 from ..kernels.dispatch import kernels_into
 from .base import Layer
@@ -95,6 +95,11 @@ class Conv2D(Layer):
         C = check_positive_int(in_ch, "Conv2D in_ch")
         O = check_positive_int(out_ch, "Conv2D out_ch")
         bias_std = check_scalar(bias_std, "Conv2D bias_std", minimum=0.0)
+        rng = check_rng(rng, "Conv2D rng")
+        if not isinstance(in_hw, (tuple, list, np.ndarray)):
+            raise TypeError(f"Conv2D in_hw: expected a pair (H, W), got {type(in_hw).__name__} {in_hw!r}")
+        if len(in_hw) != 2:
+            raise ValueError(f"Conv2D in_hw: expected a pair (H, W), got {in_hw!r}")
         self.backend = None if backend is None else _backend.resolve(backend)
         geom = conv_geometry(in_hw, kernel_size, stride, padding, "Conv2D")
         self.kernel_size, self.stride, self.padding = geom[0:2], geom[2:4], geom[4:6]
@@ -294,8 +299,8 @@ class Conv2D(Layer):
         return self._unfold(self._cached()["X"]).transpose(0, 2, 1)
 
     def curvature_outgrads(self, dY: np.ndarray) -> np.ndarray:
-        """Output cotangents ``d_{n,t}`` as ``(N, Ho*Wo, O)``."""
-        dY = np.asarray(dY, dtype=np.float64)
+        """Output cotangents ``dY`` (N, O, Ho, Wo) as ``d_{n,t}`` of shape ``(N, Ho*Wo, O)``."""
+        dY = self._check_outgrads(dY)
         return dY.reshape(dY.shape[0], dY.shape[1], -1).transpose(0, 2, 1)
 
     def __repr__(self) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import check_positive_int
+from .._validate import check_positive_int, check_rng, check_scalar
 from .base import Layer
 
 
@@ -31,6 +31,8 @@ class Dense(Layer):
         super().__init__()
         n_in = check_positive_int(n_in, "Dense n_in")
         n_out = check_positive_int(n_out, "Dense n_out")
+        rng = check_rng(rng, "Dense rng")
+        bias_std = check_scalar(bias_std, "Dense bias_std", minimum=0.0)
         if rng is None:
             W = np.zeros((n_out, n_in))
             b = np.zeros(n_out)
@@ -91,5 +93,5 @@ class Dense(Layer):
         return self._cached()["A"][:, None, :]
 
     def curvature_outgrads(self, dY: np.ndarray) -> np.ndarray:
-        """Output cotangents as ``(N, 1, out)``."""
-        return np.asarray(dY)[:, None, :]
+        """Output cotangents ``dY`` (N, out) as ``(N, 1, out)``."""
+        return self._check_outgrads(dY)[:, None, :]

@@ -54,15 +54,9 @@ def identity_scale(eps: float = EPS) -> float:
     return 1.0 / np.sqrt(1.0 + eps)
 
 
-# ---------------------------------------------------------------------------
-# unvalidated kernels (the layer validates once, then calls these).  The NumPy
-# formulas live in senn_ref/kernels/rational_numpy.py next to their fused Numba
-# twin (derivations/05-rational.md "Kernel"); the names below are kept for callers.
-# ---------------------------------------------------------------------------
-_basis = rational_basis_numpy        # (t, w, p), overflow-free; any shape
-_partials = rational_partials_numpy  # (sigma, d/dx, d/dv, d/dc, d/dl), broadcasting
-
-
+# The unvalidated NumPy formulas (``rational_basis_numpy``, ``rational_partials_numpy``) live
+# in senn_ref/kernels/rational_numpy.py next to their fused Numba twin
+# (derivations/05-rational.md "Kernel"); the functions below validate, then call them.
 def _prepare(x, v, c, l, eps):
     """Validate the arguments of the public pure functions and broadcast them."""
     x = as_float_array(x, "rational x", allow_empty=True)
@@ -90,7 +84,7 @@ def rational_partials(x, v, c, l, eps: float = EPS):
     the broadcast shape.  Formulas: see the five functions below and
     ``derivations/05-rational.md`` §2-3.
     """
-    return _partials(*_prepare(x, v, c, l, eps))
+    return rational_partials_numpy(*_prepare(x, v, c, l, eps))
 
 
 def rational_value(x, v, c, l, eps: float = EPS) -> np.ndarray:
@@ -135,7 +129,7 @@ def identity_param_partials(z, eps: float = EPS):
     """
     z = as_float_array(z, "identity_param_partials z", allow_empty=True)
     k = identity_scale(eps)
-    t, w, _ = _basis(z)
+    t, w, _ = rational_basis_numpy(z)
     with np.errstate(under="ignore"):
         return 2.0 * t * k, w * k, z * (eps / (1.0 + eps)) * k
 
@@ -211,7 +205,7 @@ class Rational(Layer):
         view of ``X`` (``S`` = H*W, or 1 for dense; the Numba kernel and the NumPy twin
         give identical bits).  Caches the four partial derivatives (each the shape of ``X``)."""
         A = self._check_input(X)
-        forward_k = rational_kernels(getattr(self, "backend", None))["rational_forward"]
+        forward_k = rational_kernels(self.backend)["rational_forward"]
         A3 = np.ascontiguousarray(A).reshape(A.shape[0], self.units, -1)      # (N, U, S)
         p = self.params
         sigma, d_x, d_v, d_c, d_l = (a.reshape(A.shape) for a in
@@ -226,7 +220,7 @@ class Rational(Layer):
         cache = self._cached()
         shape = cache["shape"]
         dS = self._check_like(dY, shape, "output cotangent")
-        backward_k = rational_kernels(getattr(self, "backend", None))["rational_backward"]
+        backward_k = rational_kernels(self.backend)["rational_backward"]
         flat = (shape[0], self.units, -1)                                    # (N, U, S)
         dX, g_v, g_c, g_l = backward_k(np.ascontiguousarray(dS).reshape(flat),
                                        *(cache[k].reshape(flat) for k in ("dx", "v", "c", "l")),

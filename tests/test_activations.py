@@ -70,7 +70,9 @@ def test_sigmoid_tails_keep_relative_accuracy():
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
 def test_extreme_inputs_finite_without_warnings(kind):
-    x = np.array([[-1e300, -1000.0, -745.5, 0.0, 745.5, 1000.0, 1e300]])
+    # up to the largest float: 2|x| overflows beyond 9e307, so exp(-2|x|) may not be formed
+    big = np.finfo(np.float64).max
+    x = np.array([[-1e300, -1000.0, -745.5, 0.0, 745.5, 1000.0, 1e300, -big, big]])
     layer = LAYERS[kind]((x.shape[1],))
     with np.errstate(all="raise"):
         y = layer.forward(x)
@@ -81,11 +83,14 @@ def test_extreme_inputs_finite_without_warnings(kind):
     assert np.array_equal(dX, j)
     if kind == "silu":
         # x sigmoid(x): exactly x for x >= 1000 (sigmoid rounds to 1) and 0 at -1000
-        assert_close(y[0, [0, 1, 3, 5, 6]], np.array([0.0, 0.0, 0.0, 1000.0, 1e300]), rtol=0, atol=0)
-        assert_close(dX[0, [0, 1, 5, 6]], np.array([0.0, 0.0, 1.0, 1.0]), rtol=0, atol=0)
+        assert_close(y[0, [0, 1, 3, 5, 6, 7, 8]], np.array([0.0, 0.0, 0.0, 1000.0, 1e300, 0.0, big]),
+                     rtol=0, atol=0)
+        assert_close(dX[0, [0, 1, 5, 6, 7, 8]], np.array([0.0, 0.0, 1.0, 1.0, 0.0, 1.0]), rtol=0, atol=0)
     else:
         assert_close(y[0], np.sign(x[0]), rtol=0, atol=0)
-        assert_close(dX[0, [0, 1, 5, 6]], np.zeros(4), rtol=0, atol=0)
+        assert_close(dX[0, [0, 1, 5, 6, 7, 8]], np.zeros(6), rtol=0, atol=0)
+        with np.errstate(all="raise"):
+            assert np.array_equal(tanh_derivative(x), dX)
 
 
 def test_jvp_without_tangent_is_zero_and_input_grad_optional():

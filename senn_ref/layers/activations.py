@@ -3,7 +3,7 @@
 Both map a batch ``X`` of shape ``(N,) + in_shape`` to ``Y`` of the same shape,
 ``Y = phi(X)`` elementwise, with
 
-* ``tanh``:  ``phi'(x) = 1 - tanh(x)^2 = 4 e/(1+e)^2`` with ``e = exp(-2|x|)``;
+* ``tanh``:  ``phi'(x) = 1 - tanh(x)^2 = 4 e/(1+e)^2`` with ``e = exp(-|x|)^2 = exp(-2|x|)``;
 * ``SiLU``:  ``phi(x) = x * sigmoid(x)``,
   ``phi'(x) = sigmoid(x) * (1 + x * sigmoid(-x))``.
 
@@ -62,7 +62,7 @@ def _silu_and_slope(x: np.ndarray):
 
 
 def tanh_derivative(x) -> np.ndarray:
-    """``tanh'(x) = 1 - tanh(x)^2``, evaluated as ``4 e/(1+e)^2`` with ``e = exp(-2|x|)``.
+    """``tanh'(x) = 1 - tanh(x)^2``, evaluated as ``4 e/(1+e)^2`` with ``e = exp(-|x|)^2``.
 
     Same shape as ``x``.  ``derivations/06-activations.md`` §1."""
     x = as_float_array(x, "tanh_derivative x", allow_empty=True)
@@ -70,10 +70,12 @@ def tanh_derivative(x) -> np.ndarray:
 
 
 def _tanh_and_slope(x: np.ndarray):
-    # 1 - tanh^2 = sech^2 = 4 e / (1 + e)^2 with e = exp(-2|x|) in (0, 1]: full relative
-    # accuracy in the tails, where 1 - tanh(x)^2 would round to 0 (|x| > ~19)
+    # 1 - tanh^2 = sech^2 = 4 e / (1 + e)^2 with e = exp(-2|x|) in [0, 1]: full relative
+    # accuracy in the tails, where 1 - tanh(x)^2 would round to 0 (|x| > ~19).  e is formed
+    # as exp(-|x|)^2, because 2|x| itself overflows for |x| > ~9e307
     with np.errstate(under="ignore"):
-        e = np.exp(-2.0 * np.abs(x))
+        e = np.exp(-np.abs(x))
+        e *= e
         return np.tanh(x), 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
@@ -132,7 +134,7 @@ class Elementwise(Layer):
 
 
 class Tanh(Elementwise):
-    """``Y = tanh(X)``, ``phi' = 1 - tanh^2`` (as ``4 e/(1+e)^2``, ``e = exp(-2|X|)``).
+    """``Y = tanh(X)``, ``phi' = 1 - tanh^2`` (as ``4 e/(1+e)^2``, ``e = exp(-|X|)^2``).
 
     ``derivations/06-activations.md`` §1."""
 

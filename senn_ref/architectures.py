@@ -24,12 +24,15 @@ RATIONAL_INITS = ("random", "identity")
 
 
 def activation_layer(name: str, shape: tuple[int, ...], rng: np.random.Generator,
-                     rational_init: str = "random"):
-    """An activation layer for per-example shape ``shape`` = (units,) or (C, H, W)."""
+                     rational_init: str = "random", backend: str | None = None):
+    """An activation layer for per-example shape ``shape`` = (units,) or (C, H, W).
+
+    ``backend`` (``"numba"`` | ``"numpy"`` | ``None``) is passed to the rational layer's
+    kernels; tanh and SiLU are plain NumPy."""
     check_option(name, ACTIVATIONS, "activation")
     if name == "rational":
         check_option(rational_init, RATIONAL_INITS, "rational_init")
-        return Rational(shape[0], init=rational_init, rng=rng, spatial=tuple(shape[1:]))
+        return Rational(shape[0], init=rational_init, rng=rng, spatial=tuple(shape[1:]), backend=backend)
     return Tanh(tuple(shape)) if name == "tanh" else SiLU(tuple(shape))
 
 
@@ -64,6 +67,10 @@ def convnet(image_size: int = 8, in_channels: int = 1, channels=(16, 32), n_clas
     image is 1x1 or smaller than 2).  Then ``head`` = "flatten" (Flatten -> Dense) or
     "gap" (global average pooling -> Dense) to ``n_classes`` logits.
 
+    ``backend`` = "numba" | "numpy" | None selects the kernels of every layer that has
+    them (Conv2D, Rational, AvgPool2D/MaxPool2D); None follows :mod:`senn_ref.backend`
+    at call time.
+
     Default for 8x8 inputs: 1x8x8 -> conv 16 -> 16x4x4 -> conv 32 -> 32x2x2 -> 128 -> 10.
     Odd kernel sizes keep the spatial size ('same' padding = kernel_size // 2).
     """
@@ -82,11 +89,11 @@ def convnet(image_size: int = 8, in_channels: int = 1, channels=(16, 32), n_clas
     for out_c in channels:
         layers.append(Conv2D(c, out_c, kernel_size, stride=1, padding=kernel_size // 2, rng=rng,
                              backend=backend, in_hw=(hw, hw)))
-        layers.append(activation_layer(activation, (out_c, hw, hw), rng, rational_init))
+        layers.append(activation_layer(activation, (out_c, hw, hw), rng, rational_init, backend))
         c = out_c
         if hw >= 2:
             pool_cls = AvgPool2D if pool == "avg" else MaxPool2D
-            layers.append(pool_cls(2, in_shape=(c, hw, hw)))
+            layers.append(pool_cls(2, in_shape=(c, hw, hw), backend=backend))
             hw //= 2
     if head == "flatten":
         layers.append(Flatten(in_shape=(c, hw, hw)))

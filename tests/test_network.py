@@ -153,3 +153,13 @@ def test_network_input_may_be_reused_after_forward(rng):
     assert np.array_equal(net.backward(dY).flat_grad(), g)
     net.forward(X.astype(np.float32))                # a converted input is private already
     assert not np.may_share_memory(net.layers[0]._cache["A"], X)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_convnet_backend_reaches_every_kernel_layer(backend):
+    from senn_ref.architectures import convnet
+    for pool in ("avg", "max"):
+        net = convnet(channels=(2, 3), pool=pool, backend=backend)
+        with_kernels = [la for la in net.layers if hasattr(la, "backend")]
+        assert len(with_kernels) == 6                     # 2 conv, 2 rational, 2 pooling
+        assert all(la.backend == backend for la in with_kernels), [(la.name, la.backend) for la in with_kernels]

@@ -12,23 +12,37 @@ reverse-mode ``vjp(v) = J^T v``:
 
 Together they pin both passes: FD checks the JVP against the forward pass, the
 dot-product test checks the VJP against the JVP.  See
-``derivations/01-conventions.md`` section "Checking passes".
+``derivations/01-conventions.md`` section 1.4 "Checking passes" (per-block checks and
+the floor for tiny blocks: :func:`check_blocks`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .testing import relative_error
 
 
+#: blocks whose JVP is smaller than this fraction of the largest block's are measured
+#: against that floor instead of their own size (see :func:`check_blocks`)
+BLOCK_FLOOR = 1e-4
+
+
 @dataclass
 class CheckResult:
-    """Errors of one check: ``fd_error`` (JVP vs finite differences, relative
-    2-norm) and ``dot_error`` (|<u,J^T v> - <J u,v>| / (|u||J^T v| + |J u||v|))."""
+    """Errors of one check.
+
+    ``fd_error``  : JVP vs finite differences, relative 2-norm;
+    ``dot_error`` : ``|<u,J^T v> - <J u,v>| / (|u||J^T v| + |J u||v|)``.
+    For block checks (:func:`check_blocks`, used by :func:`check_layer` and
+    :func:`check_network`) both are the maxima over the blocks, and
+    ``block_errors`` / ``block_dot_errors`` map each block name (``"input"``, a parameter
+    name or a network parameter key) to its own error."""
     fd_error: float
     dot_error: float
+    block_errors: dict = field(default_factory=dict)
+    block_dot_errors: dict = field(default_factory=dict)
 
     def ok(self, fd_tol: float = 1e-6, dot_tol: float = 1e-10) -> bool:
         return self.fd_error <= fd_tol and self.dot_error <= dot_tol
@@ -72,13 +86,59 @@ def check_function(f, jvp, vjp, x, rng: np.random.Generator, h: float = 1e-4) ->
     return CheckResult(relative_error(ju, fd), dot_product_error(u, vjp(v), ju, v))
 
 
+def check_blocks(f, jvp, vjp, x, blocks: dict, rng: np.random.Generator, h: float = 1e-4,
+                 floor: float = BLOCK_FLOOR) -> CheckResult:
+    """Check ``jvp``/``vjp`` of a flat map ``f`` at ``x`` block by block.
+
+    ``blocks`` maps names to slices of ``x`` (the input, each parameter).  For every
+    non-empty block ``b`` a random tangent ``u_b`` (zero outside the block) is drawn;
+
+    * FD: ``e_b = ||J u_b - D_b|| / max(||D_b||, ||J u_b||, floor * S)`` with ``D_b`` the
+      Richardson difference along ``u_b`` and ``S = max_c ||D_c||`` the largest block's
+      size.  A joint check of all blocks at once is dominated by the O(1) blocks and
+      cannot see an error in a block whose derivative is tiny (d sigma/d l ~ eps x at the
+      rational identity point); per block it can.  The floor is there because the FD
+      rounding error ``~ eps_mach |f| / h`` does not shrink with the block: blocks
+      smaller than ``floor * S`` are measured in absolute terms, ``|error| / (floor * S)``.
+      With ``floor = 1e-4`` a tolerance of 1e-6 still flags any absolute error above
+      1e-10 S in a tiny block (a zeroed 1e-8 S block gives e_b ~ 1e-4).
+    * dot product: ``|<u_b, (J^T v)_b> - <J u_b, v>| / (|u_b||(J^T v)_b| + |J u_b||v|)``
+      with one random ``v`` and one VJP for all blocks.
+
+    ``fd_error``/``dot_error`` are the maxima over blocks.  derivations/01-conventions.md 1.4.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(f(x))
+    v = rng.standard_normal(y.shape)
+    jtv = np.asarray(vjp(v)).ravel()
+    parts = {}
+    for name, sl in blocks.items():
+        if sl.stop - sl.start == 0:
+            continue
+        u = np.zeros(x.size)
+        u[sl] = rng.standard_normal(sl.stop - sl.start)
+        u = u.reshape(x.shape)
+        parts[name] = (u, np.asarray(jvp(u)), central_difference(f, x, u, h))
+    scale = max([float(np.linalg.norm(fd)) for _, _, fd in parts.values()] + [0.0])
+    fd_err, dot_err = {}, {}
+    for name, (u, ju, fd) in parts.items():
+        denom = max(float(np.linalg.norm(fd)), float(np.linalg.norm(ju)), floor * scale, 1e-300)
+        fd_err[name] = float(np.linalg.norm(np.ravel(ju) - np.ravel(fd)) / denom)
+        sl = blocks[name]
+        dot_err[name] = float(dot_product_error(np.ravel(u)[sl], jtv[sl], ju, v))
+    return CheckResult(max(fd_err.values(), default=0.0), max(dot_err.values(), default=0.0),
+                       fd_err, dot_err)
+
+
 def check_layer(layer, X: np.ndarray, rng: np.random.Generator, h: float = 1e-4,
-                wrt_input: bool = True) -> CheckResult:
-    """Gradient-check one layer at input ``X`` jointly in its input and parameters.
+                wrt_input: bool = True, floor: float = BLOCK_FLOOR) -> CheckResult:
+    """Gradient-check one layer at input ``X``, block by block (input, each parameter).
 
     Builds the flat map ``z = (X, params) -> layer.forward(X)`` and checks
     ``layer.jvp`` against finite differences and ``layer.backward`` against
-    ``layer.jvp`` by the dot-product test.  Parameters are restored afterwards.
+    ``layer.jvp`` by the dot-product test, separately for each block
+    (:func:`check_blocks`; ``block_errors`` keys ``"input"`` and the parameter names).
+    Parameters are written and restored in place, so the layer keeps its arrays.
     Set ``wrt_input=False`` for layers whose input is not differentiable
     (none so far).
     """
@@ -87,21 +147,26 @@ def check_layer(layer, X: np.ndarray, rng: np.random.Generator, h: float = 1e-4,
     saved = {k: layer.params[k].copy() for k in names}
     sizes = [X.size if wrt_input else 0] + [saved[k].size for k in names]
     offsets = np.cumsum([0] + sizes)
+    blocks = {"input": slice(0, int(offsets[1]))} if wrt_input else {}
+    blocks.update({k: slice(int(offsets[i + 1]), int(offsets[i + 2])) for i, k in enumerate(names)})
 
     def unpack(z):
         Xz = z[:offsets[1]].reshape(X.shape) if wrt_input else X
         ps = {k: z[offsets[i + 1]:offsets[i + 2]].reshape(saved[k].shape) for i, k in enumerate(names)}
         return Xz, ps
 
+    def restore():
+        for k in names:
+            layer.params[k][...] = saved[k]
+
     def f(z):
         Xz, ps = unpack(z)
         for k in names:
-            layer.params[k] = ps[k].copy()
+            layer.params[k][...] = ps[k]
         try:
             return layer.forward(Xz).ravel()
         finally:
-            for k in names:
-                layer.params[k] = saved[k].copy()
+            restore()
 
     z0 = np.concatenate([X.ravel() if wrt_input else np.zeros(0)] + [saved[k].ravel() for k in names])
     Y = layer.forward(X)
@@ -117,15 +182,21 @@ def check_layer(layer, X: np.ndarray, rng: np.random.Generator, h: float = 1e-4,
         parts = [dX.ravel()] if wrt_input else []
         return np.concatenate(parts + [grads[k].ravel() for k in names])
 
-    return check_function(f, jvp, vjp, z0, rng, h)
+    try:
+        return check_blocks(f, jvp, vjp, z0, blocks, rng, h, floor)
+    finally:
+        restore()
+        layer.forward(X)
 
 
-def check_network(net, X: np.ndarray, rng: np.random.Generator, h: float = 1e-4) -> CheckResult:
-    """Gradient-check a whole network in its flat parameter vector.
+def check_network(net, X: np.ndarray, rng: np.random.Generator, h: float = 1e-4,
+                  floor: float = BLOCK_FLOOR) -> CheckResult:
+    """Gradient-check a whole network in its flat parameter vector, block by block.
 
     ``f(theta) = net.forward(X)`` with ``theta = net.get_flat()``; the JVP is
-    ``net.jvp_flat(u)`` and the VJP ``net.backward(v).flat_grad``.
-    The network's parameters are restored afterwards.
+    ``net.jvp_flat(u)`` and the VJP ``net.backward(v).flat_grad``; the blocks are the
+    parameter keys (``net.param_slices()``, :func:`check_blocks`).
+    The network's parameters are restored afterwards (in place).
     """
     X = np.asarray(X, dtype=np.float64)
     theta0 = net.get_flat()
@@ -147,4 +218,8 @@ def check_network(net, X: np.ndarray, rng: np.random.Generator, h: float = 1e-4)
         net.forward(X)
         return net.backward(v.reshape(Y.shape)).flat_grad()
 
-    return check_function(f, jvp, vjp, theta0, rng, h)
+    try:
+        return check_blocks(f, jvp, vjp, theta0, net.param_slices(), rng, h, floor)
+    finally:
+        net.set_flat(theta0)
+        net.forward(X)

@@ -190,14 +190,32 @@ def test_chunked_batch_equals_single_chunk(backend, rng, monkeypatch):
     assert res.fd_error < 1e-6 and res.dot_error < 1e-10, res
 
 
+def _force_thread_pool(conv_module, monkeypatch) -> list:
+    """Two workers and a fresh pool whatever the machine's core count; returns a list that
+    records every dispatch to the pool (so a test can assert the pool really ran)."""
+    monkeypatch.setattr(conv_module, "_WORKERS", 2)
+    monkeypatch.setattr(conv_module, "_pool", None)
+    calls = []
+    real = conv_module._executor
+
+    def counting_executor():
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(conv_module, "_executor", counting_executor)
+    return calls
+
+
 def test_threaded_chunks_are_deterministic(rng, monkeypatch):
     # Many small chunks go through the thread pool (per-example FLOPs are far below the
     # threshold); scheduling must not change a single bit of any result.
     import senn_ref.layers.conv2d as conv_module
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
+    calls = _force_thread_pool(conv_module, monkeypatch)
     layer = Conv2D(3, 4, 3, padding=1, rng=rng, bias_std=1.0, in_hw=(5, 5))
     X, dY = rng.standard_normal((16, 3, 5, 5)), rng.standard_normal((16, 4, 5, 5))
     first = (layer.forward(X),) + layer.backward(dY)
+    assert len(calls) == 2                                   # forward and backward used the pool
     for _ in range(5):
         again = (layer.forward(X),) + layer.backward(dY)
         assert np.array_equal(again[0], first[0]) and np.array_equal(again[1], first[1])
@@ -211,9 +229,11 @@ def test_thread_pool_survives_fork(rng, monkeypatch):
     if "fork" not in mp.get_all_start_methods():
         pytest.skip("no fork on this platform")
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
+    calls = _force_thread_pool(conv_module, monkeypatch)
     layer = Conv2D(2, 2, 3, padding=1, rng=rng, in_hw=(4, 4))
     X = rng.standard_normal((6, 2, 4, 4))
     expected = layer.forward(X)                       # starts the pool in the parent
+    assert calls and conv_module._pool is not None
     with mp.get_context("fork").Pool(1) as pool:
         got = pool.apply_async(layer.forward, (X,)).get(timeout=20)
     assert np.array_equal(got, expected)

@@ -51,10 +51,10 @@ class Network:
         self.layers: list[Layer] = []
         self._name_counts: dict[str, int] = {}
         self._check_new(layers)
-        for layer in layers:
+        self.layers = list(layers)
+        self.check_structure()              # before naming: a refused list leaves its layers free
+        for layer in self.layers:
             self._adopt(layer)
-            self.layers.append(layer)
-        self.check_structure()
 
     @classmethod
     def restore(cls, layers: list[Layer], names: list[str], name_counts: dict[str, int]) -> "Network":

@@ -97,8 +97,11 @@ def test_bad_input(rng):
         Network([])
     with pytest.raises(TypeError, match="not a senn_ref Layer"):
         Network([object()])
+    first = Dense(3, 4, rng)
     with pytest.raises(ValueError, match="expects per-example input"):
-        Network([Dense(3, 4, rng), Dense(5, 2, rng)])
+        Network([first, Dense(5, 2, rng)])
+    assert first.name is None                      # a refused list leaves its layers unowned
+    assert Network([first]).layers[0].name == "dense0"
 
 
 def test_insert_rejects_shared_layers_before_any_change(rng):

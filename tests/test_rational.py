@@ -259,6 +259,8 @@ def test_errors():
         Rational(3, init="random")
     with pytest.raises(TypeError, match="Generator"):
         Rational(3, init="random", rng=np.random.RandomState(0))
+    with pytest.raises(TypeError, match="Rational rng: expected numpy.random.Generator"):
+        Rational(3, init="identity", rng=0)
     with pytest.raises(ValueError, match="spatial"):
         Rational(3, init="identity", spatial=(4,))
     with pytest.raises(ValueError, match=">= 1"):

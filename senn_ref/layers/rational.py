@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as _backend
-from .._validate import as_float_array, check_option, check_positive_int, check_scalar
+from .._validate import as_float_array, check_option, check_positive_int, check_rng, check_scalar
 from ..kernels import rational_kernels
 from ..kernels.rational_numpy import rational_basis_numpy, rational_partials_numpy
 from .base import Layer
@@ -170,12 +170,11 @@ class Rational(Layer):
         if not isinstance(spatial, (tuple, list)) or len(spatial) not in (0, 2):
             raise ValueError(f"Rational spatial: expected () or (H, W), got {spatial!r}")
         self.spatial = tuple(check_positive_int(s, "Rational spatial size") for s in spatial)
+        rng = check_rng(rng, "Rational rng")            # checked even when unused (identity)
         if init == "random":
             if rng is None:
                 raise ValueError("Rational(init='random') needs rng=np.random.Generator; "
                                  "use init='identity' for a deterministic layer")
-            if not isinstance(rng, np.random.Generator):
-                raise TypeError(f"Rational rng: expected numpy.random.Generator, got {type(rng).__name__}")
             v = rng.standard_normal(units)
             c = rng.standard_normal(units)
             l = rng.standard_normal(units)

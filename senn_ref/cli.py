@@ -1,4 +1,4 @@
-"""Command line: ``senn-ref demo | verify | bench {kernels,eta} | info``."""
+"""Command line: ``senn-ref demo | verify | bench {kernels,rational,eta,optimizers} | info``."""
 from __future__ import annotations
 
 import argparse

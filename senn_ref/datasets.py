@@ -38,8 +38,9 @@ def teacher_regression(n_train: int = 50, n_test: int = 1000, hidden=(16, 16, 16
 def half_moons(n: int = 200, noise: float = 0.3, seed: int = 0):
     """Two half circles: X (n, 2) float, labels (n,) int in {0, 1}.
 
-    Class 0: (cos t, sin t); class 1: (1 - cos t, 1/2 - sin t), t ~ U[0, pi]
-    (evenly spaced, as is customary), plus N(0, noise^2) on both coordinates.
+    Class 0: (cos t, sin t); class 1: (1 - cos t, 1/2 - sin t), with t evenly spaced on
+    [0, pi] (``linspace``, n // 2 and n - n // 2 points; not random), plus N(0, noise^2)
+    on both coordinates; rows are shuffled with ``seed``.
     """
     n = check_positive_int(n, "n", minimum=2)
     noise = check_scalar(noise, "noise", minimum=0.0)

@@ -8,7 +8,9 @@ passes, all written by hand:
 ``forward(X) -> Y``
     Computes the output and caches what the other two passes need (inputs,
     unfolded patches, pre-activations).  A cached input is a private copy (see
-    ``_private_input``): the caller may reuse its buffer after ``forward``.  The cache belongs to the most recent
+    ``_private_input``): the caller may reuse its buffer after ``forward``.  ``Y`` is
+    a new array, never a view of ``X`` or of the cache: the Network relies on this
+    when it passes ``Y`` on without a copy (``forward_private``).  The cache belongs to the most recent
     forward call; ``backward`` and ``jvp`` only read it, so they may be called
     many times after one forward (the curvature code does exactly that).
 

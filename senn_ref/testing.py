@@ -25,8 +25,9 @@ def describe_mismatch(actual, expected, rtol: float, atol: float, n_worst: int =
     allowed = atol + rtol * np.abs(e)
     excess = (diff - allowed).ravel()
     order = np.argsort(excess)[::-1][:n_worst]
+    atol_text = f"{atol:g}" if np.ndim(atol) == 0 else f"entrywise (max {np.max(atol):.3e})"
     lines = [f"shape {a.shape}; {int(np.count_nonzero(excess > 0))} of {a.size} entries outside "
-             f"rtol={rtol:g}, atol={atol:g}; max abs diff {diff.max():.3e}; "
+             f"rtol={rtol:g}, atol={atol_text}; max abs diff {diff.max():.3e}; "
              f"relative 2-norm error {relative_error(a, e):.3e}"]
     for flat in order:
         idx = np.unravel_index(flat, a.shape) if a.ndim else ()
@@ -37,8 +38,9 @@ def describe_mismatch(actual, expected, rtol: float, atol: float, n_worst: int =
     return "\n".join(lines)
 
 
-def assert_close(actual, expected, rtol: float = 1e-10, atol: float = 0.0, name: str = "") -> None:
-    """Assert ``|actual - expected| <= atol + rtol |expected|`` entrywise, explaining failures."""
+def assert_close(actual, expected, rtol: float = 1e-10, atol=0.0, name: str = "") -> None:
+    """Assert ``|actual - expected| <= atol + rtol |expected|`` entrywise, explaining failures.
+    ``atol`` may be a scalar or an array broadcasting against ``expected`` (per-entry bounds)."""
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     if a.shape != e.shape:

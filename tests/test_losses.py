@@ -96,10 +96,16 @@ def test_metric_sqrt_and_apply(shape, kind, metric):
     R = loss.metric_sqrt(F, Y, metric)
     assert M.shape == (N, K, K)
     assert R.shape == (N, K, 1 if metric == "empirical" else K)
-    assert_close(R @ R.transpose(0, 2, 1), M, rtol=0, atol=1e-14, name="R R^T vs M")
+    # each entry is a sum of r (or K) products: its rounding error is at most a few
+    # r * eps * (sum of |products|) (standard summation bound), plus 1e-14 for O(1) entries
+    eps = np.finfo(np.float64).eps
+    absR = np.abs(R)
+    bound = 4 * R.shape[2] * eps * (absR @ absR.transpose(0, 2, 1)) + 1e-14
+    assert_close(R @ R.transpose(0, 2, 1), M, rtol=0, atol=bound, name="R R^T vs M")
     V = rng.standard_normal((N, K))
+    bound = 4 * K * eps * np.einsum("nij,nj->ni", np.abs(M), np.abs(V)) + 1e-14
     assert_close(loss.metric_apply(F, Y, V, metric), np.einsum("nij,nj->ni", M, V),
-                 rtol=0, atol=1e-14, name="metric_apply vs M v")
+                 rtol=0, atol=bound, name="metric_apply vs M v")
     eig = np.linalg.eigvalsh(M)                       # PSD up to rounding of the entries
     assert eig.min() >= -1e-14 * max(1.0, np.abs(eig).max())
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import as_float_array, check_positive_int
-from .base import Layer
+from .base import ParameterFree
 
 
 def stable_sigmoid(x) -> np.ndarray:
@@ -79,7 +79,7 @@ def _tanh_and_slope(x: np.ndarray):
         return np.tanh(x), 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
-class Elementwise(Layer):
+class Elementwise(ParameterFree):
     """Base for a parameterless elementwise layer ``Y = phi(X)``.
 
     ``in_shape``: per-example shape given at construction (e.g. ``(16,)`` or
@@ -97,13 +97,6 @@ class Elementwise(Layer):
             raise ValueError(f"{label} in_shape: expected a non-empty tuple such as (16,) or "
                              f"(8, 6, 6), got {in_shape!r}")
         self._in_shape = tuple(check_positive_int(s, f"{label} in_shape entry") for s in in_shape)
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return self._in_shape
-
-    def config(self) -> dict:
-        return {"in_shape": list(self._in_shape)}
 
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(in_shape)

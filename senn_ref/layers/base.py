@@ -87,26 +87,10 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} does not define config()")
 
     def set_in_shape(self, in_shape) -> None:
-        """Change the channel/unit count (first entry) of a parameter-free layer's input.
-
-        Width growth widens the layer in front of a pooling, flattening or elementwise
-        layer; this is the explicit state update that keeps the parameter-free layer in
-        step.  Only the first entry may change (spatial sizes fix pooling geometry).
-        Layers with parameters derive their shapes from their arrays and refuse.  The
-        forward cache is dropped.  ``derivations/01-conventions.md`` section 1.6.
-        """
-        if self.param_names or not hasattr(self, "_in_shape"):
-            raise TypeError(f"{self._label()} derives its input shape from its parameters; "
-                            f"resize its arrays instead")
-        if not isinstance(in_shape, (tuple, list)):
-            raise TypeError(f"{self._label()}: in_shape must be a tuple, got {type(in_shape).__name__}")
-        new = tuple(check_positive_int(v, f"{self._label()} in_shape entry") for v in in_shape)
-        old = tuple(self._in_shape)
-        if len(new) != len(old) or new[1:] != old[1:]:
-            raise ValueError(f"{self._label()}: only the first entry of in_shape may change "
-                             f"({old} -> {new})")
-        self._in_shape = new
-        self._cache = None
+        """Layers with parameters derive their shapes from their arrays: resize those instead.
+        Parameter-free layers (:class:`ParameterFree`) override this."""
+        raise TypeError(f"{self._label()} derives its input shape from its parameters; "
+                        f"resize its arrays instead")
 
     # ---- passes ---------------------------------------------------------
     def forward(self, X: np.ndarray) -> np.ndarray:
@@ -209,3 +193,34 @@ class Layer:
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self.params.items())
         return f"{self._label()}[{shapes}]"
+
+
+class ParameterFree(Layer):
+    """Base of the parameter-free layers (pooling, flatten, elementwise activations), whose
+    per-example input shape is configuration: subclasses validate it and store it as
+    ``self._in_shape``; this class exposes it, serialises it and lets growth change it."""
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return self._in_shape
+
+    def config(self) -> dict:
+        return {"in_shape": list(self._in_shape)}
+
+    def set_in_shape(self, in_shape) -> None:
+        """Change the channel/unit count (first entry) of this layer's input.
+
+        Width growth widens the layer in front of a pooling, flattening or elementwise
+        layer; this is the explicit state update that keeps the parameter-free layer in
+        step.  Only the first entry may change (spatial sizes fix pooling geometry).  The
+        forward cache is dropped.  ``derivations/01-conventions.md`` section 1.6.
+        """
+        if not isinstance(in_shape, (tuple, list)):
+            raise TypeError(f"{self._label()}: in_shape must be a tuple, got {type(in_shape).__name__}")
+        new = tuple(check_positive_int(v, f"{self._label()} in_shape entry") for v in in_shape)
+        old = tuple(self._in_shape)
+        if len(new) != len(old) or new[1:] != old[1:]:
+            raise ValueError(f"{self._label()}: only the first entry of in_shape may change "
+                             f"({old} -> {new})")
+        self._in_shape = new
+        self._cache = None

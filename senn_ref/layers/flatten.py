@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import check_positive_int
-from .base import Layer
+from .base import ParameterFree
 
 
-class Flatten(Layer):
+class Flatten(ParameterFree):
     """Row-major flattening of the per-example shape ``in_shape`` (any rank >= 1).
 
     X (N, *in_shape) -> Y (N, prod(in_shape)).
@@ -28,13 +28,6 @@ class Flatten(Layer):
         if len(in_shape) == 0:
             raise ValueError(f"Flatten: in_shape must be a non-empty tuple, got {in_shape!r}")
         self._in_shape = tuple(check_positive_int(v, "Flatten in_shape entry") for v in in_shape)
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return self._in_shape
-
-    def config(self) -> dict:
-        return {"in_shape": list(self._in_shape)}
 
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (int(np.prod(self._in_shape)),)

@@ -20,7 +20,7 @@ import numpy as np
 from .. import backend as _backend
 from .._validate import check_positive_int
 from ..kernels import as_pair, conv_geometry, pool_kernels
-from .base import Layer
+from .base import ParameterFree
 
 
 def _check_chw(in_shape, name: str) -> tuple[int, int, int]:
@@ -31,7 +31,7 @@ def _check_chw(in_shape, name: str) -> tuple[int, int, int]:
     return tuple(check_positive_int(v, f"{name} in_shape entry") for v in in_shape)
 
 
-class _WindowPool(Layer):
+class _WindowPool(ParameterFree):
     """Shared geometry of the windowed pools (no parameters).
 
     ``backend``: ``"numba"`` | ``"numpy"`` | ``None`` (follow :mod:`senn_ref.backend`
@@ -47,10 +47,6 @@ class _WindowPool(Layer):
         stride = size if stride is None else as_pair(stride, f"{name} stride", minimum=1)
         kh, kw, sh, sw, _, _, Ho, Wo = conv_geometry(self._in_shape[1:], size, stride, 0, name)
         self.size, self.stride, self.out_hw = (kh, kw), (sh, sw), (Ho, Wo)
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return self._in_shape
 
     def config(self) -> dict:
         return {"size": list(self.size), "stride": list(self.stride), "in_shape": list(self._in_shape),
@@ -138,7 +134,7 @@ class MaxPool2D(_WindowPool):
         return self._k("maxpool_jvp")(dX, cache["arg"], *self.size, *self.stride)
 
 
-class GlobalAvgPool(Layer):
+class GlobalAvgPool(ParameterFree):
     """Global average pooling ``Y[n, c] = (1/(H W)) sum_{r,q} X[n, c, r, q]``.
 
     ``in_shape = (C, H, W)``; X (N, C, H, W) -> Y (N, C).
@@ -148,13 +144,6 @@ class GlobalAvgPool(Layer):
     def __init__(self, *, in_shape) -> None:
         super().__init__()
         self._in_shape = _check_chw(in_shape, "GlobalAvgPool")
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return self._in_shape
-
-    def config(self) -> dict:
-        return {"in_shape": list(self._in_shape)}
 
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self._in_shape[0],)

@@ -8,18 +8,14 @@ from senn_ref.gradcheck import check_layer
 from senn_ref.kernels import conv_output_size
 from senn_ref.layers.conv2d import Conv2D
 from senn_ref.testing import assert_close
+from strategies import conv_geometry
 
 
 @st.composite
 def conv_cases(draw):
     """(N, C, O, H, W, kernel, stride, padding) with the kernel fitting the padded input."""
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    H = max(draw(st.integers(1, 8)), kh - 2 * ph)
-    W = max(draw(st.integers(1, 8)), kw - 2 * pw)
-    N, C, O = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    return N, C, O, H, W, (kh, kw), (sh, sw), (ph, pw)
+    N, C, H, W, k, s, p = draw(conv_geometry(max_n=3, max_c=3, max_hw=8))
+    return N, C, draw(st.integers(1, 3)), H, W, k, s, p
 
 
 def brute_force_conv(X, W, b, stride, padding):

@@ -7,22 +7,11 @@ from hypothesis import given, settings, strategies as st
 from senn_ref.kernels import conv_output_size, fold, pool_kernels, unfold
 from senn_ref.kernels.dispatch import kernels_for, kernels_into
 from senn_ref.testing import assert_close
-
-
-@st.composite
-def geometries(draw):
-    """Random (N, C, H, W, kernel, stride, padding) with kernel <= padded input."""
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    H = max(draw(st.integers(1, 9)), kh - 2 * ph)
-    W = max(draw(st.integers(1, 9)), kw - 2 * pw)
-    N, C = draw(st.integers(1, 4)), draw(st.integers(1, 3))
-    return N, C, H, W, (kh, kw), (sh, sw), (ph, pw)
+from strategies import conv_geometry
 
 
 @settings(max_examples=40, deadline=None)
-@given(g=geometries(), seed=st.integers(0, 2**31 - 1))
+@given(g=conv_geometry(), seed=st.integers(0, 2**31 - 1))
 def test_numba_equals_numpy_twin(g, seed):
     N, C, H, W, k, s, p = g
     rng = np.random.default_rng(seed)
@@ -37,7 +26,7 @@ def test_numba_equals_numpy_twin(g, seed):
 
 
 @settings(max_examples=30, deadline=None)
-@given(g=geometries(), seed=st.integers(0, 2**31 - 1))
+@given(g=conv_geometry(), seed=st.integers(0, 2**31 - 1))
 def test_into_kernels(g, seed):
     # The buffer-writing variants overwrite every entry of a NaN-filled buffer with exactly
     # what the allocating kernels return (same loops), and the Numba and NumPy twins agree.
@@ -65,7 +54,7 @@ def test_into_kernels(g, seed):
 
 
 @settings(max_examples=40, deadline=None)
-@given(g=geometries(), seed=st.integers(0, 2**31 - 1), backend=st.sampled_from(["numba", "numpy"]))
+@given(g=conv_geometry(), seed=st.integers(0, 2**31 - 1), backend=st.sampled_from(["numba", "numpy"]))
 def test_fold_is_adjoint_of_unfold(g, seed, backend):
     # <unfold(x), y> = <x, fold(y)>: both sides are the same sum of products, so they
     # agree to rounding; 1e-12 relative to sum |x| |y|-scale is far above double rounding.

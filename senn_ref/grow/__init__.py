@@ -2,7 +2,7 @@
 
 Everything here sits above the core layers, curvature and optimisers and changes a
 network only through explicit operations that return a :class:`Growth` record.
-See ``derivations/14-width-growth.md`` onwards and ``derivations/README.md``.
+See ``derivations/14-growth-operations.md`` onwards and ``derivations/README.md``.
 """
 # -- structure and records (lead) --
 from .record import Growth

@@ -14,7 +14,7 @@ So ``theta_after[old_to_new[keep]] == theta_before[keep]`` for every surviving o
 parameter that the operation did not rewrite (``rewritten`` lists the keys whose
 values an operation recomputed, e.g. the consumer of an inserted layer), and a
 vector of old per-parameter quantities is carried over with :meth:`Growth.carry`.
-``derivations/14-width-growth.md`` section 2; tests in ``tests/test_grow_ops.py``.
+``derivations/14-growth-operations.md`` section 2; tests in ``tests/test_grow_ops.py``.
 """
 from __future__ import annotations
 

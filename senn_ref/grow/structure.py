@@ -15,7 +15,7 @@ every unit (channel) separately and keep axis 1 as the unit axis:
 So unit ``u`` of the producer feeds the consumer's input "slot" ``u``: column block
 ``u S .. u S + S - 1`` of a Dense consumer's ``W`` (``S = 1`` without a flatten), or
 input channel ``u`` of a Conv2D consumer's ``W[:, u]``.  Growth adds, removes and
-permutes whole slots.  ``derivations/14-width-growth.md`` section 1; tests in
+permutes whole slots.  ``derivations/14-growth-operations.md`` section 1; tests in
 ``tests/test_grow_structure.py``.
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ def hidden_path(net, layer) -> HiddenPath:
 
     Raises ValueError (naming ``layer``) unless ``net.layers[layer]`` is a Dense or Conv2D
     followed, through unit-wise layers only, by another Dense or Conv2D.
-    ``derivations/14-width-growth.md`` section 1.
+    ``derivations/14-growth-operations.md`` section 1.
     """
     i = _check_index(net, layer)
     prod = net.layers[i]
@@ -116,7 +116,7 @@ def hidden_path(net, layer) -> HiddenPath:
 
 def growable_layers(net) -> list[int]:
     """Indices of every producer that has a consumer (the hidden layers of ``net``), in order.
-    ``derivations/14-width-growth.md`` section 1."""
+    ``derivations/14-growth-operations.md`` section 1."""
     out = []
     for i, la in enumerate(net.layers):
         if is_linear_map(la):

@@ -1,0 +1,201 @@
+"""One expansion round: score every layer, apply the best accepted proposal, repeat.
+
+Within a round the parameters are not trained, so ``lambda`` stays fixed (every addition
+preserves the function).  Each iteration:
+
+1. ``eta_c``: the current score under the decision's curvature model - the network's
+   K-FAC score (``eta_c="network"``, gains "lower_bound"/"kfac") or the consuming layer's
+   own K-FAC score (``"layer"``); with ``gain="exact"`` the exact damped score of the network
+   (or of the consumer's parameter block);
+2. the best width proposal of every growable hidden layer below ``max_width`` and the best
+   depth proposal before every Dense consumer (while fewer than ``max_layers`` Dense/Conv2D
+   layers exist and depth is not cooling down);
+3. each proposal's decision gain (its K-FAC lower bound, its exact K-FAC gain, or its exact
+   Schur gain on a grown copy) divided by ``depth_cost`` for depth, judged by
+   :func:`senn_ref.grow.criterion.decide`;
+4. the accepted proposal with the largest score is applied through ``add_neurons`` /
+   ``insert_layer`` (optimiser state carried); without ``recursive`` the round ends here.
+
+The round ends when nothing passes, after ``max_additions_per_round``, or when every layer is
+at capacity; it records its additions next to the rate bound.
+``derivations/19-criterion.md`` section 4; ``tests/test_expansion_round.py``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import score as _score
+from ..kfac import kfac_eta
+from .criterion import decide, rate_bound
+from .proposals import best_depth_proposal, best_width_proposal
+from .structure import growable_layers, hidden_path, is_linear_map
+
+
+@dataclass
+class RoundState:
+    """What carries from round to round: rounds left on the width / depth cooldowns."""
+    width_wait: int = 0
+    depth_wait: int = 0
+
+
+@dataclass
+class RoundResult:
+    """additions (int), rate_bound, lambda, eta_before / eta_after (eta_c model, network-wide),
+    events (list of dicts, one per judged proposal), growths (the Growth records applied),
+    seconds spent scoring and searching."""
+    additions: int
+    rate_bound: float
+    lam: float
+    eta_before: float
+    eta_after: float
+    events: list = field(default_factory=list)
+    growths: list = field(default_factory=list)
+    seconds_score: float = 0.0
+    seconds_search: float = 0.0
+
+
+def architecture(net) -> list:
+    """Units per hidden layer, in order (the producers' output widths)."""
+    return [int(net.layers[i].params["W"].shape[0]) for i in growable_layers(net)]
+
+
+def num_linear_layers(net) -> int:
+    return sum(1 for la in net.layers if is_linear_map(la))
+
+
+def _exact_scores(net, X, Y, loss, damping, metric):
+    det = _score.eta_exact_details(net, X, Y, loss, damping=damping, metric=metric)
+    return det
+
+
+def _block_eta(det, idx: np.ndarray, damping: float) -> float:
+    """Exact score of a parameter block alone: ``g_c^T (F_cc + delta I)^+ g_c``."""
+    F = det.F[np.ix_(idx, idx)] + damping * np.eye(idx.size)
+    g = det.g[idx]
+    return float(g @ np.linalg.lstsq(F, g, rcond=None)[0])
+
+
+def _layer_indices(net, name: str) -> np.ndarray:
+    sl = net.param_slices()
+    return np.concatenate([np.arange(s.start, s.stop) for k, s in sl.items() if k.split(".")[0] == name])
+
+
+def exact_gain_of(net, X, Y, loss, proposal, damping, metric) -> float:
+    """Exact Schur gain of a proposal, from a copy of ``net`` grown by the real operation."""
+    from .add_neurons import add_neurons
+    from .insert_layer import insert_layer
+    from .width_gain import gain_exact
+    trial = net.copy()
+    if proposal.kind == "width":
+        rec = add_neurons(trial, proposal.index, proposal.params["W"], proposal.params["b"],
+                          proposal.params["act"])
+        return gain_exact(trial, X, Y, loss, rec.new_index, damping=damping, metric=metric)
+    rec = insert_layer(trial, proposal.index, proposal.params["B"], proposal.params["s"])
+    return gain_exact(trial, X, Y, loss, rec.new_index, damping=damping, metric=metric)
+
+
+def apply_proposal(net, proposal, optimizer=None):
+    """Apply a :class:`Proposal` through the growth operations; returns the Growth record."""
+    from .add_neurons import add_neurons
+    from .insert_layer import insert_layer
+    if proposal.kind == "width":
+        p = proposal.params
+        return add_neurons(net, proposal.index, p["W"], p["b"], p["act"], optimizer=optimizer)
+    return insert_layer(net, proposal.index, proposal.params["B"], proposal.params["s"], optimizer=optimizer)
+
+
+def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundState | None = None,
+                    step: int = 0, round_index: int = 0) -> RoundResult:
+    """Run one (recursive) expansion round on ``net`` in place; see the module docstring.
+
+    X (N,) + in_shape, Y targets (the scoring batch); config a validated SENNConfig; rng a
+    numpy Generator (candidates and Langevin noise).  Returns a :class:`RoundResult`.
+    """
+    state = RoundState() if state is None else state
+    damping, metric = config.scoring_damping, config.metric
+    bound = rate_bound(config.tau, config.alpha_rel)
+    lam = _score.ceiling(net, X, Y, loss, metric=metric)
+    result = RoundResult(0, bound, lam, float("nan"), float("nan"))
+    width_ok = config.width and state.width_wait == 0
+    depth_ok = config.depth and state.depth_wait == 0
+    added_width = added_depth = False
+    while result.additions < config.max_additions_per_round:
+        t0 = time.perf_counter()
+        if config.gain == "exact":
+            det = _exact_scores(net, X, Y, loss, damping, metric)
+            eta_net, per_layer = det.eta, None
+        else:
+            det = None
+            eta_net, per_layer = kfac_eta(net, X, Y, loss, damping=damping, metric=metric)
+        if result.additions == 0:
+            result.eta_before = float(eta_net)
+        result.seconds_score += time.perf_counter() - t0
+        proposals = []
+        t1 = time.perf_counter()
+        if width_ok:
+            for i in growable_layers(net):
+                if net.layers[i].params["W"].shape[0] >= config.max_width:
+                    continue
+                proposals.append(best_width_proposal(
+                    net, X, Y, loss, i, n_candidates=config.n_candidates, rng=rng, method=config.search,
+                    steps=config.search_steps, lr=config.search_lr, temperature=config.temperature,
+                    damping=damping, metric=metric))
+        if depth_ok and num_linear_layers(net) < config.max_layers:
+            from .depth_gain import depth_supported
+            for i, la in enumerate(net.layers):
+                if is_linear_map(la) and depth_supported(net, i):
+                    proposals.append(best_depth_proposal(
+                        net, X, Y, loss, i, n_candidates=config.n_candidates, rng=rng,
+                        method=config.search, steps=config.search_steps, lr=config.search_lr,
+                        temperature=config.temperature, damping=damping, metric=metric))
+        result.seconds_search += time.perf_counter() - t1
+        if not proposals:
+            break
+        t2 = time.perf_counter()
+        decisions = []
+        for p in proposals:
+            consumer = hidden_path(net, p.index).consumer if p.kind == "width" else p.index
+            consumer_name = net.layers[consumer].name
+            if config.gain == "exact":
+                p.exact_gain = exact_gain_of(net, X, Y, loss, p, damping, metric)
+                gain = p.exact_gain
+                eta_c = eta_net if config.eta_c == "network" else \
+                    _block_eta(det, _layer_indices(net, consumer_name), damping)
+            else:
+                gain = p.lower_bound if config.gain == "lower_bound" or p.kfac_gain is None else p.kfac_gain
+                eta_c = eta_net if config.eta_c == "network" else per_layer[consumer_name]
+            cost = config.depth_cost if p.kind == "depth" else 1.0
+            decisions.append(decide(gain, max(float(eta_c), 0.0), lam, config.tau, config.alpha_rel, cost))
+        result.seconds_score += time.perf_counter() - t2
+        passing = [j for j, d in enumerate(decisions) if d.accepted]
+        chosen = max(passing, key=lambda j: decisions[j].score) if passing else None
+        arch_before = architecture(net)
+        growth = None
+        if chosen is not None:
+            growth = apply_proposal(net, proposals[chosen], optimizer)
+            result.growths.append(growth)
+            result.additions += 1
+            added_width |= proposals[chosen].kind == "width"
+            added_depth |= proposals[chosen].kind == "depth"
+        for j, (p, d) in enumerate(zip(proposals, decisions)):
+            ev = {"step": int(step), "round": int(round_index), "iteration": result.additions - (j == chosen),
+                  **p.summary(), **d.to_dict(), "lambda": lam, "eta_network": float(eta_net),
+                  "accepted": j == chosen, "passed": d.accepted,
+                  "architecture_before": arch_before, "architecture": architecture(net)}
+            if j == chosen:
+                ev["growth"] = growth.to_dict()
+            result.events.append(ev)
+        if chosen is None or not config.recursive:
+            break
+        if proposals[chosen].kind == "depth" and config.depth_cooldown > 0:
+            depth_ok = False                # no second insertion within the round
+    if config.gain == "exact":
+        result.eta_after = float(_score.eta(net, X, Y, loss, damping=damping, metric=metric))
+    else:
+        result.eta_after = float(kfac_eta(net, X, Y, loss, damping=damping, metric=metric)[0])
+    state.width_wait = config.width_cooldown if added_width else max(0, state.width_wait - 1)
+    state.depth_wait = config.depth_cooldown if added_depth else max(0, state.depth_wait - 1)
+    return result

@@ -1,0 +1,135 @@
+"""The best width and depth proposal of one layer: draw candidates, search, score.
+
+For a hidden layer (width) or a consuming layer (depth) this draws ``n_candidates``
+candidates, improves them together with :func:`senn_ref.grow.search.search` on the K-FAC
+lower bound (``WidthProposals`` / ``DepthProposals``), keeps the best, and reports the
+numbers the criterion needs: its lower bound, its exact K-FAC gain (width) and the consuming
+layer's K-FAC score.  The exact Schur gain of the chosen proposal, when asked for, is
+computed on a copy of the network grown by the real operation.
+``derivations/20-proposal-search.md`` section 3; ``tests/test_proposals.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .search import search
+
+#: singular values of an inserted layer's B are kept above this fraction of their mean
+#: (the released code clips at 1e-3 of the mean), so B stays invertible during the search
+DEPTH_SV_FLOOR = 1e-3
+
+
+@dataclass
+class Proposal:
+    """One layer's best proposal.
+
+    kind : "width" (add ``params["W"].shape[0]`` units to the layer produced by
+        ``net.layers[index]``) or "depth" (insert a layer before ``net.layers[index]``)
+    layer : name of ``net.layers[index]``;  params : the operation's arguments
+        (width: W, b, act; depth: B, s);  lower_bound : K-FAC lower bound Delta eta';
+    kfac_gain : exact K-FAC gain (width; None for depth);  eta_layer : the consuming layer's
+        K-FAC score;  initial_best : best lower bound among the unsearched candidates;
+    exact_gain : the exact Schur gain, when computed
+    """
+    kind: str
+    index: int
+    layer: str
+    params: dict
+    lower_bound: float
+    kfac_gain: float | None
+    eta_layer: float
+    initial_best: float
+    evaluations: int
+    exact_gain: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {"kind": self.kind, "index": self.index, "layer": self.layer,
+                "lower_bound": self.lower_bound, "kfac_gain": self.kfac_gain,
+                "exact_gain": self.exact_gain, "eta_layer": self.eta_layer,
+                "initial_best": self.initial_best, "evaluations": self.evaluations}
+
+
+def _split_width(p: dict):
+    act = {k[4:]: v for k, v in p.items() if k.startswith("act.")}
+    return p["W"], p["b"], act
+
+
+def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, method: str = "ascent",
+                        steps: int = 20, lr: float = 0.1, temperature: float = 0.05,
+                        damping: float = 0.0, metric: str = "euclidean", k: int = 1) -> Proposal:
+    """Search ``n_candidates`` new-unit candidates (k units each) for the hidden layer produced by
+    ``net.layers[layer]``; returns the best as a :class:`Proposal`.  ``derivations/20`` section 3."""
+    from .kfac_proposal import WidthProposals
+    ctx = WidthProposals(net, X, Y, loss, layer, damping=damping, metric=metric)
+    W, b, act = ctx.random_candidates(n_candidates, rng, k=k)
+    params = {"W": W, "b": b, **{f"act.{name}": v for name, v in act.items()}}
+
+    def objective(p, grad):
+        W_, b_, act_ = _split_width(p)
+        sc = ctx.score(W_, b_, act_, grad=grad)
+        if not grad:
+            return sc.lower_bound, None
+        grads = {"W": sc.grad_W, "b": sc.grad_b,
+                 **{f"act.{name}": g for name, g in (sc.grad_act or {}).items()}}
+        return sc.lower_bound, grads
+
+    res = search(objective, params, method=method, steps=steps, rng=rng, lr=lr, temperature=temperature)
+    best = res.best_params()
+    W_b, b_b, act_b = _split_width({key: v[None] for key, v in best.items()})
+    final = ctx.score(W_b, b_b, act_b, grad=False)
+    Wk, bk, actk = _split_width(best)
+    return Proposal("width", int(layer), net.layers[layer].name, {"W": Wk, "b": bk, "act": actk},
+                    float(final.lower_bound[0]), float(final.gain[0]), float(ctx.eta_layer),
+                    float(np.max(res.initial)), res.evaluations)
+
+
+def clip_singular_values(B: np.ndarray, floor: float = DEPTH_SV_FLOOR) -> np.ndarray:
+    """``B`` (C, k, k) with every singular value raised to at least ``floor`` times their mean
+    (one batched SVD); keeps candidate insertions invertible."""
+    U, S, Vt = np.linalg.svd(B)
+    S = np.maximum(S, floor * S.mean(axis=1, keepdims=True))
+    return np.einsum("cij,cj,cjk->cik", U, S, Vt)
+
+
+def depth_candidates(k: int, n: int, rng, scale: float = 0.5):
+    """``n`` candidates ``(B (n, k, k), s (n, k))``: the identity (B = I, s = 0) first, then
+    ``B = I + scale G / sqrt(k)`` with ``G`` standard normal and ``s ~ N(0, scale^2)``."""
+    B = np.broadcast_to(np.eye(k), (n, k, k)).copy()
+    s = np.zeros((n, k))
+    if n > 1:
+        B[1:] += scale * rng.standard_normal((n - 1, k, k)) / np.sqrt(k)
+        s[1:] = scale * rng.standard_normal((n - 1, k))
+    return clip_singular_values(B), s
+
+
+def best_depth_proposal(net, X, Y, loss, position: int, *, n_candidates: int, rng, method: str = "ascent",
+                        steps: int = 20, lr: float = 0.1, temperature: float = 0.05,
+                        damping: float = 0.0, metric: str = "euclidean") -> Proposal:
+    """Search ``(B, s)`` candidates for a layer inserted before ``net.layers[position]``.
+    ``derivations/20-proposal-search.md`` section 3."""
+    from .depth_gain import DepthProposals
+    ctx = DepthProposals(net, X, Y, loss, position, damping=damping, metric=metric)
+    k = net.layers[position].params["W"].shape[1]
+    B, s = depth_candidates(k, n_candidates, rng)
+
+    def objective(p, grad):
+        sc = ctx.score(p["B"], p["s"], grad=grad)
+        lb = np.asarray(sc.lower_bound, dtype=np.float64)
+        return lb, ({"B": sc.grad_B, "s": sc.grad_s} if grad else None)
+
+    def project(p):
+        return {"B": clip_singular_values(p["B"]), "s": p["s"]}
+
+    if method == "langevin":       # keep detailed balance: no projection, B is checked when scored
+        project_fn = None
+    else:
+        project_fn = project
+    res = search(objective, {"B": B, "s": s}, method=method, steps=steps, rng=rng, lr=lr,
+                 temperature=temperature, project=project_fn)
+    best = res.best_params()
+    return Proposal("depth", int(position), net.layers[position].name, {"B": best["B"], "s": best["s"]},
+                    float(res.values[res.best]), None, float(ctx.eta_layer), float(np.max(res.initial)),
+                    res.evaluations)

@@ -1,0 +1,182 @@
+"""``train_senn``: train a network while it grows - the whole SENN method in one call.
+
+Loop (``derivations/21-trainer.md``):
+
+    for step = 0 .. steps-1:
+        if step >= warmup and step > 0 and step % expand_every == 0:
+            expansion round on the scoring batch (senn_ref.grow.expansion_round),
+            optimiser state carried through every change; optional pruning round
+        one optimiser step on a batch (full batch, or a reshuffled mini-batch)
+        every history_every steps: train / validation loss (and accuracy)
+
+Randomness: one ``numpy.random.SeedSequence(seed)`` is split into independent streams for
+the batches, the proposal search and the scoring subset, so the same seed gives the same
+log and the same weights.  ``tests/test_trainer.py``.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from .._validate import check_batch, check_positive_int
+from ..grow.criterion import rate_bound
+from ..grow.expansion_round import RoundState, architecture, expansion_round
+from ..grow.structure import growable_layers
+from ..network import Network
+from ..optim import SGD, Adam, KFAC, NaturalGradientCG
+from ..train import _check_targets, evaluate
+from .config import SENNConfig
+from .log import SENNLog
+
+#: scoring uses at most this many examples (a fixed random subset) unless score_batch says
+SCORE_BATCH_DEFAULT = 2048
+
+
+def make_optimizer(config: SENNConfig):
+    """The optimiser named by ``config.optimizer`` with the config's lr, damping, weight decay."""
+    if config.optimizer == "ngd-cg":
+        return NaturalGradientCG(lr=config.lr, damping=config.damping, metric=config.metric,
+                                 cg_maxiter=config.cg_maxiter, weight_decay=config.weight_decay)
+    if config.optimizer == "kfac":
+        return KFAC(lr=config.lr, damping=config.damping, weight_decay=config.weight_decay,
+                    metric=config.metric)
+    if config.optimizer == "adam":
+        return Adam(lr=config.lr, weight_decay=config.weight_decay)
+    return SGD(lr=config.lr)
+
+
+def _check_loss(loss) -> None:
+    for attr in ("value_and_grad", "metric_sqrt", "ceiling", "value"):
+        if not callable(getattr(loss, attr, None)):
+            raise TypeError(f"loss: expected a senn_ref.losses loss object (mse(), "
+                            f"softmax_cross_entropy()), got {type(loss).__name__}")
+
+
+def _check_network(net, config) -> None:
+    if not isinstance(net, Network):
+        raise TypeError(f"net: expected a senn_ref.Network, got {type(net).__name__}")
+    if config.width and not growable_layers(net) and not config.depth:
+        raise ValueError("net: has no growable hidden layer and depth growth is off; nothing can grow")
+    for i in growable_layers(net):
+        w = net.layers[i].params["W"].shape[0]
+        if w > config.max_width:
+            raise ValueError(f"max_width: {config.max_width} is below the current width {w} of "
+                             f"{net.layers[i].name}")
+    n_lin = sum(1 for la in net.layers if la.has_kfac_block)
+    if n_lin > config.max_layers:
+        raise ValueError(f"max_layers: {config.max_layers} is below the current {n_lin} Dense/Conv2D layers")
+
+
+def _progress(config, step, loss_value, net, log) -> None:
+    if config.quiet:
+        return
+    widths = architecture(net)
+    sys.stderr.write(f"\rstep {step:>6}/{config.steps}  loss {loss_value:.4e}  widths {widths}  "
+                     f"accepted {log.count()}   ")
+    sys.stderr.flush()
+
+
+def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_val=None, seed: int = 0,
+               callback=None):
+    """Train ``net`` in place with growth; returns ``(net, log)`` (a :class:`SENNLog`).
+
+    X (N,) + net.in_shape, Y targets for ``loss``; X_val/Y_val optional validation data;
+    config a :class:`SENNConfig` (None = defaults); seed an integer >= 0;
+    ``callback(step, net, log)`` after each step, returning True stops the run.
+    Everything is validated before the first step.  ``derivations/21-trainer.md``.
+    """
+    config = SENNConfig() if config is None else config
+    if not isinstance(config, SENNConfig):
+        raise TypeError(f"config: expected a SENNConfig, got {type(config).__name__}")
+    config.validate()
+    _check_loss(loss)
+    _check_network(net, config)
+    X = check_batch(X, net.in_shape, "X")
+    N = X.shape[0]
+    Y = _check_targets(Y, N, "Y")
+    K = int(np.prod(net.out_shape))
+    loss.check(np.zeros((N, K)), Y)
+    if (X_val is None) != (Y_val is None):
+        raise ValueError("X_val, Y_val: give both or neither")
+    if X_val is not None:
+        X_val = check_batch(X_val, net.in_shape, "X_val")
+        Y_val = _check_targets(Y_val, X_val.shape[0], "Y_val")
+        loss.check(np.zeros((X_val.shape[0], K)), Y_val)
+    seed = check_positive_int(seed, "seed", minimum=0)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
+
+    batch_rng, search_rng, subset_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    cap = config.score_batch or SCORE_BATCH_DEFAULT
+    score_idx = np.sort(subset_rng.choice(N, cap, replace=False)) if N > cap else np.arange(N)
+    Xs, Ys = X[score_idx], Y[score_idx]
+    bs = N if config.batch_size is None else min(config.batch_size, N)
+    opt = make_optimizer(config)
+    uses_curvature = getattr(opt, "uses_curvature", False)
+    log = SENNLog(config=config.to_dict())
+    log.config["rate_bound"] = rate_bound(config.tau, config.alpha_rel)
+    state = RoundState()
+    order, cursor, round_index = np.arange(N), N, 0
+    t_start = time.perf_counter()
+
+    def record(step):
+        tl, ta = evaluate(net, X, Y, loss)
+        row = {"step": int(step), "train_loss": tl, "train_acc": ta, "widths": architecture(net),
+               "num_layers": sum(1 for la in net.layers if la.has_kfac_block), "num_params": net.num_params()}
+        if X_val is not None:
+            row["val_loss"], row["val_acc"] = evaluate(net, X_val, Y_val, loss)
+        log.history.append(row)
+        return tl
+
+    for step in range(config.steps):
+        if step > 0 and step >= config.warmup and step % config.expand_every == 0:
+            res = expansion_round(net, Xs, Ys, loss, config, search_rng, optimizer=opt, state=state,
+                                  step=step, round_index=round_index)
+            log.events.extend(res.events)
+            log.rounds.append({"step": step, "round": round_index, "additions": res.additions,
+                               "rate_bound": res.rate_bound, "lambda": res.lam, "eta_before": res.eta_before,
+                               "eta_after": res.eta_after, "architecture": architecture(net),
+                               "seconds_score": res.seconds_score, "seconds_search": res.seconds_search})
+            log.timing["score"] += res.seconds_score
+            log.timing["search"] += res.seconds_search
+            if config.prune:
+                from ..grow.pruning_round import pruning_round
+                log.events.extend(pruning_round(net, Xs, Ys, loss, config, optimizer=opt, step=step,
+                                                round_index=round_index))
+            round_index += 1
+        t0 = time.perf_counter()
+        if bs < N:
+            if cursor + bs > N:
+                order, cursor = batch_rng.permutation(N), 0
+            idx = order[cursor:cursor + bs]
+            cursor += bs
+            Xb, Yb = X[idx], Y[idx]
+        else:
+            Xb, Yb = X, Y
+        if uses_curvature:
+            value = opt.step(net, Xb, Yb, loss)
+        else:
+            value, grads = net.loss_and_grad(Xb, Yb, loss)
+            opt.step(net.named_params(), grads.grads)
+        if not np.isfinite(value):
+            raise FloatingPointError(f"train_senn: the training loss became {value} at step {step}")
+        log.timing["train"] += time.perf_counter() - t0
+        if step % config.history_every == 0:
+            record(step)
+            _progress(config, step, value, net, log)
+        if callback is not None and callback(step, net, log):
+            break
+    final_loss = record(config.steps)
+    log.timing["total"] = time.perf_counter() - t_start
+    log.final = {"train_loss": final_loss, "widths": architecture(net), "num_params": net.num_params(),
+                 "num_layers": sum(1 for la in net.layers if la.has_kfac_block),
+                 "expansions_accepted": log.count(accepted=True),
+                 "expansions_rejected": log.count(accepted=False),
+                 "rate_bound_violations": log.rate_bound_violations()}
+    if X_val is not None:
+        log.final["val_loss"], log.final["val_acc"] = log.history[-1]["val_loss"], log.history[-1]["val_acc"]
+    if not config.quiet:
+        sys.stderr.write("\n")
+    return net, log

@@ -109,6 +109,9 @@ class SENNConfig:
     quiet: bool = False
     history_every: int = 10
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> "SENNConfig":
         """Check every field; raises ValueError/TypeError naming the field.  Returns self."""
         for name in ("steps", "expand_every", "max_additions_per_round", "max_width", "max_layers",

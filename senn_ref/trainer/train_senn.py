@@ -22,8 +22,8 @@ import numpy as np
 
 from .._validate import check_batch, check_positive_int
 from ..grow.criterion import rate_bound
-from ..grow.expansion_round import RoundState, architecture, expansion_round
-from ..grow.structure import growable_layers
+from ..grow.expansion_round import RoundState, architecture, expansion_round, num_linear_layers
+from ..grow.structure import growable_layers, is_linear_map
 from ..network import Network
 from ..optim import SGD, Adam, KFAC, NaturalGradientCG
 from ..train import _check_targets, evaluate
@@ -55,18 +55,34 @@ def _check_loss(loss) -> None:
 
 
 def _check_network(net, config) -> None:
+    """Refuse a network that cannot grow under ``config`` (before anything is trained)."""
     if not isinstance(net, Network):
         raise TypeError(f"net: expected a senn_ref.Network, got {type(net).__name__}")
-    if config.width and not growable_layers(net) and not config.depth:
-        raise ValueError("net: has no growable hidden layer and depth growth is off; nothing can grow")
-    for i in growable_layers(net):
+    hidden = growable_layers(net)
+    if config.width or config.depth:
+        can_widen = config.width and bool(hidden)
+        can_deepen = config.depth and bool(_depth_positions(net))
+        if not (can_widen or can_deepen):
+            raise ValueError(f"net: nothing can grow - {len(hidden)} growable hidden layers (a Dense/Conv2D "
+                             f"followed by another; width={config.width}) and "
+                             f"{'no' if config.depth else 'depth=False, so no'} position to insert a layer")
+    for i in hidden:
         w = net.layers[i].params["W"].shape[0]
         if w > config.max_width:
             raise ValueError(f"max_width: {config.max_width} is below the current width {w} of "
                              f"{net.layers[i].name}")
-    n_lin = sum(1 for la in net.layers if la.has_kfac_block)
+    n_lin = num_linear_layers(net)
     if n_lin > config.max_layers:
         raise ValueError(f"max_layers: {config.max_layers} is below the current {n_lin} Dense/Conv2D layers")
+
+
+def _depth_positions(net) -> list:
+    """Consumers before which a layer can be inserted (empty until Growth I's depth_gain lands)."""
+    try:
+        from ..grow.depth_gain import depth_supported
+    except ImportError:
+        return []
+    return [i for i, la in enumerate(net.layers) if is_linear_map(la) and depth_supported(net, i)]
 
 
 def _progress(config, step, loss_value, net, log) -> None:
@@ -124,7 +140,7 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
     def record(step):
         tl, ta = evaluate(net, X, Y, loss)
         row = {"step": int(step), "train_loss": tl, "train_acc": ta, "widths": architecture(net),
-               "num_layers": sum(1 for la in net.layers if la.has_kfac_block), "num_params": net.num_params()}
+               "num_layers": num_linear_layers(net), "num_params": net.num_params()}
         if X_val is not None:
             row["val_loss"], row["val_acc"] = evaluate(net, X_val, Y_val, loss)
         log.history.append(row)
@@ -171,7 +187,7 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
     final_loss = record(config.steps)
     log.timing["total"] = time.perf_counter() - t_start
     log.final = {"train_loss": final_loss, "widths": architecture(net), "num_params": net.num_params(),
-                 "num_layers": sum(1 for la in net.layers if la.has_kfac_block),
+                 "num_layers": num_linear_layers(net),
                  "expansions_accepted": log.count(accepted=True),
                  "expansions_rejected": log.count(accepted=False),
                  "rate_bound_violations": log.rate_bound_violations()}

@@ -11,8 +11,10 @@ K-FAC factor and rational-block accumulators (``factors.py``,
 Modes (``derivations/11-kfac.md`` sections 3 and 5):
 
 ``"exact"``  columns ``R_n[:, r]``, ``r = 1..r``, weight 1 each;
-``"mc"``     ``S = n_samples`` columns ``R_n xi_s``, ``xi_s ~ N(0, I_r)``, weight ``1/S``
-             (unbiased: ``E[R xi xi^T R^T] = R R^T = M``);
+``"mc"``     ``S = n_samples`` columns ``R_n xi_{s,n}``, ``xi_{s,n} ~ N(0, I_r)`` drawn
+             independently for every sample ``s`` AND every example ``n``, weight ``1/S``
+             (unbiased: ``E[R xi xi^T R^T] = R R^T = M``; independent draws per example
+             make the variance of a factor fall like ``1/(N S)``, section 5);
 ``"code"``   the single column ``e_n / ||e_n||`` (the released code's scorer; zero where
              ``e_n = 0``), weight 1.  It ignores ``metric``.
 
@@ -67,7 +69,8 @@ def metric_columns(F, E, Y, loss, metric: str, mode: str, n_samples: int, rng):
 
     ``F`` (N, K) outputs, ``E`` (N, K) output gradients.  See the module
     docstring for the three modes.  ``sum_s w_s C_s[n] C_s[n]^T`` equals ``M_n``
-    (exact), is an unbiased estimate of it (mc), or is ``e_n e_n^T/||e_n||^2`` (code).
+    (exact), is an unbiased estimate of it (mc, ``xi`` (S, N, r) independent per
+    example), or is ``e_n e_n^T/||e_n||^2`` (code).
     """
     if mode == "code":
         norms = np.linalg.norm(E, axis=1, keepdims=True)
@@ -76,8 +79,10 @@ def metric_columns(F, E, Y, loss, metric: str, mode: str, n_samples: int, rng):
     R = np.asarray(loss.metric_sqrt(F, Y, metric), dtype=np.float64)   # (N, K, r)
     if mode == "exact":
         return np.ascontiguousarray(np.moveaxis(R, 2, 0)), np.ones(R.shape[2])
-    xi = rng.standard_normal((n_samples, R.shape[2]))                  # (S, r)
-    cols = np.einsum("nkr,sr->snk", R, xi)
+    # one independent draw per sample AND per example: a draw shared across the batch
+    # would leave the factors' relative spread at sqrt(2/S) whatever N (11-kfac.md sec. 5)
+    xi = rng.standard_normal((n_samples, R.shape[0], R.shape[2]))      # (S, N, r)
+    cols = np.einsum("nkr,snr->snk", R, xi)
     return cols, np.full(n_samples, 1.0 / n_samples)
 
 

@@ -1,0 +1,174 @@
+"""A candidate unit's map from its incoming parameters to the consumer's new inputs, and back.
+
+A width candidate of ``k`` units for the hidden layer of :class:`HiddenPath` ``path`` has
+incoming parameters ``psi = (W, b, act)``.  Its units act on the producer's input only, so
+for a batch of ``C`` candidates (shapes: ``W`` (C, k, in) for a Dense producer or
+(C, k, Cin, kh, kw) for a Conv2D producer, ``b`` (C, k), ``act[name]`` (C, k)):
+
+    z   = x W^T + b                      Dense producer, x (N, in)          -> (C, N, k)
+    z_t = W_m p_t + b                    Conv2D producer, patches p (N, T_p, Cin kh kw),
+                                         W_m = W reshaped (C, k, Cin kh kw) -> (C, N, k, Ho, Wo)
+    y   = unit-wise layers of the path applied channel by channel (activation with the
+          candidate's own parameters, average/max/global pooling, Flatten)
+    h   = the consumer's new input coordinates, in the consumer's curvature layout (C, N, T, q):
+          Dense consumer: q = k S (the ``S`` flat entries of each unit, unit by unit), T = 1;
+          Conv2D consumer: q = k kh' kw' (the new channels' patch entries, ordered like the grown
+          consumer's ``W.reshape(O, -1)`` columns), T = the consumer's output locations.
+
+:meth:`CandidatePath.backward` is the hand-written adjoint: from ``dS/dh`` it returns
+``dS/dW``, ``dS/db`` and ``dS/dact`` by the layers' derivatives (rational partials, the
+activation's slope, the pooling kernels' adjoints, fold = adjoint of unfold, and the producer's
+``dz^T x``).  ``derivations/16-kfac-proposal.md`` section 5; tests in
+``tests/test_kfac_proposal.py::test_candidate_gradients_match_finite_differences``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import kernels_for, pool_kernels
+from ..layers.activations import Elementwise
+from ..layers.conv2d import Conv2D
+from ..layers.flatten import Flatten
+from ..layers.pooling import AvgPool2D, GlobalAvgPool, MaxPool2D
+from ..layers.rational import Rational, rational_partials
+
+
+class CandidatePath:
+    """The candidate map of one hidden layer (module docstring); built once per context.
+
+    ``net`` must hold the forward caches of the batch (the producer's input is read from them).
+    Attributes: ``w_shape`` the per-unit kernel shape ((in,) or (Cin, kh, kw)); ``act_names``
+    the per-unit activation parameter names (("v", "c", "l") for Rational, () otherwise);
+    ``q`` new consumer inputs per unit; ``T`` consumer locations; ``N`` batch size.
+    """
+
+    def __init__(self, net, path) -> None:
+        prod = net.layers[path.producer]
+        cons = net.layers[path.consumer]
+        self.conv_producer = isinstance(prod, Conv2D)
+        self.conv_consumer = isinstance(cons, Conv2D)
+        x = np.asarray(prod.curvature_inputs(), dtype=np.float64)          # (N, T_p, fan_in)
+        self.x = np.ascontiguousarray(x.transpose(0, 2, 1))                 # (N, fan_in, T_p)
+        self.N = x.shape[0]
+        self.w_shape = tuple(prod.params["W"].shape[1:])
+        self.out_hw = tuple(prod.out_hw) if self.conv_producer else ()
+        self.stages = [net.layers[j] for j in path.between]
+        with_params = [la for la in self.stages if la.param_names]
+        if len(with_params) > 1 or any(not isinstance(la, Rational) for la in with_params):
+            raise ValueError(f"layer: the path {[la._label() for la in self.stages]} has more than one "
+                             f"parameterised unit-wise layer (or one that is not Rational); candidates "
+                             f"support at most one Rational")
+        for la in self.stages:
+            if not isinstance(la, (Rational, Elementwise, AvgPool2D, MaxPool2D, GlobalAvgPool, Flatten)):
+                raise ValueError(f"layer: unit-wise layer {la._label()} is not supported by candidates")
+        self.act_names = tuple(with_params[0].param_names) if with_params else ()
+        self.consumer = cons
+        if self.conv_consumer:
+            kh, kw = cons.kernel_size
+            self.q = kh * kw
+            self.T = cons.out_hw[0] * cons.out_hw[1]
+        else:
+            self.q = path.slot
+            self.T = 1
+
+    @property
+    def fan_in(self) -> int:
+        """Inputs of one candidate unit (in, or Cin kh kw)."""
+        return int(np.prod(self.w_shape))
+
+    # ---- forward ------------------------------------------------------------------
+    def forward(self, W, b, act):
+        """``h`` (C, N, T, k q) for validated ``W`` (C, k) + w_shape, ``b`` (C, k),
+        ``act`` name -> (C, k); also returns the tape :meth:`backward` needs."""
+        C, k = b.shape
+        Wm = W.reshape(C, k, -1)
+        z = np.matmul(Wm[:, None], self.x[None]) + b[:, None, :, None]   # (C, N, k, T_p)
+        y = z.reshape((C, self.N, k) + self.out_hw) if self.conv_producer else z[..., 0]
+        tape = []
+        for la in self.stages:
+            y, saved = self._stage_forward(la, y, act)
+            tape.append(saved)
+        tape.append(y.shape)
+        return self._to_consumer(y), tape
+
+    def _stage_forward(self, la, y, act):
+        C, N, k = y.shape[:3]
+        if isinstance(la, Rational):
+            shape = (C, 1, k) + (1,) * (y.ndim - 3)
+            prm = [act[name].reshape(shape) for name in ("v", "c", "l")]
+            sigma, dx, dv, dc, dl = rational_partials(y, *prm, eps=la.EPS)
+            return sigma, (dx, {"v": dv, "c": dc, "l": dl})
+        if isinstance(la, Elementwise):
+            value, slope = la._value_and_slope(y)
+            return value, slope
+        if isinstance(la, GlobalAvgPool):
+            return y.mean(axis=(3, 4)), y.shape
+        if isinstance(la, Flatten):
+            return y, None                      # the consumer view reshapes (unit by unit)
+        X4 = np.ascontiguousarray(y).reshape((C * N, k) + y.shape[3:])
+        kern = pool_kernels(la.backend)
+        if isinstance(la, AvgPool2D):
+            out = kern["avgpool_forward"](X4, *la.size, *la.stride, *la.out_hw)
+            return out.reshape((C, N, k) + la.out_hw), y.shape
+        out, arg = kern["maxpool_forward"](X4, *la.size, *la.stride, *la.out_hw)
+        return out.reshape((C, N, k) + la.out_hw), (y.shape, arg)
+
+    def _to_consumer(self, y):
+        C, N, k = y.shape[:3]
+        if not self.conv_consumer:
+            return y.reshape(C, N, 1, -1)                                  # unit by unit, row-major
+        cons = self.consumer
+        unfold_k = kernels_for(cons.backend)[0]
+        P = unfold_k(np.ascontiguousarray(y).reshape((C * N, k) + y.shape[3:]),
+                     *cons.kernel_size, *cons.stride, *cons.padding, *cons.out_hw)   # (CN, k q, T)
+        return P.reshape(C, N, k * self.q, self.T).transpose(0, 1, 3, 2)
+
+    # ---- adjoint --------------------------------------------------------------------
+    def backward(self, dh, tape, W):
+        """``(dW, db, dact)`` shaped like the candidate's ``(W, b, act)`` from ``dS/dh``
+        (C, N, T, k q) and the tape of :meth:`forward` at the same candidates ``W``."""
+        y_shape = tape[-1]
+        C, N, k = y_shape[:3]
+        g = self._from_consumer(dh, y_shape)
+        dact = {}
+        for la, saved in zip(reversed(self.stages), reversed(tape[:-1])):
+            g = self._stage_backward(la, g, saved, dact)
+        dz = g.reshape(C, N, k, -1)                                             # (C, N, k, T_p)
+        dW = np.einsum("cnkt,nft->ckf", dz, self.x, optimize=True).reshape(W.shape)
+        db = dz.sum(axis=(1, 3))
+        return dW, db, dact
+
+    def _from_consumer(self, dh, y_shape):
+        if not self.conv_consumer:
+            return dh.reshape(y_shape)
+        cons = self.consumer
+        C, N, k = y_shape[:3]
+        fold_k = kernels_for(cons.backend)[1]
+        P = np.ascontiguousarray(dh.transpose(0, 1, 3, 2)).reshape(C * N, k * self.q, self.T)
+        g = fold_k(P, k, *y_shape[3:], *cons.kernel_size, *cons.stride, *cons.padding, *cons.out_hw)
+        return g.reshape(y_shape)
+
+    def _stage_backward(self, la, g, saved, dact):
+        if isinstance(la, Rational):
+            dx, partials = saved
+            axes = (1,) + tuple(range(3, g.ndim))
+            for name, d in partials.items():
+                dact[name] = (g * d).sum(axis=axes)
+            return g * dx
+        if isinstance(la, Elementwise):
+            return g * saved
+        if isinstance(la, GlobalAvgPool):
+            shape = saved
+            return np.broadcast_to(g[..., None, None] / (shape[3] * shape[4]), shape).copy()
+        if isinstance(la, Flatten):
+            return g
+        kern = pool_kernels(la.backend)
+        C, N, k = g.shape[:3]
+        g4 = np.ascontiguousarray(g).reshape((C * N, k) + g.shape[3:])
+        if isinstance(la, AvgPool2D):
+            shape = saved
+            out = kern["avgpool_backward"](g4, *shape[3:], *la.size, *la.stride)
+        else:
+            shape, arg = saved
+            out = kern["maxpool_backward"](g4, arg, *shape[3:], *la.size, *la.stride)
+        return out.reshape(shape)

@@ -1,0 +1,229 @@
+"""The K-FAC form of the width gain, for scoring and optimising many candidate units at once.
+
+For a consuming layer with folded inputs ``a`` (N, T, n) (bias last), loss cotangents
+``delta`` (N, T, m) (per example, not divided by N), metric factors ``A_c``, ``G`` and
+"expectations" ``E[.] = (1/N) sum_n sum_t`` (11-kfac.md, 12-kfc-conv.md):
+
+    V       = E[delta a^T]                       the consumer's mean-loss gradient (m, n)
+    r       = delta - V A_c~^+ a                 the residual cotangent (N, T, m)
+    D       = E[r h^T]                           (m, q) for candidate inputs h (N, T, q)
+    A_h~    = E[h h^T] + s I,   s = sqrt(damping)
+    Sigma_h = A_h~ - E[h a^T] A_c~^+ E[a h^T]    (Schur complement of the extended A~)
+    lower bound  = tr(G~^+ D A_h~^+ D^T),   gain = tr(G~^+ D Sigma_h^+ D^T)
+
+with the factored Tikhonov damping of :func:`senn_ref.kfac.kfac_eta` at ``pi = 1``:
+``A_c~ = A_c + s I``, ``G~ = G + s I``.  ``gain`` equals ``kfac_eta(grown)[consumer] -
+kfac_eta(net)[consumer]`` (same damping) when Sigma_h is invertible; ``damping = 0`` uses
+pseudo-inverses (``sym_inverse`` for ``A_c``, ``G``; eigenvalue cut-offs
+:data:`AH_RCOND`-style below for the candidate blocks).
+``derivations/16-kfac-proposal.md``; tests in ``tests/test_kfac_proposal.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validate import as_float_array, check_positive_int, check_rng, check_scalar, check_shape
+from ..kfac.columns import check_options, run_columns
+from ..kfac.damping import factored_damping, sym_inverse
+from ..kfac.factors import folded_inputs, input_factor
+from .candidate_path import CandidatePath
+from .structure import hidden_path
+
+#: Sigma_h eigenvalues at or below this fraction of A_h~'s largest count as zero (the
+#: subtraction forming Sigma_h loses absolute accuracy of about eps ||A_h~|| times A_c's condition)
+SCHUR_RCOND = 1e-10
+EPS = np.finfo(np.float64).eps
+
+
+@dataclass
+class ActivationScore:
+    """Scores of C candidates given by their consumer inputs: ``lower_bound`` (C,), ``gain`` (C,),
+    ``grad_lower_bound`` and ``grad_gain`` (C, N, T, q) = dS/dH (None unless asked for)."""
+    lower_bound: np.ndarray
+    gain: np.ndarray
+    grad_lower_bound: np.ndarray | None = None
+    grad_gain: np.ndarray | None = None
+
+
+@dataclass
+class WidthScore:
+    """Scores of C candidates (k units each): ``lower_bound`` (C,), ``gain`` (C,) (exact K-FAC
+    gain) and, with ``grad=True``, ``grad_W``, ``grad_b``, ``grad_act`` of the lower bound
+    (shaped like the candidates' ``W``, ``b``, ``act``)."""
+    lower_bound: np.ndarray
+    gain: np.ndarray
+    grad_W: np.ndarray | None = None
+    grad_b: np.ndarray | None = None
+    grad_act: dict | None = None
+
+
+def _psd_pinv(M: np.ndarray, cut: np.ndarray) -> np.ndarray:
+    """Batched pseudo-inverse of symmetric ``M`` (C, q, q): eigenvalues ``<= cut`` (C,) -> 0."""
+    lam, U = np.linalg.eigh(0.5 * (M + np.swapaxes(M, 1, 2)))
+    keep = lam > cut[:, None]
+    inv = np.divide(1.0, lam, out=np.zeros_like(lam), where=keep)
+    return (U * inv[:, None, :]) @ np.swapaxes(U, 1, 2)
+
+
+def kfac_width_gain(H, R, G_inv, a, A_inv, shift: float = 0.0, grad: bool = False) -> ActivationScore:
+    """Lower bound and K-FAC gain of C candidates from their consumer inputs ``H``.
+
+    H (C, N, T, q) candidate inputs; R (N, T, m) residual cotangents ``r``; G_inv (m, m) the
+    (damped pseudo-)inverse ``G~^+``; a (N, T, n) the consumer's folded inputs; A_inv (n, n)
+    ``A_c~^+``; ``shift = sqrt(damping)`` added to ``A_h`` (module docstring, N = H.shape[1]):
+
+        D^T = H^T R / N   (C, q, m),   A_h~ = H^T H / N + shift I,   B = H^T a / N  (C, q, n)
+        lower_bound = tr(A_h~^+ D^T G~^+ D),   gain = tr(Sigma_h^+ D^T G~^+ D),
+        Sigma_h = A_h~ - B A_inv B^T.
+
+    With ``grad``: ``dLB/dh_{n,t} = (2/N) A_h~^+ D^T G~^+ (r_{n,t} - D A_h~^+ h_{n,t})`` and
+    ``dGain/dh_{n,t} = (2/N) Sigma_h^+ D^T G~^+ (r_{n,t} - D Sigma_h^+ (h_{n,t} - B A_inv a_{n,t}))``.
+    Cost per candidate O(N T q (m + n) + q^3 + q m^2 + q n^2), nothing depends on other layers.
+    A_h~ eigenvalues <= q eps max count as zero; Sigma_h's <= SCHUR_RCOND max(A_h~).
+    ``derivations/16-kfac-proposal.md`` sections 2-4; tests
+    ``tests/test_kfac_proposal.py::test_activation_gradients_match_finite_differences``.
+    """
+    H = as_float_array(H, "H (candidate inputs)", ndim=4)
+    C, N, T, q = H.shape
+    check_shape(R, (N, T, None), "R (residual cotangents)")
+    check_shape(a, (N, T, None), "a (consumer inputs)")
+    shift = check_scalar(shift, "shift", minimum=0.0)
+    Hf = H.reshape(C, N * T, q)
+    Rf, af = R.reshape(N * T, -1), a.reshape(N * T, -1)
+    Dt = np.matmul(np.swapaxes(Hf, 1, 2), Rf) / N                       # (C, q, m)
+    Ah = np.matmul(np.swapaxes(Hf, 1, 2), Hf) / N + shift * np.eye(q)
+    B = np.matmul(np.swapaxes(Hf, 1, 2), af) / N                         # (C, q, n)
+    Sigma = Ah - B @ A_inv @ np.swapaxes(B, 1, 2)
+    top = np.linalg.eigvalsh(0.5 * (Ah + np.swapaxes(Ah, 1, 2)))[:, -1]
+    Ah_inv = _psd_pinv(Ah, q * EPS * np.abs(top))
+    S_inv = _psd_pinv(Sigma, SCHUR_RCOND * np.abs(top))
+    GD = Dt @ G_inv                                                        # (C, q, m) = D^T G~^+
+    Q = GD @ np.swapaxes(Dt, 1, 2)                                         # D^T G~^+ D (C, q, q)
+    out = ActivationScore(np.einsum("cij,cji->c", Ah_inv, Q), np.einsum("cij,cji->c", S_inv, Q))
+    if grad:
+        M = Ah_inv @ GD                                                    # (C, q, m)
+        P = Ah_inv @ Q @ Ah_inv
+        out.grad_lower_bound = ((2.0 / N) * (Rf @ np.swapaxes(M, 1, 2) - Hf @ P)).reshape(H.shape)
+        Mg = S_inv @ GD
+        Pg = S_inv @ Q @ S_inv
+        h_perp = Hf - af @ (A_inv @ np.swapaxes(B, 1, 2))                  # (C, NT, q)
+        out.grad_gain = ((2.0 / N) * (Rf @ np.swapaxes(Mg, 1, 2) - h_perp @ Pg)).reshape(H.shape)
+    return out
+
+
+class _ConsumerStats:
+    """run_columns accumulator: the consumer's ``G = (1/N) sum_n (1/T) sum_{t,r} w_r d d^T``
+    (the same sums as ``kfac.factors.KronAccumulator``, for one layer)."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def start(self, net, N: int) -> None:
+        self.layer, self.N, self.G = net.layers[self.index], N, None
+
+    def add(self, grads, weight: float) -> None:
+        d = np.asarray(self.layer.curvature_outgrads(grads.output_grads[self.index]), dtype=np.float64)
+        flat = d.reshape(-1, d.shape[2])
+        term = (weight / d.shape[1]) * (flat.T @ flat)
+        self.G = term if self.G is None else self.G + term
+
+    def finish(self) -> None:
+        self.G = 0.5 * (self.G + self.G.T) / self.N
+
+
+class WidthProposals:
+    """K-FAC width proposals for the hidden layer produced by ``net.layers[layer]``.
+
+    ``WidthProposals(net, X, Y, loss, layer, damping=0.0, metric="euclidean")`` computes once
+    (module docstring): the consumer's folded inputs ``a`` (N, T, n), loss cotangents
+    ``delta`` (N, T, m), ``G`` from the exact metric columns (as ``kfac_factors(mode="exact")``),
+    ``A_c``, the damped (pseudo-)inverses ``A_inv``, ``G_inv``, the residual ``R`` (N, T, m),
+    and ``eta_layer = tr(G~^+ V A_c~^+ V^T)`` (the consumer's entry of ``kfac_eta`` with
+    ``damping_mode="factored"``, ``pi=1``).  X (N,) + in_shape; Y the loss's targets;
+    ``damping`` >= 0; ``metric`` "euclidean" | "true" | "empirical".  The network is not changed
+    (its forward caches are refreshed).  ``derivations/16-kfac-proposal.md`` sections 1-6.
+    """
+
+    def __init__(self, net, X, Y, loss, layer, damping=0.0, metric: str = "euclidean") -> None:
+        path = hidden_path(net, layer)
+        delta = check_scalar(damping, "damping", minimum=0.0)
+        check_options(metric, "exact", 1, None)
+        self.path, self.damping, self.shift = path, delta, float(np.sqrt(delta))
+        stats = _ConsumerStats(path.consumer)
+        record = run_columns(net, X, Y, loss, metric, "exact", 1, None, [stats])
+        cons = net.layers[path.consumer]
+        grads = net.backward(record.E.reshape((record.N,) + record.out_shape))
+        self.delta = np.asarray(cons.curvature_outgrads(grads.output_grads[path.consumer]), dtype=np.float64)
+        self.a = folded_inputs(cons)
+        self.N = record.N
+        self.A_c, self.G = input_factor(cons, self.a), stats.G
+        A_d, G_d = factored_damping(self.A_c, self.G, delta)
+        self.A_inv = sym_inverse(A_d, "A (consumer, damped)")
+        self.G_inv = sym_inverse(G_d, "G (consumer, damped)")
+        self.V = np.einsum("ntm,ntj->mj", self.delta, self.a, optimize=True) / self.N
+        self.R = self.delta - self.a @ (self.A_inv @ self.V.T)
+        self.eta_layer = float(np.sum(self.V * (self.G_inv @ self.V @ self.A_inv)))
+        self.candidates = CandidatePath(net, path)
+
+    @property
+    def act_names(self) -> tuple:
+        """Per-unit activation parameter names of the candidates (("v", "c", "l") or ())."""
+        return self.candidates.act_names
+
+    def random_candidates(self, n, rng, k=1):
+        """``n`` candidates of ``k`` units as the released code draws them: ``W`` (n, k) + w_shape
+        LeCun-normal ``N(0, 1/fan_in)`` (fan_in = in or Cin kh kw), ``b`` (n, k) ``N(0, 1)``, each
+        activation parameter (n, k) ``N(0, 1)``; drawn in that order.  derivations/16 section 7."""
+        n = check_positive_int(n, "n (candidates)")
+        k = check_positive_int(k, "k (units per candidate)")
+        rng = check_rng(rng, "rng", allow_none=False)
+        cp = self.candidates
+        W = rng.standard_normal((n, k) + cp.w_shape) / np.sqrt(cp.fan_in)
+        b = rng.standard_normal((n, k))
+        act = {name: rng.standard_normal((n, k)) for name in cp.act_names}
+        return W, b, act
+
+    def _check_candidates(self, W, b, act):
+        cp = self.candidates
+        W = as_float_array(W, "W (candidate kernels)", ndim=2 + len(cp.w_shape))
+        check_shape(W, (None, None) + cp.w_shape, "W (candidate kernels)")
+        C, k = W.shape[:2]
+        b = as_float_array(b, "b (candidate biases)", ndim=2)
+        check_shape(b, (C, k), "b (candidate biases)")
+        act = {} if act is None else act
+        if not isinstance(act, dict) or set(act) != set(cp.act_names):
+            got = sorted(act) if isinstance(act, dict) else type(act).__name__
+            raise ValueError(f"act: expected the keys {sorted(cp.act_names)}, got {got}")
+        checked = {}
+        for name in cp.act_names:
+            checked[name] = as_float_array(act[name], f"act[{name!r}]", ndim=2)
+            check_shape(checked[name], (C, k), f"act[{name!r}]")
+        return W, b, checked
+
+    def activations(self, W, b, act) -> np.ndarray:
+        """The candidates' consumer inputs ``H`` (C, N, T, k q) (candidate_path.py)."""
+        W, b, act = self._check_candidates(W, b, act)
+        return self.candidates.forward(W, b, act)[0]
+
+    def score_activations(self, H, grad: bool = False) -> ActivationScore:
+        """:func:`kfac_width_gain` of consumer inputs ``H`` (C, N, T, q) with this context."""
+        check_shape(np.asarray(H), (None, self.N, self.candidates.T, None), "H (candidate inputs)")
+        return kfac_width_gain(H, self.R, self.G_inv, self.a, self.A_inv, self.shift, grad)
+
+    def score(self, W, b, act, grad: bool = False) -> WidthScore:
+        """Lower bound (C,) and K-FAC gain (C,) of C candidates ``W`` (C, k) + w_shape, ``b`` (C, k),
+        ``act`` name -> (C, k); with ``grad``, the lower bound's gradients ``grad_W``, ``grad_b``,
+        ``grad_act`` (same shapes), chained by :meth:`CandidatePath.backward` from
+        ``dLB/dH`` (:func:`kfac_width_gain`).  ``derivations/16-kfac-proposal.md`` sections 2-5;
+        ``tests/test_kfac_proposal.py::test_candidate_gradients_match_finite_differences``."""
+        W, b, act = self._check_candidates(W, b, act)
+        if not isinstance(grad, (bool, np.bool_)):
+            raise TypeError(f"grad: expected a bool, got {type(grad).__name__}")
+        H, tape = self.candidates.forward(W, b, act)
+        sc = kfac_width_gain(H, self.R, self.G_inv, self.a, self.A_inv, self.shift, grad)
+        out = WidthScore(sc.lower_bound, sc.gain)
+        if grad:
+            out.grad_W, out.grad_b, out.grad_act = self.candidates.backward(sc.grad_lower_bound, tape, W)
+        return out

@@ -24,6 +24,8 @@ bit for bit and new rows/columns are zero off the diagonal with the mean of the 
 diagonal on it (stored inverses get the matching ``1 / (mean + damping)``, so they stay the
 exact inverses of the padded damped factors they were computed from; with ``pi="trace"`` they
 are dropped and recomputed at the next step).
+Pruning: :meth:`KFAC.shrink_state` keeps the surviving rows/columns bit for bit and recomputes
+the stored inverse of every factor that lost rows (18-pruning.md section 6).
 Tests: ``tests/test_kfac_optim.py``.
 """
 from __future__ import annotations
@@ -35,7 +37,7 @@ from ..kfac.columns import check_options, run_columns
 from ..kfac.damping import block_inverse, factored_damping, sym_inverse
 from ..kfac.factors import KronAccumulator, kfac_layers
 from ..kfac.layout import fold, has_bias, unfold
-from .state import LearningRate
+from .state import LearningRate, check_keep_index
 from ..kfac.rational_block import RATIONAL_RCOND, RationalAccumulator, unit_gradients
 from ..kfac.score import mean_loss_grads
 
@@ -228,6 +230,51 @@ class KFAC(LearningRate):
         newBinv[:] = block_inverse(np.diag(m)[None], self.damping, RATIONAL_RCOND)[0]
         newBinv[idx] = Binv
         self.blocks[name], self.block_inverses[name] = newB, newBinv
+        return True
+
+    def shrink_state(self, name: str, out_keep=None, in_keep=None) -> bool:
+        """Shrink the state of layer ``name`` after pruning some of its outputs and/or inputs.
+
+        ``out_keep`` / ``in_keep``: 1-d integer arrays of the kept output units / input
+        coordinates (distinct, in range, in their new order), None = all kept.  For a Conv2D
+        the inputs are the unfolded patch coordinates ``c*kh*kw + i*kw + j``; the folded bias
+        coordinate of ``A`` is always kept and stays last.  For a Rational layer ``out_keep``
+        lists the kept units (``in_keep`` must be None).  Kept entries of ``A``, ``G`` and the
+        per-unit blocks and their inverses are copied bit for bit.  A principal submatrix of
+        ``(A + c I)^-1`` is not the inverse of the submatrix, so a factor that lost rows gets its
+        stored damped inverse *recomputed* from the shrunk factor (as a refresh would; both when
+        ``pi="trace"``, whose pi depends on both factors); an untouched factor keeps its inverse
+        bit for bit.  Everything is checked first.  Returns False when the layer has no state.
+        ``derivations/18-pruning.md`` section 6; ``tests/test_pruning.py``.
+        """
+        if name in self.blocks:
+            if in_keep is not None:
+                raise ValueError(f"shrink_state({name!r}): a Rational layer has no input dimension")
+            (keep,) = check_keep_index(out_keep, self.blocks[name].shape[:1], f"shrink_state({name!r}) out_keep")
+            if keep is not None:
+                self.blocks[name] = self.blocks[name][keep]
+                self.block_inverses[name] = self.block_inverses[name][keep]
+            return True
+        if name not in self.factors:
+            return False
+        f = self.factors[name]
+        n_in = f.A.shape[0] - int(f.with_bias)
+        (g_keep,) = check_keep_index(out_keep, (f.G.shape[0],), f"shrink_state({name!r}) out_keep")
+        (a_keep,) = check_keep_index(in_keep, (n_in,), f"shrink_state({name!r}) in_keep")
+        if (g_keep is not None and g_keep.size == 0) or (a_keep is not None and a_keep.size == 0):
+            raise ValueError(f"shrink_state({name!r}): at least one output and one input must remain")
+        if a_keep is not None and f.with_bias:
+            a_keep = np.append(a_keep, n_in)
+        A = f.A if a_keep is None else f.A[np.ix_(a_keep, a_keep)]
+        G = f.G if g_keep is None else f.G[np.ix_(g_keep, g_keep)]
+        stored = self.inverses.get(name)
+        if stored is not None:
+            A_d, G_d = factored_damping(A, G, self.damping, self.pi)
+            trace = isinstance(self.pi, str)
+            A_inv = sym_inverse(A_d, f"{name} A") if (a_keep is not None or trace) else stored[0]
+            G_inv = sym_inverse(G_d, f"{name} G") if (g_keep is not None or trace) else stored[1]
+            self.inverses[name] = (A_inv, G_inv)
+        f.A, f.G = A, G
         return True
 
     def drop_state(self, name: str) -> bool:

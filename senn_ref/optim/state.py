@@ -19,6 +19,8 @@ not depend on the update rule:
     Growth: every slot becomes ``new = zeros(new_shape)`` with
     ``new[old_index] = old``.  Old entries are copied bit for bit, new entries
     are zero, i.e. exactly the state of a freshly created slot.
+``shrink_state(key, keep_index)``
+    Pruning: every slot becomes ``old[keep_index]`` (kept entries bit for bit).
 ``drop_state(key)``, ``rename_state(old, new)``, ``rename_states(mapping)``
     Removal and re-keying (layer removal / insertion shifting layer indices).
 ``state_dict()`` / ``load_state_dict(d)``
@@ -37,6 +39,33 @@ from .._validate import as_float_array, check_scalar
 
 def _normalise_index(old_index) -> tuple:
     return old_index if isinstance(old_index, tuple) else (old_index,)
+
+
+def check_keep_index(keep_index, shape: tuple, name: str) -> list:
+    """Validated per-axis kept positions for shrinking an array of ``shape``: a list with one
+    entry per axis, ``None`` (axis kept whole) or an int64 array of distinct positions in range.
+    ``keep_index``: a tuple (or one entry for axis 0) of ``None``, ``slice(None)`` or 1-d integer
+    arrays.  18-pruning.md section 6."""
+    entries = keep_index if isinstance(keep_index, tuple) else (keep_index,)
+    if len(entries) > len(shape):
+        raise ValueError(f"{name}: {len(entries)} axes given for an array of shape {shape}")
+    out = []
+    for axis, n in enumerate(shape):
+        e = entries[axis] if axis < len(entries) else None
+        if e is None or (isinstance(e, slice) and e == slice(None)):
+            out.append(None)
+            continue
+        if isinstance(e, slice) or isinstance(e, (bool, np.bool_)):
+            raise TypeError(f"{name}: axis {axis} must be None, slice(None) or integer positions, got {e!r}")
+        idx = np.asarray(e)
+        if idx.dtype.kind not in "iu" or idx.ndim != 1:
+            raise TypeError(f"{name}: axis {axis} must be a 1-d integer array, got {e!r}")
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise ValueError(f"{name}: axis {axis} positions must lie in 0..{n - 1}, got {idx.tolist()}")
+        if np.unique(idx).size != idx.size:
+            raise ValueError(f"{name}: axis {axis} repeats positions {idx.tolist()}")
+        out.append(idx.astype(np.int64))
+    return out
 
 
 class LearningRate:
@@ -159,6 +188,35 @@ class Optimizer(LearningRate):
             new[index] = old
             self._state[key][name] = new
         self._shapes[key] = new_shape
+        return True
+
+    def state_shape(self, key: str):
+        """The parameter shape the state of ``key`` belongs to, or None without state."""
+        return self._shapes.get(key)
+
+    def shrink_state(self, key: str, keep_index) -> bool:
+        """Pruning: every slot of ``key`` becomes ``old[keep_index]`` (kept entries bit for bit).
+
+        ``keep_index`` is a tuple with one entry per axis of the state (or a single entry for
+        axis 0, further axes kept whole): ``None`` / ``slice(None)`` keeps the axis, a 1-d integer
+        array lists the kept positions (distinct, in range, in the order they take).  E.g.
+        removing hidden unit ``j`` of a dense producer ``W`` (out, in) uses
+        ``(np.delete(np.arange(out), j), None)`` and of its consumer ``(None, np.delete(...))``.
+        Everything is checked before any slot changes.  Returns False (and does nothing) when
+        ``key`` has no state yet.  ``derivations/18-pruning.md`` section 6;
+        ``tests/test_pruning.py::test_shrink_state_bit_identical``.
+        """
+        if key not in self._shapes:
+            return False
+        old_shape = self._shapes[key]
+        axes = check_keep_index(keep_index, old_shape, f"shrink_state({key!r}) keep_index")
+        for name, old in self._state[key].items():
+            new = old
+            for axis, idx in enumerate(axes):
+                if idx is not None:
+                    new = np.take(new, idx, axis=axis)
+            self._state[key][name] = new.copy() if new is old else np.ascontiguousarray(new)
+        self._shapes[key] = tuple(s if idx is None else int(idx.size) for s, idx in zip(old_shape, axes))
         return True
 
     def drop_state(self, key: str) -> bool:

@@ -3,10 +3,11 @@
 ``cg_solve`` is a plain conjugate-gradient solver for a symmetric PSD operator
 given as a function; ``natural_gradient`` applies it to the matrix-free
 :class:`senn_ref.fisher.FisherOperator` and the gradient of the mean loss.
-Neither ever returns NaN silently: non-convergence and a non-positive curvature
-``p^T A p <= 0`` along a search direction (an indefinite or singular operator
-met outside the range of the right-hand side) raise a ``CGWarning`` and stop
-with the last finite iterate.  See ``derivations/09-fisher.md`` section 5;
+Neither ever returns NaN silently: non-convergence, a curvature ``p^T A p`` at or
+below the floor ``CURVATURE_FLOOR * ||A||_est * ||p||^2`` along a search direction
+(an indefinite or numerically singular operator, e.g. zero damping on a saturated
+softmax), and an iterate or residual that stops being finite raise a ``CGWarning`` and
+stop with the last finite iterate.  See ``derivations/09-fisher.md`` section 5;
 tested in ``tests/test_score.py`` and ``tests/test_ngd_cg.py``.
 """
 from __future__ import annotations
@@ -20,21 +21,32 @@ from ._validate import as_float_array, check_positive_int, check_scalar, check_s
 from .fisher.matvec import FisherOperator
 
 
+#: relative curvature floor: CG stops at a direction with
+#: ``p^T A p <= CURVATURE_FLOOR * a_est * ||p||^2``, where ``a_est = max_k ||A p_k|| / ||p_k||``
+#: over the directions met so far (a lower bound on ``||A||_2``).  Below it the computed
+#: ``p^T A p`` is within a few hundred rounding errors ``eps ||A|| ||p||^2`` of zero, so the
+#: step ``alpha = r^T r / p^T A p`` is meaningless and may overflow (09-fisher.md section 5).
+CURVATURE_FLOOR = 64 * np.finfo(np.float64).eps
+
+
 class CGWarning(RuntimeWarning):
-    """CG stopped without reaching its tolerance, or met p^T A p <= 0."""
+    """CG stopped without reaching its tolerance: iteration cap, curvature at or below the
+    floor, or a non-finite iterate/residual."""
 
 
 @dataclass
 class CGInfo:
     """Outcome of :func:`cg_solve`: ``iterations`` (matvecs after the initial residual),
     ``residual_norm`` ``||b - A x||`` (recursively updated), ``relative_residual``
-    (``residual_norm / ||b||``), ``converged`` (relative residual <= tol) and
-    ``indefinite`` (a direction with ``p^T A p <= 0`` was met)."""
+    (``residual_norm / ||b||``), ``converged`` (relative residual <= tol),
+    ``indefinite`` (a direction with ``p^T A p`` at or below the curvature floor was met) and
+    ``nonfinite`` (the next iterate, residual or direction would not have been finite)."""
     iterations: int
     residual_norm: float
     relative_residual: float
     converged: bool
     indefinite: bool = False
+    nonfinite: bool = False
 
 
 def cg_solve(apply_A, b, tol: float = 1e-10, maxiter: int | None = None, x0=None):
@@ -64,26 +76,42 @@ def cg_solve(apply_A, b, tol: float = 1e-10, maxiter: int | None = None, x0=None
     r = b - apply_A(x) if x0 is not None else b.copy()
     p = r.copy()
     rr = float(r @ r)
-    it, indefinite = 0, False
-    while np.sqrt(rr) > tol * b_norm and it < maxiter:
+    it, indefinite, nonfinite, a_est, floor = 0, False, not np.isfinite(rr), 0.0, 0.0
+    while not nonfinite and np.sqrt(rr) > tol * b_norm and it < maxiter:
         Ap = apply_A(p)
-        pAp = float(p @ Ap)
-        if not pAp > 0.0:
-            indefinite = True
+        # overflow is detected below and reported as a CGWarning, not as numpy warnings
+        with np.errstate(over="ignore", invalid="ignore"):
+            pp = float(p @ p)
+            pAp = float(p @ Ap)
+            a_est = max(a_est, float(np.linalg.norm(Ap)) / np.sqrt(pp))
+            floor = CURVATURE_FLOOR * a_est * pp
+            if not np.all(np.isfinite(Ap)) or not np.isfinite(floor):
+                nonfinite = True
+                break
+            if not pAp > floor:
+                indefinite = True
+                break
+            alpha = rr / pAp
+            x_new = x + alpha * p
+            r_new = r - alpha * Ap
+            rr_new = float(r_new @ r_new)
+            p_new = r_new + (rr_new / rr) * p
+        if not (np.isfinite(rr_new) and np.all(np.isfinite(x_new)) and np.all(np.isfinite(p_new))):
+            nonfinite = True
             break
-        alpha = rr / pAp
-        x += alpha * p
-        r -= alpha * Ap
-        rr_new = float(r @ r)
-        p = r + (rr_new / rr) * p
-        rr = rr_new
+        x, r, p, rr = x_new, r_new, p_new, rr_new
         it += 1
     res = float(np.sqrt(rr))
-    info = CGInfo(it, res, res / b_norm, res <= tol * b_norm, indefinite)
-    if indefinite:
-        warnings.warn(f"CG met a direction with p^T A p = {pAp:.3e} <= 0 after {it} iterations "
-                      f"(operator singular or indefinite); returning the last iterate, relative "
+    info = CGInfo(it, res, res / b_norm, res <= tol * b_norm, indefinite, nonfinite)
+    if nonfinite:
+        warnings.warn(f"CG stopped after {it} iterations: the next iterate, residual or operator "
+                      f"product was not finite (overflow); returning the last finite iterate, relative "
                       f"residual {info.relative_residual:.3e}. Use damping > 0.", CGWarning, stacklevel=2)
+    elif indefinite:
+        warnings.warn(f"CG met a direction with p^T A p = {pAp:.3e} <= floor {floor:.3e} after {it} "
+                      f"iterations (operator singular or indefinite); returning the last iterate, "
+                      f"relative residual {info.relative_residual:.3e}. Use damping > 0.",
+                      CGWarning, stacklevel=2)
     elif not info.converged:
         warnings.warn(f"CG did not converge in {it} iterations: relative residual "
                       f"{info.relative_residual:.3e} > tol {tol:.1e}", CGWarning, stacklevel=2)

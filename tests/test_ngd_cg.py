@@ -143,3 +143,50 @@ def test_errors(rng):
     with pytest.raises(ValueError, match="Y"):
         opt.step(net, X, Y[:5], loss)
     assert np.array_equal(net.get_flat(), theta)
+
+
+# ------------------------------------------------ CG breakdown at zero damping (issue 11 item 2)
+def saturated_softmax_case():
+    """One Dense layer 2 -> 3 (P = 9) with weights of size ~300: the softmax is saturated, the
+    true-metric GGN is numerically singular at zero damping.  Before the curvature floor, CG
+    took steps alpha = r^T r / p^T A p with p^T A p at rounding level, overflowed and ended in
+    'ValueError: v: contains 9 NaN or infinite value(s)' from the Fisher operator."""
+    rng = np.random.default_rng(1800)
+    d = Dense(2, 3, rng, bias_std=1.0)
+    d.params["W"] = 300 * rng.standard_normal((3, 2))
+    X = rng.standard_normal((11, 2))
+    Y = rng.integers(0, 3, 11)
+    return Network([d]), X, Y
+
+
+def test_cg_zero_damping_saturated_softmax_stops_with_cgwarning():
+    from senn_ref import score
+    net, X, Y = saturated_softmax_case()
+    with pytest.warns(CGWarning) as record:
+        value = score.eta(net, X, Y, softmax_cross_entropy(), curvature="cg", damping=0.0, metric="true")
+    assert all(issubclass(w.category, CGWarning) for w in record), [str(w.message) for w in record]
+    assert np.isfinite(value) and value >= 0.0
+    assert "floor" in str(record[0].message)
+
+
+def test_cg_solve_curvature_floor_and_nonfinite_stops():
+    from senn_ref.natural_gradient import CURVATURE_FLOOR, cg_solve
+    # diag(1, 1e-20): the second direction's curvature 1e-20 ||p||^2 is below the floor
+    # (64 eps ~ 1.4e-14 times ||A||): stop after one step with the finite first iterate,
+    # the minimiser along b = (1, 1): x = (b.b / b.A b) b = (2, 2)
+    A = np.diag([1.0, 1e-20])
+    with pytest.warns(CGWarning, match="floor"):
+        x, info = cg_solve(lambda v: A @ v, np.array([1.0, 1.0]))
+    assert info.indefinite and not info.nonfinite and info.iterations == 1
+    assert np.allclose(x, [2.0, 2.0], rtol=1e-14, atol=0)
+    # a curvature just above the floor is still used: diag(1, 1e-12) solves to 1e-10 relative
+    B = np.diag([1.0, 1e-12])
+    x, info = cg_solve(lambda v: B @ v, np.array([1.0, 1e-12]), tol=1e-14)
+    assert info.converged and abs(x[1] - 1.0) < 1e-10 and 1e-12 > CURVATURE_FLOOR
+    # an operator product that overflows: stop with the last finite iterate (here x0 = 0)
+    with pytest.warns(CGWarning, match="not finite"):
+        x, info = cg_solve(lambda v: 1e308 * v, np.ones(3))
+    assert info.nonfinite and info.iterations == 0 and np.array_equal(x, np.zeros(3))
+    with pytest.warns(CGWarning, match="not finite"):
+        x, info = cg_solve(lambda v: np.full_like(v, np.nan), np.ones(3))
+    assert info.nonfinite and np.array_equal(x, np.zeros(3))

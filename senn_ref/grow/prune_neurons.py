@@ -16,7 +16,8 @@ removed parameters are ignored (the parameters they would change disappear).  Wi
 units' outgoing weights, the pruned network computes exactly what the unpruned one
 computes at ``theta + d``.
 
-Optimiser state (``optimizer``: None, one optimiser or a list) is shrunk the same way:
+Optimiser state (``optimizer``: None, one optimiser or a list) is shrunk the same way through
+:mod:`~.carry_state` (per-key :class:`AxisMap` with -1 on removed positions):
 :meth:`Optimizer.shrink_state` for SGD/Adam/NaturalGradientCG slots,
 :meth:`KFAC.shrink_state` for K-FAC factors (producer G rows, consumer A rows: one
 per column, ``kh*kw`` patch coordinates per channel) and Rational blocks.
@@ -29,9 +30,8 @@ import numpy as np
 
 from .._validate import as_float_array, check_shape
 from ..layers.conv2d import Conv2D
-from ..optim.kfac import KFAC
-from ..optim.state import Optimizer
-from .record import Growth, build_record, layout, shrink_map
+from .carry_state import AxisMap, StateChange, carry_state, check_carry, check_optimizers
+from .record import Growth, build_record, layout
 from .structure import HiddenPath, hidden_path, shape_layers, unit_layers
 
 
@@ -58,19 +58,6 @@ def check_units(units, n_units: int, name: str = "units") -> np.ndarray:
     return np.sort(arr)
 
 
-def optimizer_list(optimizer, name: str = "optimizer") -> list:
-    """None -> [], one optimiser -> [it], a list/tuple -> its items; each must be an
-    :class:`Optimizer` (SGD, Adam, NaturalGradientCG) or a :class:`KFAC`."""
-    if optimizer is None:
-        return []
-    items = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
-    for i, opt in enumerate(items):
-        if not isinstance(opt, (Optimizer, KFAC)):
-            raise TypeError(f"{name}: item {i} is a {type(opt).__name__}, not a senn_ref optimiser "
-                            f"(Optimizer subclass or KFAC)")
-    return items
-
-
 def _patch_coordinates(consumer, channels: np.ndarray) -> np.ndarray:
     """Unfolded patch coordinates ``c*kh*kw + j`` (j < kh*kw) of input channels ``channels`` of a
     Conv2D, channel by channel (the order of ``W.reshape(O, -1)``; 18-pruning.md section 6)."""
@@ -87,31 +74,13 @@ def consumer_input_coordinates(net, path: HiddenPath, units) -> np.ndarray:
     return _patch_coordinates(consumer, cols) if isinstance(consumer, Conv2D) else cols
 
 
-def _check_state(opts, net, path: HiddenPath, plans) -> None:
-    """Refuse (before any change) optimiser state that does not match the current parameters."""
-    for opt in opts:
-        if isinstance(opt, KFAC):
-            prod, cons = net.layers[path.producer], net.layers[path.consumer]
-            f, g = opt.factors.get(prod.name), opt.factors.get(cons.name)
-            if f is not None and f.G.shape[0] != path.units:
-                raise ValueError(f"optimizer: K-FAC G of {prod.name!r} has {f.G.shape[0]} rows but the layer "
-                                 f"has {path.units} units (pad_state missing?)")
-            n_in = cons.params["W"].size // cons.params["W"].shape[0]
-            if g is not None and g.A.shape[0] - int(g.with_bias) != n_in:
-                raise ValueError(f"optimizer: K-FAC A of {cons.name!r} has {g.A.shape[0]} rows, the layer "
-                                 f"has {n_in} inputs (pad_state missing?)")
-            for la in unit_layers(net, path):
-                B = opt.blocks.get(la.name)
-                if B is not None and B.shape[0] != path.units:
-                    raise ValueError(f"optimizer: K-FAC blocks of {la.name!r} have {B.shape[0]} units, "
-                                     f"the layer has {path.units}")
-            continue
-        for la, k, _, _ in plans:
-            key = f"{la.name}.{k}"
-            shape = opt.state_shape(key)
-            if shape is not None and shape != la.params[k].shape:
-                raise ValueError(f"optimizer: state of {key!r} has shape {shape}, the parameter "
-                                 f"{la.params[k].shape} (pad_state missing?)")
+def _shrink_map(shape, axis: int, kept: np.ndarray) -> AxisMap:
+    """:class:`AxisMap` keeping the positions ``kept`` (sorted) of ``axis``; others -1."""
+    pos = [np.arange(n) for n in shape]
+    pos[axis] = np.full(shape[axis], -1, dtype=np.int64)
+    pos[axis][kept] = np.arange(kept.size)
+    new_shape = tuple(kept.size if a == axis else n for a, n in enumerate(shape))
+    return AxisMap(new_shape, tuple(pos))
 
 
 def prune_neurons(net, layer, units, compensation=None, optimizer=None) -> Growth:
@@ -142,53 +111,39 @@ def prune_neurons(net, layer, units, compensation=None, optimizer=None) -> Growt
     if compensation is not None:
         d = as_float_array(compensation, "compensation", ndim=1)
         check_shape(d, (P,), "compensation")
-    opts = optimizer_list(optimizer)
+    opts = check_optimizers(optimizer)
     producer, consumer = net.layers[path.producer], net.layers[path.consumer]
-    conv_consumer = isinstance(consumer, Conv2D)
-    keep_cols = path.consumer_columns(keep)
-    keep_in = consumer_input_coordinates(net, path, keep)
-
-    # every shrink plan is built (and its index checked) before anything changes
-    maps, plans = {}, []            # plans: (layer, param name, axis, kept positions)
-    for k in producer.param_names:
-        plans.append((producer, k, 0, keep))
-    for la in unit_layers(net, path):
-        for k in la.param_names:
-            plans.append((la, k, 0, keep))
-    plans.append((consumer, "W", 1, keep if conv_consumer else keep_cols))
-    for la, k, axis, idx in plans:
-        shape = la.params[k].shape
-        index = (slice(None),) * axis + (idx,)
-        maps[f"{la.name}.{k}"] = shrink_map(shape, index)
-
-    _check_state(opts, net, path, plans)
-
+    per_unit = unit_layers(net, path)
+    for la in per_unit:
+        if any(la.params[k].shape != (path.units,) for k in la.param_names):
+            raise ValueError(f"layer: {la._label()} on the path does not hold (units,) parameters")
+    kept_in = keep if isinstance(consumer, Conv2D) else path.consumer_columns(keep)
+    axes = {f"{la.name}.{k}": _shrink_map(la.params[k].shape, 0, keep)
+            for la in (producer, *per_unit) for k in la.param_names}
+    axes[f"{consumer.name}.W"] = _shrink_map(consumer.params["W"].shape, 1, kept_in)
+    change = StateChange(axes, details={"producer": producer.name, "consumer": consumer.name,
+                                        "removed": removed.tolist()})
+    check_carry(opts, change)
     before = layout(net)
+
+    # ---- every check passed: prune ----
     if d is not None:
-        theta = net.get_flat() + d
-        net.set_flat(theta)
-    for la, k, axis, idx in plans:
-        la.params[k] = np.ascontiguousarray(np.take(la.params[k], idx, axis=axis))
+        net.set_flat(net.get_flat() + d)
+    params = {f"{la.name}.{k}": (la, k) for la in (producer, *per_unit, consumer) for k in la.param_names}
+    for key, am in axes.items():
+        la, k = params[key]
+        la.params[k] = np.ascontiguousarray(la.params[k][np.ix_(*am.kept())])
     for la in shape_layers(net, path):
         la.set_in_shape((keep.size,) + tuple(la.in_shape[1:]))
-    for la in (producer, consumer, *unit_layers(net, path)):
+    for la in (producer, *per_unit, consumer):
         la._cache = None
     net.check_structure()
-
-    for opt in opts:
-        if isinstance(opt, KFAC):
-            opt.shrink_state(producer.name, out_keep=keep)
-            for la in unit_layers(net, path):
-                opt.shrink_state(la.name, out_keep=keep)
-            opt.shrink_state(consumer.name, in_keep=keep_in)
-        else:
-            for la, k, axis, idx in plans:
-                opt.shrink_state(f"{la.name}.{k}", (None,) * axis + (idx,))
+    carry_state(opts, change)
     rewritten = ()
     if d is not None:
         rewritten = tuple(k for k, (start, shape) in before.items()
                           if np.any(d[start:start + int(np.prod(shape, dtype=np.int64))]))
-    return build_record("prune_neurons", before, net, maps,
-                        layers=(producer.name, *[la.name for la in unit_layers(net, path)], consumer.name),
-                        rewritten=rewritten,
+    names = [net.layers[i].name for i in (path.producer,) + path.between + (path.consumer,)]
+    return build_record("prune_neurons", before, net, {key: am.entry_map() for key, am in axes.items()},
+                        names, rewritten=rewritten,
                         details={"units": removed.tolist(), "compensated": d is not None})

@@ -190,10 +190,6 @@ class Optimizer(LearningRate):
         self._shapes[key] = new_shape
         return True
 
-    def state_shape(self, key: str):
-        """The parameter shape the state of ``key`` belongs to, or None without state."""
-        return self._shapes.get(key)
-
     def shrink_state(self, key: str, keep_index) -> bool:
         """Pruning: every slot of ``key`` becomes ``old[keep_index]`` (kept entries bit for bit).
 

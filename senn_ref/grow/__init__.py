@@ -9,8 +9,12 @@ from .record import Growth
 from .structure import HiddenPath, growable_layers, hidden_path
 
 # -- operations (ops helper) --
+from .add_neurons import add_neurons
+from .carry_state import AxisMap, StateChange, carry_state, check_carry, check_optimizers
 
 # -- exact width gains (gains helper) --
+from .residual import residual_gradient
+from .width_gain import WidthGains, gain_exact, gain_lower_bound, layer_flat_index, width_gains
 
 # -- K-FAC proposal form (kfac-proposal helper) --
 

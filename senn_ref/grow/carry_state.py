@@ -1,0 +1,209 @@
+"""Carrying optimiser and K-FAC state through a growth operation (add, prune, insert).
+
+An operation that changes parameter arrays describes the change once, per parameter key,
+as an :class:`AxisMap`: for every axis of the old array, the new position of each old
+index along that axis (``-1``: removed), and the new shape.  Adding units, removing units
+and permuting them are all such per-axis ("product") maps; so are the consumer's columns,
+even through a Flatten (the unit axis of a Conv2D consumer's ``W`` is axis 1, and a Dense
+consumer's columns are listed one by one).  A :class:`StateChange` collects the maps of
+every changed key plus the keys that disappear.  Then, for a list of optimisers::
+
+    opts = check_optimizers(optimizer)          # validation, before anything changes
+    change = StateChange({key: AxisMap(...), ...}, dropped=(...))
+    check_carry(opts, change)                   # state consistent with the old shapes?
+    ... change the network ...
+    carry_state(opts, change)                   # never fails after check_carry passed
+
+What each optimiser gets (``derivations/14-growth-operations.md`` section 4):
+
+* SGD, Adam, NaturalGradientCG (:class:`~senn_ref.optim.state.Optimizer`): removed entries
+  are dropped with ``shrink_state``; then ``pad_state(key, new_shape, np.ix_(*positions))``
+  copies every surviving entry bit for bit and gives every new entry what a fresh slot
+  gets (zeros: momentum, moments, Adam's per-element step count, CG warm start).
+* KFAC (:class:`~senn_ref.optim.KFAC`), per layer: the map of ``"<layer>.W"`` gives the
+  output map (axis 0) and the input-coordinate map (axes 1.. combined row-major, so a
+  Conv2D's new input channel owns the ``kh*kw`` patch coordinates ``c*kh*kw + i*kw + j``,
+  and a Dense consumer after a Flatten owns its new unit's slot columns); a Rational
+  layer's per-unit map is that of ``"<layer>.v"``.  Removals go through ``shrink_state``,
+  additions through ``pad_state`` (zero off-diagonal, mean old diagonal on the new
+  diagonal; section 4 derives why this is kept for the consumer's ``A`` too).
+* Keys listed in ``dropped`` (parameters of removed layers) lose their state
+  (``drop_state``; for KFAC the layer's name once all its keys are dropped).
+
+Parameters whose shape did not change need no entry.  An optimiser that has no state
+for a key yet is left alone (its state is created at the next step with the new shape).
+Tests: ``tests/test_grow_state.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..optim.kfac import KFAC
+from ..optim.state import Optimizer
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """Where the entries of one parameter array go: ``positions[a]`` (old_shape[a],) int64 is
+    the new index along axis ``a`` of each old index (-1: removed); ``new_shape`` the new shape.
+    The new array holds ``old[i0, i1, ...]`` at ``[positions[0][i0], positions[1][i1], ...]``."""
+    new_shape: tuple
+    positions: tuple
+
+    def __post_init__(self):
+        shape = tuple(int(s) for s in self.new_shape)
+        pos = tuple(np.asarray(p, dtype=np.int64).reshape(-1) for p in self.positions)
+        if len(pos) != len(shape):
+            raise ValueError(f"AxisMap: {len(pos)} position arrays for a {len(shape)}-d shape {shape}")
+        for a, (p, n) in enumerate(zip(pos, shape)):
+            kept = p[p >= 0]
+            if kept.size and (kept.max() >= n or np.unique(kept).size != kept.size) or np.any(p < -1):
+                raise ValueError(f"AxisMap: axis {a} positions must be distinct in 0..{n - 1} or -1, "
+                                 f"got {p.tolist()}")
+        object.__setattr__(self, "new_shape", shape)
+        object.__setattr__(self, "positions", pos)
+
+    @property
+    def old_shape(self) -> tuple:
+        return tuple(p.size for p in self.positions)
+
+    def kept(self) -> tuple:
+        """Per axis, the old indices that survive, ordered by their new position (int64 arrays)."""
+        out = []
+        for p in self.positions:
+            keep = np.flatnonzero(p >= 0)
+            out.append(keep[np.argsort(p[keep], kind="stable")])
+        return tuple(out)
+
+    def removes(self) -> bool:
+        return any(np.any(p < 0) for p in self.positions)
+
+    def entry_map(self) -> np.ndarray:
+        """Old-shaped int64 array of new local (row-major) positions, -1 for removed entries:
+        the per-key map that :func:`senn_ref.grow.record.build_record` takes."""
+        grids = np.ix_(*self.positions)
+        flat = np.ravel_multi_index(tuple(np.maximum(g, 0) for g in grids), self.new_shape)
+        dead = np.zeros(self.old_shape, dtype=bool)
+        for g in grids:
+            dead = dead | (g < 0)
+        return np.where(dead, -1, flat).astype(np.int64)
+
+    def combined_tail(self) -> tuple:
+        """``(positions, new size)`` of the axes 1.. flattened row-major (a layer's input
+        coordinates: Dense columns, or Conv2D ``c*kh*kw + i*kw + j``)."""
+        tail = AxisMap(self.new_shape[1:], self.positions[1:])
+        return tail.entry_map().reshape(-1), int(np.prod(self.new_shape[1:], dtype=np.int64))
+
+
+def append_map(old_shape, axis: int, k: int) -> AxisMap:
+    """The map of appending ``k`` entries at the end of ``axis`` (every old entry keeps its index)."""
+    old_shape = tuple(int(s) for s in old_shape)
+    new_shape = tuple(s + k if a == axis else s for a, s in enumerate(old_shape))
+    return AxisMap(new_shape, tuple(np.arange(s) for s in old_shape))
+
+
+@dataclass
+class StateChange:
+    """An operation's effect on parameter keys: ``axes`` key -> :class:`AxisMap` for every key
+    whose array changed shape or order; ``dropped`` keys that no longer exist."""
+    axes: dict
+    dropped: tuple = ()
+    details: dict = field(default_factory=dict)
+
+
+def check_optimizers(optimizer) -> list:
+    """``optimizer`` (None, one optimiser, or a list/tuple of them) as a list, validated:
+    each an SGD/Adam/NaturalGradientCG (:class:`Optimizer`) or :class:`KFAC`, none twice.
+    TypeError/ValueError naming ``optimizer``.  14-growth-operations.md section 4."""
+    if optimizer is None:
+        return []
+    opts = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
+    for i, o in enumerate(opts):
+        if not isinstance(o, (Optimizer, KFAC)):
+            raise TypeError(f"optimizer: entry {i} is a {type(o).__name__}, expected an SGD, Adam, "
+                            f"NaturalGradientCG or KFAC optimiser (or None)")
+    if len({id(o) for o in opts}) != len(opts):
+        raise ValueError("optimizer: the same optimiser object is listed twice")
+    return opts
+
+
+def _layer(key: str) -> str:
+    return key.rsplit(".", 1)[0]
+
+
+def kfac_changes(change: StateChange) -> dict:
+    """Layer name -> ``{"out": (positions, n_out), "in": (positions, n_in) or None}`` derived
+    from ``"<layer>.W"`` (Dense/Conv2D) or the first per-unit key (Rational, ``in`` None)."""
+    out = {}
+    for key, am in change.axes.items():
+        name, param = _layer(key), key.rsplit(".", 1)[1]
+        if param == "W":
+            out[name] = {"out": (am.positions[0], am.new_shape[0]), "in": am.combined_tail()}
+        elif len(am.old_shape) == 1 and name not in out:
+            out[name] = {"out": (am.positions[0], am.new_shape[0]), "in": None}
+    return out
+
+
+def check_carry(optimizers: list, change: StateChange) -> None:
+    """Raise ValueError (naming ``optimizer``) unless every optimiser's state for the changed
+    keys has the old shapes of ``change`` (call before the network changes)."""
+    if not isinstance(change, StateChange):
+        raise TypeError(f"change: expected a StateChange, got {type(change).__name__}")
+    kchanges = kfac_changes(change)
+    for opt in optimizers:
+        if isinstance(opt, Optimizer):
+            for key, am in change.axes.items():
+                have = opt._shapes.get(key)
+                if have is not None and tuple(have) != am.old_shape:
+                    raise ValueError(f"optimizer: {type(opt).__name__} state of {key!r} has shape "
+                                     f"{tuple(have)}, the parameter has {am.old_shape}; pad or drop it first")
+            continue
+        for name, c in kchanges.items():
+            if name in opt.blocks:
+                have = (opt.blocks[name].shape[0], None)
+            elif name in opt.factors:
+                f = opt.factors[name]
+                have = (f.G.shape[0], f.A.shape[0] - int(f.with_bias))
+            else:
+                continue
+            want = (c["out"][0].size, None if c["in"] is None else c["in"][0].size)
+            if have != want:
+                raise ValueError(f"optimizer: KFAC state of layer {name!r} has sizes (out, in) = {have}, "
+                                 f"the layer has {want}; pad or drop it first")
+
+
+def _pad_args(positions, n_new):
+    """(kept old indices in new order, their new positions, n_new) of one axis map."""
+    keep = np.flatnonzero(positions >= 0)
+    keep = keep[np.argsort(positions[keep], kind="stable")]
+    return keep, positions[keep], n_new
+
+
+def carry_state(optimizers: list, change: StateChange) -> None:
+    """Apply ``change`` to every optimiser's state (see the module docstring); call after
+    :func:`check_carry` and after the network changed.  14-growth-operations.md section 4."""
+    for opt in optimizers:
+        if isinstance(opt, Optimizer):
+            for key, am in change.axes.items():
+                if not opt.has_state(key):
+                    continue
+                kept = am.kept()
+                if am.removes():
+                    opt.shrink_state(key, tuple(kept))
+                new_pos = tuple(p[k] for p, k in zip(am.positions, kept))
+                opt.pad_state(key, am.new_shape, np.ix_(*new_pos))
+            for key in change.dropped:
+                opt.drop_state(key)
+            continue
+        for name, c in kfac_changes(change).items():
+            if not opt.has_state(name):
+                continue
+            o_keep, o_pos, n_out = _pad_args(*c["out"])
+            i_keep, i_pos, n_in = (None, None, None) if c["in"] is None else _pad_args(*c["in"])
+            if np.any(c["out"][0] < 0) or (c["in"] is not None and np.any(c["in"][0] < 0)):
+                opt.shrink_state(name, out_keep=o_keep, in_keep=i_keep)
+            opt.pad_state(name, n_out=n_out, out_index=o_pos, n_in=n_in, in_index=i_pos)
+        for name in {_layer(k) for k in change.dropped}:
+            opt.drop_state(name)

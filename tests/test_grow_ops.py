@@ -1,0 +1,211 @@
+"""add_neurons: function and gradient preservation on every shared case and hidden layer, the
+Growth bookkeeping, the consumer's slot columns through a Flatten, and argument validation
+(derivations/14-growth-operations.md sections 1-3)."""
+import numpy as np
+import pytest
+
+from grow_cases import CASES, make_case
+from senn_ref.gradcheck import check_network
+from senn_ref.grow import add_neurons, hidden_path
+from senn_ref.layers import Conv2D, Dense, Flatten
+from senn_ref.network import Network
+from senn_ref.optim import SGD, Adam
+from senn_ref.testing import assert_close
+
+SITES = [(name, h) for name in CASES for h in make_case(name).hidden]
+
+
+def _new_unit_args(net, h, k, seed):
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((k,) + net.layers[h].params["W"].shape[1:])
+    return W, rng.standard_normal(k), rng
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("name, h", SITES)
+def test_add_neurons_preserves_function_and_gradients(name, h, k):
+    case = make_case(name, seed=3)
+    net = case.net
+    L0, g0 = net.loss_and_grad(case.X, case.Y, case.loss)
+    out0 = net.forward(case.X).copy()
+    theta0, grad0 = net.get_flat(), g0.flat_grad()
+    W, b, rng = _new_unit_args(net, h, k, seed=k)
+    rec = add_neurons(net, h, W, b, rng=rng)
+    out1 = net.forward(case.X)
+    assert np.abs(out1 - out0).max() < 1e-10
+    L1, g1 = net.loss_and_grad(case.X, case.Y, case.loss)
+    grad1 = g1.flat_grad()
+    assert abs(L1 - L0) < 1e-12
+    assert np.abs(grad1[rec.old_to_new] - grad0).max() < 1e-10
+    # every old entry kept its value, and the new incoming parameters start with zero gradient
+    assert np.array_equal(net.get_flat()[rec.old_to_new], theta0)
+    path = hidden_path(net, h)
+    slices = net.param_slices()
+    prod = net.layers[h]
+    for key in (f"{prod.name}.W", f"{prod.name}.b"):
+        rows = np.arange(slices[key].start, slices[key].stop).reshape(prod.params[key[-1]].shape[0], -1)
+        assert np.all(grad1[rows[path.units - k:]] == 0.0)
+    res = check_network(net, case.X, np.random.default_rng(0))
+    assert res.fd_error < 1e-6 and res.dot_error < 1e-10, res
+
+
+@pytest.mark.parametrize("name, h", SITES)
+def test_growth_record_bookkeeping(name, h):
+    k = 2
+    case = make_case(name, seed=1)
+    net = case.net
+    theta0 = net.get_flat()
+    path = hidden_path(net, h)
+    prod, cons = net.layers[path.producer], net.layers[path.consumer]
+    per_unit = [net.layers[j] for j in path.between if net.layers[j].param_names]
+    act = {p: np.linspace(0.5, 1.5, k) + i for i, p in enumerate(per_unit[0].param_names)} if per_unit else None
+    W, b, _ = _new_unit_args(net, h, k, seed=5)
+    P0 = net.num_params()
+    rec = add_neurons(net, h, W, b, act)
+    path = hidden_path(net, h)
+    theta1 = net.get_flat()
+    fan_in = W[0].size
+    Wc = cons.params["W"]
+    n_cons = Wc.shape[0] * k * (path.slot if isinstance(cons, Dense) else Wc.shape[2] * Wc.shape[3])
+    n_unit = 3 * k * len(per_unit)
+    assert rec.new_index.size == k * (fan_in + 1) + n_unit + n_cons
+    assert rec.num_params_before == P0 and rec.num_params_after == P0 + rec.new_index.size
+    assert rec.kind == "add_neurons" and rec.details["k"] == k
+    assert (rec.details["units_before"], rec.details["units_after"]) == (path.units - k, path.units)
+    assert rec.layers[0] == prod.name and rec.layers[-1] == cons.name
+    # old and new positions partition the grown vector
+    both = np.concatenate([rec.old_to_new, rec.new_index])
+    assert np.array_equal(np.sort(both), np.arange(theta1.size))
+    assert np.array_equal(theta1[rec.old_to_new], theta0)
+    # the new entries are exactly: W rows, b, per-unit parameters, zero consumer weights
+    sl = net.param_slices()
+    expect = np.zeros(theta1.size)
+    mark = np.zeros(theta1.size, dtype=bool)
+
+    def put(key, index, values):
+        pos = np.arange(sl[key].start, sl[key].stop).reshape(net.named_params()[key].shape)[index]
+        expect[pos] = values
+        mark[pos] = True
+    put(f"{prod.name}.W", slice(path.units - k, None), W)
+    put(f"{prod.name}.b", slice(path.units - k, None), b)
+    for la in per_unit:
+        for p in la.param_names:
+            put(f"{la.name}.{p}", slice(path.units - k, None), act[p])
+    cols = path.consumer_columns(np.arange(path.units - k, path.units))
+    put(f"{cons.name}.W", (slice(None), cols), 0.0)
+    assert np.array_equal(np.flatnonzero(mark), rec.new_index)
+    assert np.array_equal(theta1[rec.new_index], expect[rec.new_index])
+
+
+def test_flatten_slot_columns_explicit():
+    # conv (2 -> 2 channels, 2x3 maps) -> flatten -> dense: channel u owns columns 6u .. 6u+5;
+    # a third channel appended owns columns 12..17, the last ones
+    rng = np.random.default_rng(0)
+    net = Network([Conv2D(1, 2, 1, rng=rng, in_hw=(2, 3)), Flatten(in_shape=(2, 2, 3)), Dense(12, 2, rng)])
+    X = rng.standard_normal((5, 1, 2, 3))
+    out0 = net.forward(X).copy()
+    Wnew = np.array([[[[1.5]]]])
+    rec = add_neurons(net, 0, Wnew, np.array([0.25]))
+    path = hidden_path(net, 0)
+    assert path.slot == 6 and np.array_equal(path.consumer_columns([2]), np.arange(12, 18))
+    sl = net.param_slices()["dense0.W"]
+    cons_pos = sl.start + np.arange(2)[:, None] * 18 + np.arange(12, 18)[None, :]
+    assert set(cons_pos.ravel()) <= set(rec.new_index.tolist())
+    # make the new channel's outgoing weights nonzero: the output moves by exactly
+    # (its activation map, flattened row-major) @ those weights^T
+    w = rng.standard_normal((2, 6))
+    net.layers[2].params["W"][:, 12:18] = w
+    h = (1.5 * X[:, 0] + 0.25).reshape(5, 6)                 # new channel, identity activation
+    assert_close(net.forward(X) - out0, h @ w.T, rtol=1e-12, atol=1e-14, name="output change")
+
+
+def test_flatten_slot_columns_through_network_case():
+    case = make_case("conv_flatten", seed=2)
+    net, h = case.net, case.hidden[-1]
+    out0 = net.forward(case.X).copy()
+    W, b, rng = _new_unit_args(net, h, 1, seed=9)
+    add_neurons(net, h, W, b, rng=rng)
+    path = hidden_path(net, h)
+    cols = path.consumer_columns([path.units - 1])
+    assert np.array_equal(cols, np.arange((path.units - 1) * path.slot, path.units * path.slot))
+    Z = case.X
+    for la in net.layers[:path.flatten + 1]:
+        Z = la.forward(Z)
+    w = np.random.default_rng(4).standard_normal((net.layers[path.consumer].params["W"].shape[0], cols.size))
+    net.layers[path.consumer].params["W"][:, cols] = w
+    assert_close(net.forward(case.X) - out0, Z[:, cols] @ w.T, rtol=1e-10, atol=1e-13, name="output change")
+
+
+def _snapshot(net, opts):
+    return (net.get_flat(), {k: v.shape for k, v in net.named_params().items()},
+            [(la.name, tuple(la.in_shape)) for la in net.layers], dict(net._name_counts),
+            [o.state_dict() for o in opts])
+
+
+def _same(a, b):
+    assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4]
+    for s, t in zip(a[4], b[4]):
+        assert s["shapes"] == t["shapes"]
+        for key in s["state"]:
+            for slot in s["state"][key]:
+                assert np.array_equal(s["state"][key][slot], t["state"][key][slot])
+
+
+def _bad_calls():
+    W2, b1 = np.ones((1, 2)), np.zeros(1)
+    act = {"v": np.ones(1), "c": np.ones(1), "l": np.ones(1)}
+    return [
+        ("layer", dict(layer=9)), ("layer", dict(layer="0")), ("layer", dict(layer=1)),
+        ("layer", dict(layer=2)),
+        ("W", dict(W=np.ones((1, 3)))), ("W", dict(W=np.ones((1, 2), dtype=int))),
+        ("W", dict(W=np.array([[np.nan, 1.0]]))), ("W", dict(W=np.ones(2))),
+        ("b", dict(b=np.zeros(2))), ("b", dict(b=np.array([np.inf]))),
+        ("act", dict(act={"v": np.ones(1), "c": np.ones(1)})),
+        ("act", dict(act={**act, "q": np.ones(1)})), ("act", dict(act={**act, "l": np.ones(2)})),
+        ("act", dict(act={**act, "c": np.array([np.nan])})), ("act", dict(act=[1.0, 2.0, 3.0])),
+        ("act", dict(act=None)), ("rng", dict(rng=0)),
+        ("optimizer", dict(optimizer="sgd")), ("optimizer", "twice"), ("optimizer", "stale"),
+    ], W2, b1, act
+
+
+@pytest.mark.parametrize("i", range(len(_bad_calls()[0])))
+def test_bad_argument_changes_nothing(i):
+    calls, W2, b1, act = _bad_calls()
+    what, kw = calls[i]
+    case = make_case("mlp_rational", seed=0)
+    net = case.net
+    sgd, adam = SGD(0.1, momentum=0.9), Adam(0.01)
+    for opt in (sgd, adam):
+        _, g = net.loss_and_grad(case.X, case.Y, case.loss)
+        opt.step(net.named_params(), g.grads)
+    args = dict(layer=0, W=W2, b=b1, act=act, optimizer=[sgd, adam], rng=None)
+    if kw == "twice":
+        args["optimizer"] = [sgd, sgd]
+    elif kw == "stale":
+        stale = SGD(0.1, momentum=0.5)
+        stale.step({"dense0.W": np.zeros((4, 2))}, {"dense0.W": np.ones((4, 2))})
+        args["optimizer"] = [sgd, stale]
+    else:
+        args.update(kw)
+    snap = _snapshot(net, [sgd, adam])
+    with pytest.raises((ValueError, TypeError), match=rf"^{what}\b"):
+        add_neurons(net, args.pop("layer"), **args)
+    _same(_snapshot(net, [sgd, adam]), snap)
+
+
+def test_tanh_path_takes_no_activation_parameters():
+    case = make_case("mlp_tanh", seed=0)
+    with pytest.raises(ValueError, match="act"):
+        add_neurons(case.net, 0, np.ones((1, 2)), act={"v": np.ones(1)})
+    rec = add_neurons(case.net, 0, np.ones((1, 2)), act={})
+    rec2 = add_neurons(case.net, 0, np.ones((1, 2)))
+    assert rec.details["units_after"] == 4 and rec2.details["units_after"] == 5
+
+
+def test_fresh_units_draw_vcl_from_rng():
+    case = make_case("mlp_rational", seed=0)
+    add_neurons(case.net, 0, np.ones((2, 2)), rng=np.random.default_rng(7))
+    ref = np.random.default_rng(7)
+    act = case.net.layers[1].params
+    for p in ("v", "c", "l"):
+        assert np.array_equal(act[p][-2:], ref.standard_normal(2))

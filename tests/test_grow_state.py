@@ -1,0 +1,174 @@
+"""Optimiser and K-FAC state carried through add_neurons (derivations/14-growth-operations.md
+section 4): surviving entries bit-identical, new entries those of a fresh slot, training
+continues; K-FAC factors of surviving rows/columns unchanged for dense, flatten and conv
+consumers; the generic carry_state on permutations and removals."""
+import numpy as np
+import pytest
+
+from grow_cases import make_case
+from senn_ref.grow import AxisMap, StateChange, add_neurons, carry_state, check_carry, hidden_path
+from senn_ref.kfac import kfac_factors
+from senn_ref.layers import Conv2D
+from senn_ref.optim import KFAC, SGD, Adam, NaturalGradientCG
+
+OPTIMIZERS = {"sgd": lambda: SGD(0.05, momentum=0.9), "adam": lambda: Adam(0.01),
+              "ngd": lambda: NaturalGradientCG(lr=0.1, damping=0.1, cg_maxiter=20)}
+# (case, producer index): dense consumer, deeper dense, conv consumer, dense consumer after Flatten
+SITES = [("mlp_rational", 0), ("mlp_deep", 2), ("conv_flatten", 0), ("conv_flatten", 3)]
+
+
+def _train(case, opt, steps):
+    losses = []
+    for _ in range(steps):
+        if getattr(opt, "uses_curvature", False):
+            losses.append(opt.step(case.net, case.X, case.Y, case.loss))
+        else:
+            value, g = case.net.loss_and_grad(case.X, case.Y, case.loss)
+            opt.step(case.net.named_params(), g.grads)
+            losses.append(value)
+    return losses
+
+
+def _flat_slots(opt, net) -> dict:
+    """Slot name -> the slot's arrays concatenated in the network's flat order."""
+    sd = opt.state_dict()["state"]
+    keys = list(net.named_params())
+    return {slot: np.concatenate([sd[k][slot].ravel() for k in keys]) for slot in opt.slots}
+
+
+@pytest.mark.parametrize("name, h", SITES)
+@pytest.mark.parametrize("kind", sorted(OPTIMIZERS))
+def test_first_order_state_survives_growth(kind, name, h):
+    case = make_case(name, seed=4)
+    opt = OPTIMIZERS[kind]()
+    _train(case, opt, 3)
+    before = _flat_slots(opt, case.net)
+    W = np.random.default_rng(1).standard_normal((2,) + case.net.layers[h].params["W"].shape[1:])
+    rec = add_neurons(case.net, h, W, optimizer=opt, rng=np.random.default_rng(2))
+    after = _flat_slots(opt, case.net)
+    for slot, old in before.items():
+        new = after[slot]
+        assert new.dtype == old.dtype and new.size == rec.num_params_after
+        assert np.array_equal(new[rec.old_to_new], old), slot            # bit for bit
+        assert np.all(new[rec.new_index] == 0), slot                     # a fresh slot
+    theta = case.net.get_flat()
+    value, g = case.net.loss_and_grad(case.X, case.Y, case.loss)
+    _train(case, opt, 1)
+    assert np.all(np.isfinite(case.net.get_flat()))
+    if kind == "adam":
+        # the new entries take exactly a fresh Adam's first step: -lr g / (|g| + eps), t = 1
+        g_new = g.flat_grad()[rec.new_index]
+        step = case.net.get_flat()[rec.new_index] - theta[rec.new_index]
+        np.testing.assert_allclose(step, -opt.lr * g_new / (np.abs(g_new) + opt.eps), rtol=1e-12, atol=1e-15)
+        t = _flat_slots(opt, case.net)["t"]
+        assert np.all(t[rec.new_index] == 1) and np.all(t[rec.old_to_new] == 4)
+
+
+def _kfac_snapshot(opt):
+    return ({k: (f.A.copy(), f.G.copy()) for k, f in opt.factors.items()},
+            {k: tuple(x.copy() for x in v) for k, v in opt.inverses.items()},
+            {k: b.copy() for k, b in opt.blocks.items()},
+            {k: b.copy() for k, b in opt.block_inverses.items()})
+
+
+def _consumer_coords(net, path, units_old, k):
+    """(old input coordinates, new input coordinates) of the consumer, bias excluded."""
+    cons = net.layers[path.consumer]
+    if isinstance(cons, Conv2D):
+        r = cons.params["W"][0, 0].size
+        return np.arange(units_old * r), np.arange(units_old * r, (units_old + k) * r)
+    new = path.consumer_columns(np.arange(units_old, units_old + k))
+    return np.setdiff1d(np.arange(cons.params["W"].shape[1]), new), new
+
+
+def _check_padded(M, old_M, old_pos, new_pos, fill):
+    assert np.array_equal(M[np.ix_(old_pos, old_pos)], old_M)
+    assert np.all(M[np.ix_(new_pos, old_pos)] == 0) and np.all(M[np.ix_(old_pos, new_pos)] == 0)
+    sub = M[np.ix_(new_pos, new_pos)]
+    assert np.array_equal(sub, fill * np.eye(new_pos.size))
+
+
+@pytest.mark.parametrize("name, h", SITES)
+def test_kfac_state_survives_growth(name, h):
+    case = make_case(name, seed=5)
+    net, k = case.net, 2
+    opt = KFAC(lr=0.05, damping=0.1, ema=0.9)
+    _train(case, opt, 2)
+    fac, inv, blocks, binv = _kfac_snapshot(opt)
+    fresh_old = kfac_factors(net, case.X, case.Y, case.loss)
+    units = hidden_path(net, h).units
+    W = np.random.default_rng(1).standard_normal((k,) + net.layers[h].params["W"].shape[1:])
+    add_neurons(net, h, W, optimizer=[opt], rng=np.random.default_rng(2))
+    path = hidden_path(net, h)
+    prod, cons = net.layers[path.producer].name, net.layers[path.consumer].name
+    # producer: A untouched, G padded (new units' rows exactly zero at insertion, prior on diagonal)
+    old_u, new_u = np.arange(units), np.arange(units, units + k)
+    assert np.array_equal(opt.factors[prod].A, fac[prod][0])
+    _check_padded(opt.factors[prod].G, fac[prod][1], old_u, new_u, np.mean(np.diag(fac[prod][1])))
+    assert np.array_equal(opt.inverses[prod][1][np.ix_(old_u, old_u)], inv[prod][1])
+    # per-unit blocks of the rationals on the path
+    for j in path.between:
+        la = net.layers[j]
+        if la.name in blocks:
+            assert np.array_equal(opt.blocks[la.name][:units], blocks[la.name])
+            assert np.array_equal(opt.block_inverses[la.name][:units], binv[la.name])
+    # consumer: G untouched, A padded at the new coordinates (bias stays last)
+    old_c, new_c = _consumer_coords(net, path, units, k)
+    nA = opt.factors[cons].A.shape[0]
+    old_cb = np.append(old_c, nA - 1)
+    assert np.array_equal(opt.factors[cons].G, fac[cons][1])
+    _check_padded(opt.factors[cons].A, fac[cons][0], old_cb, new_c, np.mean(np.diag(fac[cons][0])[:-1]))
+    assert np.array_equal(opt.inverses[cons][0][np.ix_(old_cb, old_cb)], inv[cons][0])
+    # the coordinates are where the grown layer's unfold/flatten really puts the old inputs:
+    # fresh factors of the grown net restricted to them equal the old net's fresh factors
+    fresh_new = kfac_factors(net, case.X, case.Y, case.loss)
+    np.testing.assert_allclose(fresh_new[cons].A[np.ix_(old_cb, old_cb)], fresh_old[cons].A,
+                               rtol=1e-12, atol=1e-14)
+    assert np.all(fresh_new[cons].A[np.ix_(new_c, new_c)].diagonal() > 0)
+    losses = _train(case, opt, 2)
+    assert np.all(np.isfinite(losses)) and np.all(np.isfinite(net.get_flat()))
+
+
+def test_carry_state_permutation_and_removal_first_order():
+    opt = SGD(0.1, momentum=0.5)
+    old = np.arange(6.0).reshape(3, 2) + 1
+    opt.step({"x.W": np.zeros((3, 2))}, {"x.W": old})               # velocity = old
+    change = StateChange({"x.W": AxisMap((4, 3), ([2, -1, 0], [0, 2]))})
+    check_carry([opt], change)
+    carry_state([opt], change)
+    v = opt.state_dict()["state"]["x.W"]["velocity"]
+    expect = np.zeros((4, 3))
+    expect[2, [0, 2]] = old[0]
+    expect[0, [0, 2]] = old[2]
+    assert np.array_equal(v, expect)
+    assert np.array_equal(change.axes["x.W"].entry_map(), [[6, 8], [-1, -1], [0, 2]])
+
+
+def test_carry_state_kfac_insert_in_the_middle_equals_pad_state():
+    case = make_case("mlp_rational", seed=0)
+    a, b = KFAC(lr=0.05, damping=0.1), KFAC(lr=0.05, damping=0.1)
+    _train(case, a, 1)
+    b.factors = {k: f.copy() for k, f in a.factors.items()}
+    b.inverses = {k: tuple(x.copy() for x in v) for k, v in a.inverses.items()}
+    b.blocks = {k: x.copy() for k, x in a.blocks.items()}
+    b.block_inverses = {k: x.copy() for k, x in a.block_inverses.items()}
+    pos = np.array([0, 2, 3])                                        # a unit inserted at 1
+    change = StateChange({"dense0.W": AxisMap((4, 2), (pos, [0, 1])), "dense0.b": AxisMap((4,), (pos,)),
+                          "rational0.v": AxisMap((4,), (pos,)), "dense1.W": AxisMap((1, 4), ([0], pos))})
+    carry_state([a], change)
+    b.pad_state("dense0", n_out=4, out_index=pos)
+    b.pad_state("rational0", n_out=4, out_index=pos)
+    b.pad_state("dense1", n_in=4, in_index=pos)
+    for name in a.factors:
+        assert np.array_equal(a.factors[name].A, b.factors[name].A)
+        assert np.array_equal(a.factors[name].G, b.factors[name].G)
+    assert np.array_equal(a.blocks["rational0"], b.blocks["rational0"])
+
+
+def test_check_carry_refuses_stale_kfac_state():
+    case = make_case("mlp_rational", seed=0)
+    opt = KFAC(lr=0.05, damping=0.1)
+    _train(case, opt, 1)
+    change = StateChange({"dense0.W": AxisMap((5, 2), (np.arange(4), [0, 1]))})
+    with pytest.raises(ValueError, match="^optimizer: KFAC state of layer 'dense0'"):
+        check_carry([opt], change)

@@ -84,27 +84,23 @@ def _layer_indices(net, name: str) -> np.ndarray:
 
 
 def exact_gain_of(net, X, Y, loss, proposal, damping, metric) -> float:
-    """Exact Schur gain of a proposal, from a copy of ``net`` grown by the real operation."""
-    from .add_neurons import add_neurons
-    from .insert_layer import insert_layer
+    """Exact Schur gain ``r_p^T S_p^+ r_p`` of a proposal (senn-math section 6), evaluated on a copy
+    of ``net`` grown by the real operation (``width_gain.gain_exact`` on its new parameters)."""
     from .width_gain import gain_exact
     trial = net.copy()
-    if proposal.kind == "width":
-        rec = add_neurons(trial, proposal.index, proposal.params["W"], proposal.params["b"],
-                          proposal.params["act"])
-        return gain_exact(trial, X, Y, loss, rec.new_index, damping=damping, metric=metric)
-    rec = insert_layer(trial, proposal.index, proposal.params["B"], proposal.params["s"])
-    return gain_exact(trial, X, Y, loss, rec.new_index, damping=damping, metric=metric)
+    rec = apply_proposal(trial, proposal)
+    return float(gain_exact(trial, X, Y, loss, rec.new_index, damping=damping, metric=metric))
 
 
 def apply_proposal(net, proposal, optimizer=None):
-    """Apply a :class:`Proposal` through the growth operations; returns the Growth record."""
-    from .add_neurons import add_neurons
-    from .insert_layer import insert_layer
+    """Apply a :class:`Proposal` in place through ``add_neurons`` (width) or ``insert_layer``
+    (depth), carrying ``optimizer``'s state; returns the Growth record."""
+    p = proposal.params
     if proposal.kind == "width":
-        p = proposal.params
+        from .add_neurons import add_neurons
         return add_neurons(net, proposal.index, p["W"], p["b"], p["act"], optimizer=optimizer)
-    return insert_layer(net, proposal.index, proposal.params["B"], proposal.params["s"], optimizer=optimizer)
+    from .insert_layer import insert_layer
+    return insert_layer(net, proposal.index, p["B"], p["s"], optimizer=optimizer)
 
 
 def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundState | None = None,

@@ -1,0 +1,169 @@
+"""The SENN trainer (senn_ref/trainer/): config, validation before training, log, determinism.
+derivations/21-trainer.md."""
+import json
+
+import numpy as np
+import pytest
+
+from senn_ref import losses, mlp
+from senn_ref.datasets import teacher_regression
+from senn_ref.layers import Dense
+from senn_ref.network import Network
+from senn_ref.trainer import SENNConfig, SENNLog, train_senn
+
+SMALL = dict(steps=40, expand_every=10, n_candidates=8, search_steps=3, quiet=True, depth=False)
+
+
+@pytest.fixture
+def task():
+    X, Y, Xt, Yt, _ = teacher_regression(n_train=30, n_test=50, seed=1)
+    return X, Y, Xt, Yt
+
+
+def _snapshot(net):
+    return [la.name for la in net.layers], {k: v.copy() for k, v in net.named_params().items()}
+
+
+def _assert_untouched(net, snap):
+    names, params = snap
+    assert [la.name for la in net.layers] == names
+    now = net.named_params()
+    assert set(now) == set(params)
+    for k in params:
+        np.testing.assert_array_equal(now[k], params[k], err_msg=k)
+
+
+# -- configuration --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value, exc, words", [
+    ("tau", -1.0, ValueError, "tau"),
+    ("tau", 0.0, ValueError, "tau"),
+    ("alpha_rel", 1.5, ValueError, "alpha_rel"),
+    ("optimizer", "lbfgs", ValueError, "optimizer"),
+    ("gain", "guess", ValueError, "gain"),
+    ("eta_c", "global", ValueError, "eta_c"),
+    ("search", "grid", ValueError, "search"),
+    ("metric", "empirical", ValueError, "metric"),
+    ("steps", 0, ValueError, "steps"),
+    ("steps", 2.5, TypeError, "steps"),
+    ("expand_every", True, TypeError, "expand_every"),
+    ("damping", float("nan"), ValueError, "damping"),
+    ("batch_size", -3, ValueError, "batch_size"),
+    ("recursive", 1, TypeError, "recursive"),
+    ("depth_cost", 0.0, ValueError, "depth_cost"),
+])
+def test_bad_config_is_refused_naming_the_field(field, value, exc, words):
+    with pytest.raises(exc, match=words):
+        SENNConfig(**{field: value})
+    with pytest.raises(exc, match=words):
+        SENNConfig().replace(**{field: value})
+
+
+def test_unknown_option_is_refused():
+    with pytest.raises(TypeError, match="taus"):
+        SENNConfig(taus=1.0)
+    with pytest.raises(ValueError, match="taus"):
+        SENNConfig().replace(taus=1.0)
+    with pytest.raises(ValueError, match="taus"):
+        SENNConfig.from_dict({"taus": 1.0})
+
+
+def test_config_round_trips_through_a_dict():
+    c = SENNConfig(tau=0.5, n_candidates=7, eta_c="layer")
+    d = json.loads(json.dumps(c.to_dict()))
+    assert SENNConfig.from_dict(d) == c
+    assert c.scoring_damping == c.damping and c.replace(score_damping=0.01).scoring_damping == 0.01
+
+
+# -- refused before any training ------------------------------------------------------------
+
+def test_bad_arguments_are_refused_before_anything_changes(task):
+    X, Y, _, _ = task
+    net = mlp([1, 3, 1], seed=0)
+    snap = _snapshot(net)
+    loss = losses.mse()
+    cases = [
+        (dict(config=SENNConfig(max_width=2, quiet=True)), ValueError, "max_width"),
+        (dict(config=SENNConfig(max_layers=1, quiet=True)), ValueError, "max_layers"),
+        (dict(config={"tau": 1.0}), TypeError, "config"),
+        (dict(seed=-1), ValueError, "seed"),
+        (dict(callback=3), TypeError, "callback"),
+        (dict(X_val=X), ValueError, "X_val"),
+        (dict(X_val=X[:, :, None], Y_val=Y), ValueError, "X_val"),
+    ]
+    for kwargs, exc, words in cases:
+        with pytest.raises(exc, match=words):
+            train_senn(net, X, Y, loss, **{"config": SENNConfig(quiet=True), **kwargs})
+        _assert_untouched(net, snap)
+    with pytest.raises(ValueError, match="Y"):
+        train_senn(net, X, Y[:-1], loss, SENNConfig(quiet=True))
+    with pytest.raises(TypeError, match="loss"):
+        train_senn(net, X, Y, "mse", SENNConfig(quiet=True))
+    with pytest.raises(TypeError, match="net"):
+        train_senn([Dense(1, 1)], X, Y, loss, SENNConfig(quiet=True))
+    _assert_untouched(net, snap)
+
+
+def test_a_network_with_no_growable_layer_is_refused(task):
+    X, Y, _, _ = task
+    net = Network([Dense(1, 1, np.random.default_rng(0))])
+    snap = _snapshot(net)
+    with pytest.raises(ValueError, match="nothing can grow"):
+        train_senn(net, X, Y, losses.mse(), SENNConfig(depth=False, quiet=True))
+    _assert_untouched(net, snap)
+    # with growth switched off the same network is plain training (the benchmark's baseline)
+    net2, log = train_senn(net, X, Y, losses.mse(), SENNConfig(width=False, depth=False, steps=5, quiet=True))
+    assert log.rounds == [] and log.history[-1]["train_loss"] < log.history[0]["train_loss"]
+
+
+# -- the run and its log --------------------------------------------------------------------
+
+def test_same_seed_gives_identical_log_and_weights(task, tmp_path):
+    X, Y, Xt, Yt = task
+    cfg = SENNConfig(**SMALL)
+    runs = []
+    for _ in range(2):
+        net, log = train_senn(mlp([1, 1, 1], seed=3), X, Y, losses.mse(), cfg, X_val=Xt, Y_val=Yt, seed=4)
+        runs.append((net, log))
+    (n1, l1), (n2, l2) = runs
+    assert l1.count() >= 1, "the short run should grow at least once"
+    a, b = l1.to_dict(), l2.to_dict()
+    a.pop("timing"), b.pop("timing")
+    for d in (a, b):
+        for r in d["rounds"]:
+            r.pop("seconds_score"), r.pop("seconds_search")
+    assert a == b
+    p1, p2 = n1.named_params(), n2.named_params()
+    assert set(p1) == set(p2)
+    for k in p1:
+        np.testing.assert_array_equal(p1[k], p2[k], err_msg=k)
+    # a different seed draws different candidates
+    n3, _ = train_senn(mlp([1, 1, 1], seed=3), X, Y, losses.mse(), cfg, seed=5)
+    assert n3.num_params() != n1.num_params() or not np.array_equal(n3.get_flat(), n1.get_flat())
+
+
+def test_log_records_every_round_and_round_trips_through_json(task, tmp_path):
+    X, Y, Xt, Yt = task
+    net, log = train_senn(mlp([1, 1, 1], seed=3), X, Y, losses.mse(), SENNConfig(**SMALL), X_val=Xt, Y_val=Yt)
+    cfg = SENNConfig(**SMALL)
+    assert [r["step"] for r in log.rounds] == list(range(cfg.expand_every, cfg.steps, cfg.expand_every))
+    for r in log.rounds:
+        assert r["rate_bound"] == pytest.approx(1 + np.log(1 / cfg.alpha_rel) / np.log1p(cfg.tau), rel=1e-14)
+        assert 0 <= r["additions"] < r["rate_bound"]
+    for e in log.events:
+        for key in ("step", "kind", "layer", "lower_bound", "score", "eta_c", "lambda", "tau", "alpha",
+                    "accepted", "architecture"):
+            assert key in e, key
+        assert e["accepted"] == (e["passes_relative"] and e["passes_absolute"]) or not e["accepted"]
+        if e["accepted"]:
+            assert e["score"] > e["tau"] * e["eta_c"] and e["score"] > e["alpha"]
+    assert log.final["widths"] == [net.layers[0].params["W"].shape[0]]
+    assert log.final["widths"][0] == 1 + log.count()
+    assert {"train_loss", "val_loss", "widths", "num_params"} <= set(log.history[0])
+    assert log.timing["total"] >= log.timing["train"] + log.timing["search"] > 0
+    path = log.to_json(tmp_path / "log.json")
+    back = SENNLog.from_json(path)
+    assert back.to_dict() == log.to_dict()
+    (tmp_path / "bad.json").write_text("{\"format\": \"other\"}")
+    with pytest.raises(ValueError, match="not a senn-ref log"):
+        SENNLog.from_json(tmp_path / "bad.json")

@@ -237,3 +237,15 @@ def test_true_metric_softmax_gain_is_score_difference():
         _, per = kfac_eta(grown, c.X, c.Y, c.loss, damping=0.1, metric="true")
         cons = grown.layers[ctx.path.consumer].name
         assert_close(sc.gain[i], per[cons] - ctx.eta_layer, 1e-9, name="true-metric gain")
+
+
+def test_gain_benchmark_quick_rows(capsys):
+    from senn_ref.bench import gain
+    rows = gain.run(quick=True, widths=(4,), depths=(2, 3), N=16, n_depth=3, n_loop=3, budget_seconds=0.5)
+    assert "vectorised" in capsys.readouterr().out
+    assert [r["part"] for r in rows] == ["depth", "depth", "vectorised"]
+    for r in rows[:2]:
+        assert np.isfinite(r["seconds_per_candidate"]) and r["seconds_per_candidate"] > 0
+        assert np.isfinite(r["ratio"]) and r["ratio"] > 0 and np.isfinite(r["spread"])
+    assert rows[0]["ratio"] == 1.0
+    assert rows[2]["loop_s"] > 0 and rows[2]["vectorised_s"] > 0 and np.isfinite(rows[2]["ratio"])

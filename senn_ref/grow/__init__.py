@@ -17,6 +17,8 @@ from .residual import residual_gradient
 from .width_gain import WidthGains, gain_exact, gain_lower_bound, layer_flat_index, width_gains
 
 # -- K-FAC proposal form (kfac-proposal helper) --
+from .candidate_path import CandidatePath
+from .kfac_proposal import ActivationScore, WidthProposals, WidthScore, kfac_width_gain
 
 # -- depth gains (depth helper) --
 

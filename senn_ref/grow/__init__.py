@@ -23,5 +23,7 @@ from .kfac_proposal import ActivationScore, WidthProposals, WidthScore, kfac_wid
 # -- depth gains (depth helper) --
 
 # -- pruning scores (pruning helper) --
+from .prune_neurons import prune_neurons
+from .pruning import PruningScores, incoming_index, obs_compensation, outgoing_index, pruning_scores
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -35,9 +35,10 @@ from .record import Growth, build_record, layout
 from .structure import HiddenPath, hidden_path, shape_layers, unit_layers
 
 
-def check_units(units, n_units: int, name: str = "units") -> np.ndarray:
+def check_units(units, n_units: int, name: str = "units", leave_one: bool = True) -> np.ndarray:
     """Validated unit indices to remove: 1-d distinct integers in ``0..n_units-1``, at least one,
-    and at least one unit left.  Returns them sorted (int64).  18-pruning.md section 1."""
+    and (``leave_one``) at least one unit left.  Returns them sorted (int64).
+    18-pruning.md section 1."""
     if isinstance(units, (bool, np.bool_)):
         raise TypeError(f"{name}: expected integer unit indices, got a bool")
     arr = np.asarray(units)
@@ -52,7 +53,7 @@ def check_units(units, n_units: int, name: str = "units") -> np.ndarray:
         raise ValueError(f"{name}: indices {arr.tolist()} out of range 0..{n_units - 1}")
     if np.unique(arr).size != arr.size:
         raise ValueError(f"{name}: repeated unit indices {arr.tolist()}")
-    if arr.size >= n_units:
+    if leave_one and arr.size >= n_units:
         raise ValueError(f"{name}: removing {arr.size} of {n_units} units would leave none; "
                          f"at least one unit must remain")
     return np.sort(arr)

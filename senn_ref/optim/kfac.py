@@ -251,6 +251,8 @@ class KFAC(LearningRate):
             if in_keep is not None:
                 raise ValueError(f"shrink_state({name!r}): a Rational layer has no input dimension")
             (keep,) = check_keep_index(out_keep, self.blocks[name].shape[:1], f"shrink_state({name!r}) out_keep")
+            if keep is not None and keep.size == 0:
+                raise ValueError(f"shrink_state({name!r}): at least one unit must remain")
             if keep is not None:
                 self.blocks[name] = self.blocks[name][keep]
                 self.block_inverses[name] = self.block_inverses[name][keep]
@@ -263,6 +265,10 @@ class KFAC(LearningRate):
         (a_keep,) = check_keep_index(in_keep, (n_in,), f"shrink_state({name!r}) in_keep")
         if (g_keep is not None and g_keep.size == 0) or (a_keep is not None and a_keep.size == 0):
             raise ValueError(f"shrink_state({name!r}): at least one output and one input must remain")
+        if g_keep is not None and np.array_equal(g_keep, np.arange(f.G.shape[0])):
+            g_keep = None                       # everything kept in place: the factor is untouched
+        if a_keep is not None and np.array_equal(a_keep, np.arange(n_in)):
+            a_keep = None
         if a_keep is not None and f.with_bias:
             a_keep = np.append(a_keep, n_in)
         A = f.A if a_keep is None else f.A[np.ix_(a_keep, a_keep)]

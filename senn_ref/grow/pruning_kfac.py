@@ -1,0 +1,102 @@
+"""Per-unit pruning scores and OBS step under the consumer's K-FAC block.
+
+The consumer's folded weights ``Wf = [W | b]`` (out, in+1) (Conv2D: ``W.reshape(O, C kh kw)``)
+have the block ``F ~ G (x) A`` on ``vec(Wf)`` row-major.  With factored Tikhonov damping
+``F_d = G_d (x) A_d``, ``G_d = G + sqrt(delta)/pi I``, ``A_d = A + pi sqrt(delta) I`` (the
+damping of ``kfac_eta``'s default), a unit owns a set ``C`` of input coordinates (one column,
+``S`` columns behind a Flatten, or ``kh kw`` patch coordinates of a Conv2D consumer) and its
+block is *all rows* times ``C``.  Every quantity of ``pruning.py`` factorises (``R`` = the
+other coordinates, bias included; ``+`` pseudo-inverses; 18-pruning.md section 5):
+
+    T   = A_RR^+ A_RC                    S_A = A_CC - A_CR T            (|C| x |C|)
+    P_c = G_d (x) S_A                    Res = V_C - V_R T              (out x |C|)
+    U_C = G_d^+ Res S_A^+                (= the C columns of G_d^-1 V A_d^-1 for delta > 0)
+    freeze   = <Res, U_C>                removal  = <E, G_d E S_A>,  E = W_C - U_C
+    saliency = <W_C, G_d W_C S_A>        OBS      D_C = -W_C,  D_R = W_C T^T
+
+(``A`` here is ``A_d``.)  ``G`` cancels from the OBS step: it is the least-squares
+reconstruction of the removed inputs from the kept ones (and the bias).
+Tests in ``tests/test_pruning.py``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..kfac.damping import factored_damping, sym_inverse
+from ..kfac.factors import kfac_factors
+from ..kfac.layout import fold, has_bias, unfold
+from .prune_neurons import consumer_input_coordinates
+
+
+def _consumer_block(net, X, Y, loss, path, delta, metric, pi):
+    """(A_d, G_d, V folded mean-loss gradient, Wf folded weights) of the consumer."""
+    cons = net.layers[path.consumer]
+    f = kfac_factors(net, X, Y, loss, metric=metric, mode="exact")[cons.name]
+    A_d, G_d = factored_damping(f.A, f.G, delta, pi)
+    _, grads = net.loss_and_grad(X, Y, loss)
+    bias = has_bias(cons)
+    V = fold(grads.grads[f"{cons.name}.W"], grads.grads[f"{cons.name}.b"] if bias else None)
+    Wf = fold(cons.params["W"], cons.params["b"] if bias else None)
+    return A_d, G_d, V, Wf
+
+
+def _split(A, C):
+    """(R, T = A_RR^+ A_RC, S_A = A_CC - A_CR T) for the coordinates C of A (18-pruning.md 5)."""
+    R = np.setdiff1d(np.arange(A.shape[0]), C)
+    T = sym_inverse(A[np.ix_(R, R)], "A_RR (damped)") @ A[np.ix_(R, C)]
+    S = A[np.ix_(C, C)] - A[np.ix_(C, R)] @ T
+    return R, T, 0.5 * (S + S.T)
+
+
+def kfac_group_scores(A, G, V, Wf, C) -> tuple:
+    """``(freeze, removal, saliency, eta_without)`` of the column block ``C`` (int (k,)) of a
+    Kronecker block ``G (x) A`` (damped factors ``A`` (in+1, in+1), ``G`` (out, out)), gradient
+    ``V`` and weights ``Wf`` (out, in+1) folded.  Formulas in the module docstring;
+    18-pruning.md section 5; ``tests/test_pruning.py::test_kfac_forms_equal_kronecker_brute_force``."""
+    R, T, S = _split(A, C)
+    G_inv = sym_inverse(G, "G (damped)")
+    Res = V[:, C] - V[:, R] @ T
+    U = G_inv @ Res @ sym_inverse(S, "S_A")
+    E = Wf[:, C] - U
+    W_C = Wf[:, C]
+    eta_without = float(np.sum(V[:, R] * (G_inv @ V[:, R] @ sym_inverse(A[np.ix_(R, R)], "A_RR (damped)"))))
+    return (float(np.sum(Res * U)), float(np.sum(E * (G @ E @ S))), float(np.sum(W_C * (G @ W_C @ S))),
+            eta_without)
+
+
+def kfac_obs_folded(A, Wf, C) -> np.ndarray:
+    """OBS step on the folded weights (out, in+1): ``D_C = -W_C``, ``D_R = W_C T^T`` with
+    ``T = A_RR^+ A_RC`` (damped ``A``).  18-pruning.md section 5."""
+    R, T, _ = _split(A, C)
+    D = np.zeros_like(Wf)
+    D[:, C] = -Wf[:, C]
+    D[:, R] = Wf[:, C] @ T.T
+    return D
+
+
+def kfac_pruning_scores(net, X, Y, loss, path, groups, delta, metric, pi):
+    """:class:`~.pruning.PruningScores` of ``groups`` under the consumer's damped K-FAC block;
+    ``eta`` is that block's ``<V, G_d^+ V A_d^+>`` (the consumer's ``kfac_eta`` entry).
+    Arguments validated by :func:`~.pruning.pruning_scores`.  18-pruning.md section 5."""
+    from .pruning import PruningScores
+    A, G, V, Wf = _consumer_block(net, X, Y, loss, path, delta, metric, pi)
+    rows = [kfac_group_scores(A, G, V, Wf, consumer_input_coordinates(net, path, grp)) for grp in groups]
+    eta = float(np.sum(V * (sym_inverse(G, "G (damped)") @ V @ sym_inverse(A, "A (damped)"))))
+    arr = np.array(rows).reshape(len(groups), 4)
+    return PruningScores(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], eta, groups, "kfac", delta,
+                         "free", "consumer")
+
+
+def kfac_obs(net, X, Y, loss, path, units, delta, metric, pi) -> np.ndarray:
+    """Flat (P,) OBS update within the consumer's K-FAC block (zero elsewhere).
+    18-pruning.md section 5."""
+    A, _, _, Wf = _consumer_block(net, X, Y, loss, path, delta, metric, pi)
+    D = kfac_obs_folded(A, Wf, consumer_input_coordinates(net, path, units))
+    cons = net.layers[path.consumer]
+    dW, db = unfold(D, cons.params["W"].shape, has_bias(cons))
+    d = np.zeros(net.num_params())
+    sl = net.param_slices()
+    d[sl[f"{cons.name}.W"]] = dW.reshape(-1)
+    if db is not None:
+        d[sl[f"{cons.name}.b"]] = db
+    return d

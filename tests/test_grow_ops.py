@@ -164,6 +164,7 @@ def _bad_calls():
         ("act", dict(act={**act, "q": np.ones(1)})), ("act", dict(act={**act, "l": np.ones(2)})),
         ("act", dict(act={**act, "c": np.array([np.nan])})), ("act", dict(act=[1.0, 2.0, 3.0])),
         ("act", dict(act=None)), ("rng", dict(rng=0)),
+        ("kfac_batch", dict(kfac_batch=np.ones((3, 5)))), ("kfac_batch", dict(kfac_batch=np.full((3, 2), np.nan))),
         ("optimizer", dict(optimizer="sgd")), ("optimizer", "twice"), ("optimizer", "stale"),
     ], W2, b1, act
 

@@ -7,6 +7,8 @@ import pytest
 
 from grow_cases import make_case
 from senn_ref.grow import AxisMap, StateChange, add_neurons, carry_state, check_carry, hidden_path
+from senn_ref.grow.carry_state import regressed_rows
+from senn_ref.kfac.factors import input_factor
 from senn_ref.kfac import kfac_factors
 from senn_ref.layers import Conv2D
 from senn_ref.optim import KFAC, SGD, Adam, NaturalGradientCG
@@ -172,3 +174,51 @@ def test_check_carry_refuses_stale_kfac_state():
     change = StateChange({"dense0.W": AxisMap((5, 2), (np.arange(4), [0, 1]))})
     with pytest.raises(ValueError, match="^optimizer: KFAC state of layer 'dense0'"):
         check_carry([opt], change)
+
+
+@pytest.mark.parametrize("name, h", SITES)
+def test_regression_rule_is_exact_when_the_running_factor_is_the_batch_factor(name, h):
+    case = make_case(name, seed=6)
+    net, k = case.net, 2
+    opt = KFAC(lr=0.05, damping=0.1, ema=0.9)
+    _train(case, opt, 2)
+    cons = net.layers[hidden_path(net, h).consumer]
+    net.forward(case.X)
+    opt.factors[cons.name].A = input_factor(cons)          # running A_oo := this batch's B_oo
+    A_old = opt.factors[cons.name].A.copy()
+    W = np.random.default_rng(1).standard_normal((k,) + net.layers[h].params["W"].shape[1:])
+    add_neurons(net, h, W, optimizer=opt, rng=np.random.default_rng(2), kfac_batch=case.X)
+    path = hidden_path(net, h)
+    old_c, new_c = _consumer_coords(net, path, path.units - k, k)
+    old_cb = np.append(old_c, opt.factors[cons.name].A.shape[0] - 1)
+    A = opt.factors[cons.name].A
+    assert np.array_equal(A[np.ix_(old_cb, old_cb)], A_old)            # old entries bit for bit
+    net.forward(case.X)
+    np.testing.assert_allclose(A, input_factor(cons), rtol=1e-10, atol=1e-12 * np.abs(A).max())
+    assert cons.name not in opt.inverses                                # recomputed at the next step
+    losses = _train(case, opt, 1)
+    assert np.isfinite(losses[0]) and cons.name in opt.inverses
+
+
+def test_regression_rule_stays_psd_where_batch_rows_do_not():
+    # a stale running factor (half the batch's old block) and a new input nearly equal to an
+    # old one: pasting the batch rows in gives an indefinite matrix, the regression rule a PSD one
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.standard_normal((50, 3)), np.ones((50, 1))], axis=1)
+    h = a[:, :1] + 1e-2 * rng.standard_normal((50, 1))
+    z = np.concatenate([a[:, :3], h, a[:, 3:]], axis=1)                  # new coordinate 3, bias last
+    B = z.T @ z / 50
+    old, new = np.array([0, 1, 2, 4]), np.array([3])
+    A_run = np.zeros((5, 5))
+    A_run[np.ix_(old, old)] = 0.5 * B[np.ix_(old, old)]
+    naive = A_run.copy()
+    naive[new, :], naive[:, new] = B[new, :], B[:, new]
+    assert np.linalg.eigvalsh(naive).min() < -0.1
+    A = regressed_rows(A_run, B, new)
+    assert np.array_equal(A[np.ix_(old, old)], A_run[np.ix_(old, old)])
+    lam = np.linalg.eigvalsh(A)
+    assert lam.min() > -1e-12 * lam.max()
+    # with A_oo = B_oo the rule returns B itself, whatever the running new rows held
+    junk = B.copy()
+    junk[new, :], junk[:, new] = 7.0, 7.0
+    np.testing.assert_allclose(regressed_rows(junk, B, new), B, rtol=1e-12, atol=1e-14)

@@ -23,9 +23,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .._validate import as_float_array, check_rng, check_shape
+from .._validate import as_float_array, check_batch, check_rng, check_shape
 from ..layers.conv2d import Conv2D
-from .carry_state import AxisMap, StateChange, append_map, carry_state, check_carry, check_optimizers
+from .carry_state import (AxisMap, StateChange, append_map, carry_state, check_carry, check_optimizers,
+                          refresh_new_inputs)
 from .record import Growth, build_record, layout
 from .structure import hidden_path, shape_layers, unit_layers
 
@@ -72,7 +73,7 @@ def _consumer_map(path, cons, k: int) -> AxisMap:
     return AxisMap((out, n_in + new_cols.size), (np.arange(out), np.flatnonzero(free)))
 
 
-def add_neurons(net, layer, W, b=None, act=None, optimizer=None, rng=None) -> Growth:
+def add_neurons(net, layer, W, b=None, act=None, optimizer=None, rng=None, *, kfac_batch=None) -> Growth:
     """Append ``k`` units to the hidden layer produced by ``net.layers[layer]`` (in place).
 
     Parameters
@@ -86,6 +87,10 @@ def add_neurons(net, layer, W, b=None, act=None, optimizer=None, rng=None) -> Gr
     optimizer : None, one optimiser or a list/tuple (SGD, Adam, NaturalGradientCG, KFAC) whose
         state is carried (:mod:`senn_ref.grow.carry_state`)
     rng : numpy Generator, used only when ``act`` is None
+    kfac_batch : None, or a batch X (N,) + in_shape: a KFAC optimiser's consumer input factor
+        then gets its new rows by the regression rule from this batch
+        (:func:`~senn_ref.grow.carry_state.refresh_new_inputs`) instead of the zero/mean-diagonal
+        padding (``derivations/14-growth-operations.md`` section 4.3)
 
     New parameters: producer rows ``W[units+i] = W_new[i]``, ``b[units+i] = b_new[i]``, per-unit
     parameters at index ``units+i``, consumer weights of the new units' slots = 0; so
@@ -108,6 +113,8 @@ def add_neurons(net, layer, W, b=None, act=None, optimizer=None, rng=None) -> Gr
         if any(la.params[p].shape != (path.units,) for p in la.param_names):
             raise ValueError(f"layer: {la._label()} on the path does not hold (units,) parameters")
     opts = check_optimizers(optimizer)
+    if kfac_batch is not None:
+        kfac_batch = check_batch(kfac_batch, net.in_shape, "kfac_batch")
     new_act = _check_act(act, per_unit, k, rng)
 
     axes = {f"{prod.name}.W": append_map(prod.params["W"].shape, 0, k),
@@ -134,6 +141,8 @@ def add_neurons(net, layer, W, b=None, act=None, optimizer=None, rng=None) -> Gr
     cons.params["W"] = Wc
     net.check_structure()
     carry_state(opts, change)
+    if kfac_batch is not None:
+        refresh_new_inputs(opts, net, change, kfac_batch)
     names = [net.layers[i].name for i in (path.producer,) + path.between + (path.consumer,)]
     return build_record("add_neurons", before, net, {key: am.entry_map() for key, am in axes.items()},
                         names, details={"units_before": path.units, "units_after": path.units + k,

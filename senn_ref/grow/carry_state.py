@@ -207,3 +207,56 @@ def carry_state(optimizers: list, change: StateChange) -> None:
             opt.pad_state(name, n_out=n_out, out_index=o_pos, n_in=n_in, in_index=i_pos)
         for name in {_layer(k) for k in change.dropped}:
             opt.drop_state(name)
+
+
+def regressed_rows(A_run, B, new) -> np.ndarray:
+    """``A_run`` (n, n) with its rows and columns ``new`` replaced by the *regression rule*
+    (14-growth-operations.md section 4.3); the other entries are copied bit for bit.
+
+    With ``o`` the other coordinates and the batch factor ``B`` (n, n):
+    ``R = B_no B_oo^+`` (the new inputs regressed on the old ones over the batch) and
+    ``S = B_nn - R B_on`` (the residual second moment, PSD), the result has
+    ``A_no = R A_oo``, ``A_on = A_no^T``, ``A_nn = R A_oo R^T + S``, i.e.
+    ``[[I, 0], [R, I]] diag(A_oo, S) [[I, R^T], [0, I]]``: PSD whenever ``A_oo`` is, and equal
+    to ``B`` when ``A_oo = B_oo``.  ``new`` int array of coordinates; ``A_run``, ``B`` float."""
+    new = np.asarray(new, dtype=np.int64)
+    n = A_run.shape[0]
+    old = np.setdiff1d(np.arange(n), new)
+    B_oo, B_on, B_nn = B[np.ix_(old, old)], B[np.ix_(old, new)], B[np.ix_(new, new)]
+    R = np.linalg.lstsq(B_oo, B_on, rcond=None)[0].T                   # (new, old) = B_no B_oo^+
+    S = B_nn - R @ B_on
+    A_oo = A_run[np.ix_(old, old)]
+    A_no = R @ A_oo
+    A_nn = A_no @ R.T + 0.5 * (S + S.T)
+    out = A_run.copy()
+    out[np.ix_(new, old)] = A_no
+    out[np.ix_(old, new)] = A_no.T
+    out[np.ix_(new, new)] = 0.5 * (A_nn + A_nn.T)
+    return out
+
+
+def refresh_new_inputs(optimizers: list, net, change: StateChange, X) -> list:
+    """Regression rule for the K-FAC input factors of the layers that gained input coordinates:
+    after :func:`carry_state`, one forward of the grown ``net`` on the batch ``X`` gives each such
+    layer's batch factor ``B``; its running ``A`` gets the new rows of :func:`regressed_rows`
+    and its stored inverses are dropped (recomputed at the next step).  Returns the names of
+    the layers refreshed.  14-growth-operations.md section 4.3."""
+    from ..kfac.factors import input_factor
+    targets = []
+    for name, c in kfac_changes(change).items():
+        if c["in"] is None:
+            continue
+        pos, n_in = c["in"]
+        new = np.setdiff1d(np.arange(n_in), pos[pos >= 0])
+        if new.size and any(isinstance(o, KFAC) and name in o.factors for o in optimizers):
+            targets.append((name, new))
+    if not targets:
+        return []
+    net.forward(X)
+    for name, new in targets:
+        B = input_factor(net.layers[net.index_of(name)])
+        for opt in optimizers:
+            if isinstance(opt, KFAC) and name in opt.factors:
+                opt.factors[name].A = regressed_rows(opt.factors[name].A, B, new)
+                opt.inverses.pop(name, None)
+    return [name for name, _ in targets]

@@ -48,22 +48,209 @@ def _batch_size(name):
     return {"conv_flatten": 70, "conv_strided": 80, "conv_gap": 40, "mlp_deep": 45}.get(name, 40)
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_gain_exact_equals_eta_difference(name):
+@pytest.mark.parametrize("name, seed", [(n, 3) for n in CASES] + [(n, 4) for n in CASES if n.startswith("mlp")])
+def test_gain_exact_equals_eta_difference(name, seed):
     # Delta eta (Schur) == eta(after) - eta(before), same damping and metric; tolerance 1e-8
     # relative plus the rounding of the difference of two scores (a few eps * lambda).
-    case = make_case(name, seed=3, N=_batch_size(name))
+    case = make_case(name, seed=seed, N=_batch_size(name))
     metric = _metric(case)
     lam = score.ceiling(case.net, case.X, case.Y, case.loss, metric=metric)
     before = {d: score.eta(case.net, case.X, case.Y, case.loss, damping=d, metric=metric) for d in DAMPINGS}
     checked = 0
-    for layer in case.hidden:
-        for k in (1, 2):
-            net, rec = _grown(case, layer, k, seed=10 * layer + k)
-            for d in DAMPINGS:
-                after = score.eta(net, case.X, case.Y, case.loss, damping=d, metric=metric)
-                gain = gain_exact(net, case.X, case.Y, case.loss, rec.new_index, damping=d, metric=metric)
-                assert_close(gain, after - before[d], rtol=1e-8, atol=1e-12 * lam,
-                             name=f"{name} layer {layer} k={k} damping {d}")
-                checked += gain > 1e-6 * lam
-    assert checked >= 4 * len(case.hidden), "the gains should not be trivially zero"
+    combos = [(case.hidden[0], 1), (case.hidden[-1], 2)]      # k = 1 and 2, every hidden layer
+    for layer, k in combos:
+        net, rec = _grown(case, layer, k, seed=10 * layer + k)
+        for d in DAMPINGS:
+            after = score.eta(net, case.X, case.Y, case.loss, damping=d, metric=metric)
+            gain = gain_exact(net, case.X, case.Y, case.loss, rec.new_index, damping=d, metric=metric)
+            assert_close(gain, after - before[d], rtol=1e-8, atol=1e-12 * lam,
+                         name=f"{name} layer {layer} k={k} damping {d}")
+            checked += gain > 1e-6 * lam
+    assert checked >= 6, "the gains should not be trivially zero"
+
+
+def _condition_sets(net, rec, layer, rng):
+    """Named subsets c of the old parameters: the consumer's, the producer's or a random half,
+    all of them and none."""
+    P = net.num_params()
+    old = np.setdiff1d(np.arange(P), rec.new_index)
+    path = hidden_path(net, layer)
+    which = ("producer", "random")[int(rng.integers(2))]
+    other = layer_flat_index(net, path.producer, exclude=rec.new_index) if which == "producer" else \
+        rng.choice(old, size=old.size // 2, replace=False)
+    return {"consumer": layer_flat_index(net, path.consumer, exclude=rec.new_index), which: other,
+            "all": old, "none": np.zeros(0, dtype=np.int64)}
+
+
+@settings(max_examples=20, deadline=None)
+@given(name=st.sampled_from(CASES), seed=st.integers(0, 10_000), k=st.sampled_from((1, 2)),
+       damping=st.sampled_from(DAMPINGS), N=st.sampled_from((12, 30)), which=st.integers(0, 1))
+def test_bound_ordering(name, seed, k, damping, N, which):
+    # lower bound <= conditioned bound <= exact (1e-10 relative; 1e-14 lambda absolute for the
+    # exact zeros of the undamped full-rank case); conditioning on all old parameters gives the
+    # exact gain, on none the lower bound; the single-value functions agree with width_gains.
+    case = make_case(name, seed=seed, N=N)
+    layer = case.hidden[which % len(case.hidden)]
+    net, rec = _grown(case, layer, k, seed + 1)
+    metric = _metric(case)
+    sets = _condition_sets(net, rec, layer, np.random.default_rng(seed))
+    vals = {key: width_gains(net, case.X, case.Y, case.loss, rec.new_index, damping, metric, c)
+            for key, c in sets.items()}
+    g = vals["consumer"]
+    slack = 1e-14 * g.lam
+    for key, v in vals.items():
+        assert v.lower_bound <= v.conditioned * (1 + 1e-10) + slack, (key, v)
+        assert v.conditioned <= v.exact * (1 + 1e-10) + slack, (key, v)
+        assert v.lower_bound >= 0.0 and v.exact <= g.lam - g.eta_before + slack
+    assert_close(vals["all"].conditioned, g.exact, rtol=1e-8, atol=slack, name="condition on all")
+    assert_close(vals["none"].conditioned, g.lower_bound, rtol=1e-10, atol=slack, name="condition on none")
+    lb = gain_lower_bound(net, case.X, case.Y, case.loss, rec.new_index, damping, metric)
+    cb = gain_lower_bound(net, case.X, case.Y, case.loss, rec.new_index, damping, metric, sets["consumer"])
+    assert (lb, cb) == (g.lower_bound, g.conditioned)
+
+
+def _uncorrelated_case(seed, K, groups=8):
+    """One hidden layer (rational), linear output, and a new unit whose activation is orthogonal
+    over the batch to every old Jacobian column, so F_op = 0 (15-width-gain.md section 3).
+
+    Old units ignore input 2 (zero weights), so each old column is f(x_1) or g(x_1) x_2.  Examples
+    come in groups sharing x_1 with x_2 in {t, -t, s, -s}; the new unit h = phi(x_2) with phi odd
+    (rational v=1, c=0, l=-1/2, no bias) sums to zero over a group, and t phi(t) + s phi(s) = 0 for
+    t = 1, s^2 = 2 + sqrt(5) (2u/(1+u) - u/2 = -1/2 at u = s^2), so both kinds of column vanish."""
+    from senn_ref import mlp
+    from senn_ref.losses import mse
+    rng = np.random.default_rng(seed)
+    net = mlp([2, 3, K], activation="rational", seed=seed)
+    net.layers[0].params["W"][:, 1] = 0.0
+    s = np.sqrt(2.0 + np.sqrt(5.0))
+    x1 = np.repeat(rng.standard_normal(groups), 4)
+    x2 = np.tile([1.0, -1.0, s, -s], groups)
+    X = np.stack([x1, x2], axis=1)
+    Y = rng.standard_normal((X.shape[0], K))
+    rec = add_neurons(net, 0, np.array([[0.0, 1.0]]), np.zeros(1),
+                      {"v": np.ones(1), "c": np.zeros(1), "l": np.full(1, -0.5)})
+    return net, X, Y, mse(), rec
+
+
+@pytest.mark.parametrize("seed, K", [(0, 1), (1, 2), (2, 1)])
+def test_lower_bound_exact_when_uncorrelated(seed, K):
+    net, X, Y, loss, rec = _uncorrelated_case(seed, K)
+    J = jacobian(net, X)
+    Bm = J.reshape(-1, J.shape[2])
+    old = np.setdiff1d(np.arange(net.num_params()), rec.new_index)
+    F_op = Bm[:, old].T @ Bm[:, rec.new_index]
+    assert np.abs(F_op).max() < 1e-13 * np.abs(Bm).max() ** 2      # the construction works
+    cons = layer_flat_index(net, 2, exclude=rec.new_index)
+    for d in DAMPINGS:
+        g = width_gains(net, X, Y, loss, rec.new_index, damping=d, condition_on=cons)
+        assert g.exact > 1e-3 * g.lam
+        assert_close(g.lower_bound, g.exact, rtol=1e-10, name=f"lower bound, damping {d}")
+        assert_close(g.conditioned, g.exact, rtol=1e-10, name=f"conditioned, damping {d}")
+
+
+@pytest.mark.parametrize("name", ["mlp_rational", "mlp_tanh", "mlp_deep", "mlp_softmax",
+                                  "conv_flatten", "conv_strided", "conv_gap"])
+@pytest.mark.parametrize("units", [(0,), (0, 1)])
+def test_duplicate_unit_gains_nothing(name, units):
+    # copies of existing units (same incoming weights, bias, activation parameters): their
+    # outgoing columns already lie in range(B_o), and undamped r_p = g_p - (F u)_p = 0, so the
+    # exact gain and both bounds vanish (below 1e-8 lambda); a random unit gains clearly more.
+    case = make_case(name, seed=5, N=_batch_size(name))
+    layer = case.hidden[-1]
+    net = case.net.copy()
+    path = hidden_path(net, layer)
+    units = list(units)
+    act = {}
+    per_unit = unit_layers(net, path)
+    for la in per_unit:
+        for p in la.param_names:
+            act[p if len(per_unit) == 1 else f"{la.name}.{p}"] = la.params[p][units].copy()
+    prod = net.layers[layer]
+    rec = add_neurons(net, layer, prod.params["W"][units].copy(), prod.params["b"][units].copy(), act)
+    metric = _metric(case)
+    cons = layer_flat_index(net, path.consumer, exclude=rec.new_index)
+    g = width_gains(net, case.X, case.Y, case.loss, rec.new_index, 0.0, metric, cons)
+    assert g.exact < 1e-8 * g.lam and g.conditioned < 1e-8 * g.lam and g.lower_bound < 1e-8 * g.lam, g
+    assert np.abs(g.residual).max() < 1e-8 * np.sqrt(g.lam)
+    other, rec2 = _grown(case, layer, len(units), seed=7)
+    fresh = gain_exact(other, case.X, case.Y, case.loss, rec2.new_index, 0.0, metric)
+    assert fresh > 1e-4 * g.lam
+
+
+def _brute_force(net, X, Y, loss, new, damping, metric):
+    """r_p and the Schur gain from the dense Jacobian, the dense metrics and dense solves."""
+    J = jacobian(net, X)
+    N, K, P = J.shape
+    out = net.forward(X).reshape(N, K)
+    E = loss.output_grad(out, Y)
+    M = np.broadcast_to(np.eye(K), (N, K, K)) if metric == "euclidean" else loss.metric(out, Y, metric)
+    old = np.setdiff1d(np.arange(P), new)
+    F = np.einsum("nkp,nkl,nlq->pq", J, M, J) / N
+    g = np.einsum("nkp,nk->p", J, E) / N
+    Foo = F[np.ix_(old, old)] + damping * np.eye(old.size)
+    if damping > 0:
+        u = np.linalg.solve(Foo, g[old])
+    else:
+        u = np.linalg.lstsq(Foo, g[old], rcond=None)[0]
+    resid = E - np.einsum("nkl,nlq,q->nk", M, J[:, :, old], u)
+    r = np.einsum("nkp,nk->p", J[:, :, new], resid) / N
+    S = F[np.ix_(new, new)] + damping * np.eye(new.size) - F[np.ix_(new, old)] @ np.linalg.solve(Foo, F[np.ix_(old, new)]) \
+        if damping > 0 else None
+    return r, (None if S is None else float(r @ np.linalg.solve(S, r)))
+
+
+@pytest.mark.parametrize("name, damping", [("mlp_tanh", 0.0), ("mlp_tanh", 1e-3), ("mlp_softmax", 0.1),
+                                           ("mlp_softmax", 0.0), ("mlp_deep", 1e-3), ("conv_gap", 0.1),
+                                           ("mlp_silu", 0.1)])
+def test_residual_brute_force(name, damping):
+    # r_p == (1/N) sum_n J_{n,p}^T (e_n - M_n J_{n,o} u), u = (F_oo + delta I)^+ g_o (dense), in the
+    # order of new_index; the damped Schur gain == r_p^T S_p^{-1} r_p with dense solves.
+    case = make_case(name, seed=2, N=_batch_size(name))
+    metric = _metric(case)
+    net, rec = _grown(case, case.hidden[0], 2, seed=4)
+    new = rec.new_index[::-1].copy()                 # any order: the result follows it
+    r = residual_gradient(net, case.X, case.Y, case.loss, new, damping, metric)
+    r_bf, gain_bf = _brute_force(net, case.X, case.Y, case.loss, new, damping, metric)
+    scale = np.abs(r_bf).max()
+    assert scale > 1e-6
+    assert_close(r, r_bf, rtol=1e-8, atol=1e-9 * scale, name="residual gradient")
+    if gain_bf is not None:
+        g = gain_exact(net, case.X, case.Y, case.loss, new, damping, metric)
+        assert_close(g, gain_bf, rtol=1e-8, name="Schur gain")
+
+
+@pytest.mark.parametrize("name", ["mlp_rational", "mlp_softmax", "conv_gap"])
+def test_parameter_space_fallback(name, monkeypatch):
+    # with the whitened residual declared invalid every gain runs in parameter space; damped, it
+    # must agree with the output-space values (the two evaluations share no formula beyond B).
+    import senn_ref.grow.residual as residual_mod
+    case = make_case(name, seed=1, N=_batch_size(name))
+    metric = _metric(case)
+    net, rec = _grown(case, case.hidden[0], 2, seed=9)
+    cons = layer_flat_index(net, hidden_path(net, case.hidden[0]).consumer, exclude=rec.new_index)
+    for d in (1e-3, 0.1):
+        a = width_gains(net, case.X, case.Y, case.loss, rec.new_index, d, metric, cons)
+        with monkeypatch.context() as m:
+            m.setattr(residual_mod, "WHITENING_TOL", -1.0)
+            b = width_gains(net, case.X, case.Y, case.loss, rec.new_index, d, metric, cons)
+        assert a.output_space and not b.output_space
+        for field in ("exact", "conditioned", "lower_bound", "eta_before"):
+            assert_close(getattr(b, field), getattr(a, field), rtol=1e-8, name=f"{field}, damping {d}")
+        assert_close(b.residual, a.residual, rtol=1e-8, atol=1e-10 * np.abs(a.residual).max())
+
+
+def test_extreme_logits_use_parameter_space():
+    # softmax logits 80 apart make the whitening miss (p ~ 1e-35), so the fallback is used for real;
+    # the gain still equals the eta difference (score.eta falls back the same way).
+    case = make_case("mlp_softmax", seed=0, N=30)
+    net0 = case.net
+    net0.layers[-1].params["W"] *= 100.0
+    out = net0.forward(case.X)
+    assert np.ptp(out, axis=1).max() > 100
+    net, rec = _grown(case, 0, 1, seed=3)
+    for d in (1e-3, 0.1):
+        g = width_gains(net, case.X, case.Y, case.loss, rec.new_index, d, "true")
+        assert not g.output_space
+        diff = score.eta(net, case.X, case.Y, case.loss, damping=d, metric="true") - \
+            score.eta(net0, case.X, case.Y, case.loss, damping=d, metric="true")
+        assert_close(g.exact, diff, rtol=1e-8, atol=1e-12 * g.lam, name=f"damping {d}")

@@ -120,7 +120,7 @@ def test_flatten_slot_columns_explicit():
 
 
 def test_flatten_slot_columns_through_network_case():
-    case = make_case("conv_flatten", seed=2)
+    case = make_case("conv_strided", seed=2)                          # tanh -> flatten (2, 3, 3) -> dense
     net, h = case.net, case.hidden[-1]
     out0 = net.forward(case.X).copy()
     W, b, rng = _new_unit_args(net, h, 1, seed=9)
@@ -210,3 +210,58 @@ def test_fresh_units_draw_vcl_from_rng():
     act = case.net.layers[1].params
     for p in ("v", "c", "l"):
         assert np.array_equal(act[p][-2:], ref.standard_normal(2))
+
+
+# ---- structure (section 1) and record helpers (section 2) ----
+EXPECTED_PATHS = {  # case -> {producer: (consumer, slot, layer types between)}
+    "mlp_deep": {0: (2, 1, ["Rational"]), 2: (4, 1, ["Rational"])},
+    "conv_flatten": {0: (3, 1, ["Rational", "AvgPool2D"]), 3: (7, 1, ["Rational", "AvgPool2D", "Flatten"])},
+    "conv_strided": {0: (3, 1, ["Rational", "MaxPool2D"]), 3: (6, 9, ["Tanh", "Flatten"])},
+    "conv_gap": {0: (4, 1, ["Rational", "AvgPool2D", "GlobalAvgPool"])},
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_hidden_paths_of_every_case(name):
+    from senn_ref.grow import growable_layers
+    from senn_ref.grow.structure import shape_layers, unit_layers
+    net = make_case(name).net
+    assert growable_layers(net) == make_case(name).hidden
+    for h, (cons, slot, kinds) in EXPECTED_PATHS.get(name, {}).items():
+        path = hidden_path(net, h)
+        assert (path.consumer, path.slot) == (cons, slot)
+        assert [type(net.layers[j]).__name__ for j in path.between] == kinds
+        assert path.units == net.layers[h].params["W"].shape[0]
+        assert [la.name for la in unit_layers(net, path)] == [net.layers[j].name for j in path.between
+                                                               if type(net.layers[j]).__name__ == "Rational"]
+        assert len(shape_layers(net, path)) == len(kinds) - len(unit_layers(net, path))
+
+
+def test_hidden_path_refusals_and_slot_columns():
+    net = make_case("mlp_deep").net
+    with pytest.raises(ValueError, match="^layer: .*output layer"):
+        hidden_path(net, 4)
+    with pytest.raises(ValueError, match="^layer: .*not a Dense or Conv2D"):
+        hidden_path(net, 1)
+    with pytest.raises(TypeError, match="^layer: expected an integer"):
+        hidden_path(net, True)
+    path = hidden_path(make_case("conv_strided").net, 3)              # flatten of (2, 3, 3)
+    assert path.slot == 9
+    assert np.array_equal(path.consumer_columns([1, 0]), list(range(9, 18)) + list(range(9)))
+    assert np.array_equal(hidden_path(net, 0).consumer_columns(np.array([2])), [2])
+
+
+def test_record_maps_and_carry():
+    from senn_ref.grow.record import local_map, shrink_map
+    assert np.array_equal(local_map((3, 2), (np.array([0, 2]), slice(None))), [[0, 1], [4, 5]])
+    assert np.array_equal(shrink_map((3, 2), (np.array([0, 2]), slice(None))), [[0, 1], [-1, -1], [2, 3]])
+    case = make_case("conv_gap", seed=0)
+    theta0 = case.net.get_flat()
+    rec = add_neurons(case.net, 0, np.ones((1, 1, 3, 3)), rng=np.random.default_rng(0))
+    carried = rec.carry(theta0, fill=-7.0)
+    assert np.array_equal(carried[rec.old_to_new], theta0) and np.all(carried[rec.new_index] == -7.0)
+    assert rec.removed_index.size == 0
+    summary = rec.to_dict()
+    assert summary["num_added"] == rec.new_index.size == 9 + 1 + 3 + 2 and summary["kind"] == "add_neurons"
+    with pytest.raises(ValueError, match="old"):
+        rec.carry(theta0[:-1])

@@ -14,9 +14,10 @@ from senn_ref.layers import Conv2D
 from senn_ref.optim import KFAC, SGD, Adam, NaturalGradientCG
 
 OPTIMIZERS = {"sgd": lambda: SGD(0.05, momentum=0.9), "adam": lambda: Adam(0.01),
-              "ngd": lambda: NaturalGradientCG(lr=0.1, damping=0.1, cg_maxiter=20)}
-# (case, producer index): dense consumer, deeper dense, conv consumer, dense consumer after Flatten
-SITES = [("mlp_rational", 0), ("mlp_deep", 2), ("conv_flatten", 0), ("conv_flatten", 3)]
+              "ngd": lambda: NaturalGradientCG(lr=0.1, damping=0.1, cg_maxiter=200)}
+# (case, producer index): dense consumer, deeper dense, conv consumer, dense consumer after a
+# Flatten of (2, 3, 3) maps (slot of 9 columns per unit)
+SITES = [("mlp_rational", 0), ("mlp_deep", 2), ("conv_flatten", 0), ("conv_strided", 3)]
 
 
 def _train(case, opt, steps):

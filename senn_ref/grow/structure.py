@@ -16,7 +16,7 @@ So unit ``u`` of the producer feeds the consumer's input "slot" ``u``: column bl
 ``u S .. u S + S - 1`` of a Dense consumer's ``W`` (``S = 1`` without a flatten), or
 input channel ``u`` of a Conv2D consumer's ``W[:, u]``.  Growth adds, removes and
 permutes whole slots.  ``derivations/14-growth-operations.md`` section 1; tests in
-``tests/test_grow_structure.py``.
+``tests/test_grow_ops.py``.
 """
 from __future__ import annotations
 

@@ -73,13 +73,14 @@ class CandidatePath:
 
     @property
     def fan_in(self) -> int:
-        """Inputs of one candidate unit (in, or Cin kh kw)."""
+        """Inputs of one candidate unit (in, or Cin kh kw); 16-kfac-proposal.md section 7."""
         return int(np.prod(self.w_shape))
 
     # ---- forward ------------------------------------------------------------------
     def forward(self, W, b, act):
         """``h`` (C, N, T, k q) for validated ``W`` (C, k) + w_shape, ``b`` (C, k),
-        ``act`` name -> (C, k); also returns the tape :meth:`backward` needs."""
+        ``act`` name -> (C, k); also returns the tape :meth:`backward` needs.
+        ``derivations/16-kfac-proposal.md`` sections 5-6; ``tests/test_kfac_proposal.py``."""
         C, k = b.shape
         Wm = W.reshape(C, k, -1)
         z = np.matmul(Wm[:, None], self.x[None]) + b[:, None, :, None]   # (C, N, k, T_p)
@@ -126,7 +127,9 @@ class CandidatePath:
     # ---- adjoint --------------------------------------------------------------------
     def backward(self, dh, tape, W):
         """``(dW, db, dact)`` shaped like the candidate's ``(W, b, act)`` from ``dS/dh``
-        (C, N, T, k q) and the tape of :meth:`forward` at the same candidates ``W``."""
+        (C, N, T, k q) and the tape of :meth:`forward` at the same candidates ``W``.
+        ``derivations/16-kfac-proposal.md`` section 5;
+        ``tests/test_kfac_proposal.py::test_candidate_gradients_match_finite_differences``."""
         y_shape = tape[-1]
         C, N, k = y_shape[:3]
         g = self._from_consumer(dh, y_shape)

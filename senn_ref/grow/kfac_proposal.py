@@ -14,8 +14,8 @@ For a consuming layer with folded inputs ``a`` (N, T, n) (bias last), loss cotan
 with the factored Tikhonov damping of :func:`senn_ref.kfac.kfac_eta` at ``pi = 1``:
 ``A_c~ = A_c + s I``, ``G~ = G + s I``.  ``gain`` equals ``kfac_eta(grown)[consumer] -
 kfac_eta(net)[consumer]`` (same damping) when Sigma_h is invertible; ``damping = 0`` uses
-pseudo-inverses (``sym_inverse`` for ``A_c``, ``G``; eigenvalue cut-offs
-:data:`AH_RCOND`-style below for the candidate blocks).
+pseudo-inverses (``sym_inverse`` for ``A_c``, ``G``; for the candidate blocks the eigenvalue
+cut-offs of :func:`kfac_width_gain`: ``q eps`` relative for ``A_h~``, :data:`SCHUR_RCOND` for Sigma_h).
 ``derivations/16-kfac-proposal.md``; tests in ``tests/test_kfac_proposal.py``.
 """
 from __future__ import annotations
@@ -169,7 +169,8 @@ class WidthProposals:
 
     @property
     def act_names(self) -> tuple:
-        """Per-unit activation parameter names of the candidates (("v", "c", "l") or ())."""
+        """Per-unit activation parameter names of the candidates (("v", "c", "l") or ());
+        16-kfac-proposal.md section 7."""
         return self.candidates.act_names
 
     def random_candidates(self, n, rng, k=1):
@@ -203,12 +204,16 @@ class WidthProposals:
         return W, b, checked
 
     def activations(self, W, b, act) -> np.ndarray:
-        """The candidates' consumer inputs ``H`` (C, N, T, k q) (candidate_path.py)."""
+        """The candidates' consumer inputs ``H`` (C, N, T, k q) from ``W`` (C, k) + w_shape, ``b`` (C, k),
+        ``act`` name -> (C, k) (candidate_path.py); ``derivations/16-kfac-proposal.md`` section 6."""
         W, b, act = self._check_candidates(W, b, act)
         return self.candidates.forward(W, b, act)[0]
 
     def score_activations(self, H, grad: bool = False) -> ActivationScore:
-        """:func:`kfac_width_gain` of consumer inputs ``H`` (C, N, T, q) with this context."""
+        """:func:`kfac_width_gain` of consumer inputs ``H`` (C, N, T, q) with this context's ``R``,
+        ``G_inv``, ``a``, ``A_inv`` and shift sqrt(damping): lower bound and gain (C,), with ``grad``
+        dS/dH (C, N, T, q).  The depth code may call it with its own H.
+        ``derivations/16-kfac-proposal.md`` sections 3-4; ``tests/test_kfac_proposal.py::test_equality_and_duplicates``."""
         check_shape(np.asarray(H), (None, self.N, self.candidates.T, None), "H (candidate inputs)")
         return kfac_width_gain(H, self.R, self.G_inv, self.a, self.A_inv, self.shift, grad)
 

@@ -26,6 +26,7 @@ from .._validate import as_float_array, check_shape
 from ..layers.conv2d import Conv2D
 from ..layers.dense import Dense
 from ..layers.rational import Rational, identity_scale
+from .carry_state import check_optimizers
 from .record import build_record, layout
 from .structure import _check_index, is_linear_map
 
@@ -34,7 +35,9 @@ from .structure import _check_index, is_linear_map
 COND_LIMIT = 1e10
 
 
-def _consumer(net, position):
+def consumer_at(net, position):
+    """``(index, layer)`` of the consumer at ``position`` (int); TypeError/ValueError naming
+    ``position`` unless it indexes a Dense or Conv2D.  17-depth.md section 1."""
     i = _check_index(net, position, "position")
     layer = net.layers[i]
     if not is_linear_map(layer):
@@ -61,7 +64,7 @@ def depth_supported(net, i, shift: bool = True) -> bool:
     ``s = 0``; ``shift=False`` asks whether ``s = 0`` insertions are accepted.
     ``derivations/17-depth.md`` section 1."""
     try:
-        _, layer = _consumer(net, i)
+        _, layer = consumer_at(net, i)
     except (TypeError, ValueError):
         return False
     return not (shift and has_padding(layer))
@@ -74,7 +77,7 @@ def check_insertion(net, position, B, s=None):
     shape, non-finite, ``B`` singular or with 2-norm condition number above
     :data:`COND_LIMIT` (the number is in the message), ``s != 0`` before a padded Conv2D.
     ``derivations/17-depth.md`` section 1."""
-    i, layer = _consumer(net, position)
+    i, layer = consumer_at(net, position)
     k = consumer_width(layer)
     B = as_float_array(B, "B", ndim=2)
     check_shape(B, (k, k), "B")
@@ -141,19 +144,6 @@ def consumer_transform(layer, B, s) -> np.ndarray:
     return T
 
 
-def _optimizers(optimizer) -> list:
-    from ..optim.kfac import KFAC
-    from ..optim.state import Optimizer
-    if optimizer is None:
-        return []
-    opts = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
-    for j, opt in enumerate(opts):
-        if not isinstance(opt, (Optimizer, KFAC)):
-            raise TypeError(f"optimizer: entry {j} is a {type(opt).__name__}, not a senn_ref optimiser "
-                            f"(SGD, Adam, NaturalGradientCG, KFAC)")
-    return opts
-
-
 def insert_layer(net, position, B, s=None, optimizer=None):
     """Insert ``z = B a + s`` and identity rationals before ``net.layers[position]``, in place.
 
@@ -176,7 +166,7 @@ def insert_layer(net, position, B, s=None, optimizer=None):
     ``tests/test_depth.py``.
     """
     i, layer, k, B, s = check_insertion(net, position, B, s)
-    opts = _optimizers(optimizer)
+    opts = check_optimizers(optimizer)
     W_new, b_new = rewritten_consumer(layer, B, s)
     if not (np.all(np.isfinite(W_new)) and np.all(np.isfinite(b_new))):
         raise ValueError("B: the rewritten consumer weights W B^-1 overflow; B is too small")

@@ -1,0 +1,250 @@
+"""Gains of inserting a layer at its identity point (senn-math section 7 [ours]).
+
+:func:`senn_ref.grow.insert_layer.insert_layer` puts ``z = B a + s`` and identity rationals in
+front of a consumer with input ``a``.  Everything here is expressed through quantities of the
+*original* network at the consumer's input (``derivations/17-depth.md`` section 5):
+
+* ``a_{n,j,t}``: the consumer's input (unit / channel ``j``, spatial position ``t``; T = 1 dense);
+* ``q_{n,r}``: the cotangent that metric column ``r`` (``M_n = R_n R_n^T``) delivers there,
+  ``q_{n,r} = (d f_n / d a_n)^T R_n[:, r]``.
+
+In the grown network the rational's output receives ``sqrt(1+EPS) beta`` with
+``beta = B^-T q`` (acting on the unit axis), and its partials at ``(0, 0, 1)`` are
+``psi(z) / sqrt(1+EPS)`` with ``psi_v = 2z/(1+z^2)``, ``psi_c = 1/(1+z^2)``,
+``psi_l = EPS z/(1+EPS)``; the factors cancel, so the Jacobian row of unit ``u``'s parameter
+``theta`` for column ``r`` of example ``n`` is
+
+    w_{n,r,u,theta} = sum_t beta_{n,r,u,t} psi_theta(z_{n,u,t}),
+
+and likewise ``sum_t beta a_{n,j,t}`` for ``B[u, j]`` and ``sum_t beta`` for ``s_u``.
+
+:class:`DepthProposals` scores candidates ``(B, s)`` by the lower bound
+
+    Delta eta' = r_p^T (F_pp + delta I)^+ r_p,     p = the inserted rationals' (v, c),
+
+with ``F_pp`` the exact (2k x 2k) GGN block of those parameters (all units together) and
+``r_p`` the residual against the whole original network's exact damped natural gradient; it
+never exceeds the exact gain of ``(v, c)`` (17-depth.md section 6), and for ``delta = 0`` that
+of all inserted parameters.  Its gradient in ``B`` and ``s`` is analytic (section 7).
+Tests: ``tests/test_depth.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validate import as_float_array, check_option, check_scalar, check_shape
+from ..fisher.exact import check_metric
+from ..kernels.rational_numpy import rational_basis_numpy
+from ..kfac.columns import metric_columns
+from ..layers.rational import EPS
+from .insert_layer import COND_LIMIT, consumer_at, consumer_width, depth_supported, has_padding
+
+#: parameter sets of the inserted layers, in the grown network's flat order
+#: ("W", "b" are the inserted linear map's B and s)
+PARAM_SETS = {"vc": ("v", "c"), "vcl": ("v", "c", "l"), "all": ("W", "b", "v", "c", "l")}
+
+
+def psi(z: np.ndarray, names=("v", "c")) -> np.ndarray:
+    """``psi_theta(z)`` stacked on a last axis, ``theta`` in ``names`` (subset of v, c, l):
+    ``2z/(1+z^2)``, ``1/(1+z^2)``, ``EPS z/(1+EPS)`` (the identity-point partials of sigma times
+    ``sqrt(1+EPS)``).  ``z`` any shape -> ``z.shape + (len(names),)``.  17-depth.md section 5."""
+    t, w, _ = rational_basis_numpy(z)
+    table = {"v": lambda: 2.0 * t, "c": lambda: w, "l": lambda: z * (EPS / (1.0 + EPS))}
+    return np.stack([table[n]() for n in names], axis=-1)
+
+
+def psi_prime(z: np.ndarray) -> np.ndarray:
+    """``(d psi_v/dz, d psi_c/dz) = (2(1-z^2)/(1+z^2)^2, -2z/(1+z^2)^2)``, shape ``z.shape + (2,)``.
+    17-depth.md section 7."""
+    t, w, p = rational_basis_numpy(z)
+    return np.stack([2.0 * p, -2.0 * t * w], axis=-1)
+
+
+def _to_units(x: np.ndarray) -> np.ndarray:
+    """(N, k) or (N, k, H, W) -> (N, k, T)."""
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+@dataclass
+class ConsumerSide:
+    """Candidate-independent quantities at the consumer's input (17-depth.md section 5).
+
+    position : consumer index;  a : (N, k, T) its input;  q : (N, R, k, T) metric-column
+    cotangents;  e : (N, k, T) the cotangent of the output gradients ``e_n`` (not divided by N);
+    padded : consumer is a zero-padded Conv2D (then ``s = 0``)."""
+    position: int
+    a: np.ndarray
+    q: np.ndarray
+    e: np.ndarray
+    padded: bool
+
+    @property
+    def N(self) -> int:
+        return self.a.shape[0]
+
+
+def input_cotangent(net, position: int, dY) -> np.ndarray:
+    """Cotangent of the consumer's input for an output cotangent ``dY`` (N,) + out_shape, (N, k, T)."""
+    grads = net.backward(dY, need_input_grad=position == 0)
+    g = grads.input_grad if position == 0 else grads.output_grads[position - 1]
+    return _to_units(np.asarray(g))
+
+
+def consumer_side(net, X, Y, loss, position: int, metric: str) -> ConsumerSide:
+    """Forward ``X`` and back-propagate every metric column and ``e`` to the consumer's input."""
+    h = X
+    for layer in net.layers[:position]:
+        h = layer.forward(h)
+    a = _to_units(np.array(h, dtype=np.float64))
+    out = net.forward(X)
+    N = out.shape[0]
+    F = out.reshape(N, -1)
+    _, E = loss.value_and_grad(F, Y)
+    cols, _ = metric_columns(F, E, Y, loss, metric, "exact", 1, None)
+    q = np.stack([input_cotangent(net, position, c.reshape(out.shape)) for c in cols], axis=1)
+    e = input_cotangent(net, position, np.asarray(E).reshape(out.shape))
+    return ConsumerSide(position, a, q, e, has_padding(net.layers[position]))
+
+
+def new_rows(side: ConsumerSide, B, s, cot, names) -> np.ndarray:
+    """Jacobian rows of the inserted parameters ``names`` (a PARAM_SETS value) for the cotangent
+    ``cot`` (N, ..., k, T) at the consumer's input: ``(N, ..., m)`` with columns in the grown
+    network's flat order (B row-major, s, then per-unit v, c, l blocks).  17-depth.md section 5."""
+    Binv = np.linalg.inv(B)
+    beta = np.einsum("ju,...jt->...ut", Binv, cot)                  # B^-T cot on the unit axis
+    z = np.einsum("uj,njt->nut", B, side.a) + s[None, :, None]
+    extra = (slice(None),) + (None,) * (cot.ndim - 3)
+    blocks = []
+    if "W" in names:
+        rows = np.einsum("n...ut,njt->n...uj", beta, side.a)
+        blocks += [rows.reshape(rows.shape[:-2] + (-1,)), beta.sum(axis=-1)]
+    act = [n for n in names if n in ("v", "c", "l")]
+    ps = psi(z, act)[extra]                                           # (N, [1,] k, T, m)
+    rows = np.einsum("...ut,...utm->...mu", beta, ps)
+    blocks.append(rows.reshape(rows.shape[:-2] + (-1,)))
+    return np.concatenate(blocks, axis=-1)
+
+
+
+
+#: natural-gradient solvers for the residual of DepthProposals
+NATURAL = ("exact", "cg")
+#: candidates are scored in chunks holding about this many entries of beta = B^-T q
+CHUNK_ENTRIES = 2_000_000
+
+
+@dataclass
+class DepthScore:
+    """Scores of ``C`` candidates: ``lower_bound`` (C,) (``-inf`` where ``cond(B) > COND_LIMIT``),
+    ``residual`` (C, 2, k) ``r_p`` (v row, c row), and with ``grad=True`` the analytic
+    ``grad_B`` (C, k, k) and ``grad_s`` (C, k) (zero for refused candidates and for ``s``
+    before a padded conv).  17-depth.md sections 6-7."""
+    lower_bound: np.ndarray
+    residual: np.ndarray
+    grad_B: np.ndarray | None = None
+    grad_s: np.ndarray | None = None
+
+
+class DepthProposals:
+    """Lower-bound scores of layers inserted before ``net.layers[position]`` (module docstring).
+
+    Parameters: ``net``; X (N,) + in_shape; Y targets; ``loss``; ``position`` a Dense/Conv2D
+    index; ``damping`` delta >= 0; ``metric``; ``natural`` "exact" (dense GGN, tiny networks) or
+    "cg" (matrix-free CG) for the original network's natural gradient ``u``.
+
+    Attributes: ``eta`` (the network's exact score ``g^T u``), ``eta_layer`` (the consumer's
+    K-FAC score, kfac_eta's per-layer value), ``side`` (:class:`ConsumerSide`), ``rho`` (N, k, T)
+    the residual's cotangent at the consumer's input.  Construction costs one natural-gradient
+    solve and 1 + R backward passes; :meth:`score` never touches the network.
+    17-depth.md sections 5-7; ``tests/test_depth.py``.
+    """
+
+    def __init__(self, net, X, Y, loss, position, damping=0.0, metric: str = "euclidean",
+                 natural: str = "exact") -> None:
+        from ..kfac import kfac_eta
+        from ..natural_gradient import natural_gradient
+        from ..score import eta_exact_details
+        check_metric(metric, Y)
+        self.delta = check_scalar(damping, "damping", minimum=0.0)
+        check_option(natural, NATURAL, "natural")
+        i, layer = consumer_at(net, position)
+        self.position, self.k = i, consumer_width(layer)
+        if natural == "exact":
+            det = eta_exact_details(net, X, Y, loss, damping=self.delta, metric=metric)
+            u, self.eta = det.u, float(det.eta)
+        else:
+            u, g, _, _ = natural_gradient(net, X, Y, loss, damping=self.delta, metric=metric)
+            self.eta = float(g @ u)
+        self.side = consumer_side(net, X, Y, loss, i, metric)
+        out = net.forward(X)
+        N = out.shape[0]
+        flat = out.reshape(N, -1)
+        E = np.asarray(loss.output_grad(flat, Y))
+        Ju = net.jvp_flat(u).reshape(N, -1)
+        M = np.asarray(loss.metric(flat, Y, metric))
+        resid = E - np.einsum("nkl,nl->nk", M, Ju)                      # e_n - M_n J_n u
+        self.rho = input_cotangent(net, i, resid.reshape(out.shape))
+        self.eta_layer = float(kfac_eta(net, X, Y, loss, damping=self.delta, metric=metric)[1][layer.name])
+
+    def score(self, B, s, grad: bool = False) -> DepthScore:
+        """Lower bounds of candidates ``B`` (C, k, k), ``s`` (C, k) (a float array each; ``s`` must
+        be 0 before a zero-padded conv); see :class:`DepthScore`.  Vectorised over candidates."""
+        k = self.k
+        B = as_float_array(B, "B", ndim=3)
+        check_shape(B, (None, k, k), "B")
+        s = as_float_array(s, "s", ndim=2)
+        check_shape(s, (B.shape[0], k), "s")
+        if self.side.padded and np.any(s != 0):
+            raise ValueError("s: must be 0 before a zero-padded Conv2D consumer (insert_layer refuses "
+                             "a shift there)")
+        C = B.shape[0]
+        per = max(1, CHUNK_ENTRIES // max(1, self.side.q.size))
+        parts = [self._score_chunk(B[j:j + per], s[j:j + per], grad) for j in range(0, C, per)]
+        def cat(idx):
+            return np.concatenate([p[idx] for p in parts])
+        out = DepthScore(cat(0), cat(1))
+        if grad:
+            out.grad_B, out.grad_s = cat(2), cat(3)
+            if self.side.padded:
+                out.grad_s[...] = 0.0
+        return out
+
+    def _score_chunk(self, B, s, grad):
+        side, delta, k = self.side, self.delta, self.k
+        N = side.N
+        sv = np.linalg.svd(B, compute_uv=False)
+        ok = (sv[:, -1] > 0) & (sv[:, 0] <= COND_LIMIT * sv[:, -1])
+        Bs = np.where(ok[:, None, None], B, np.eye(k))
+        Binv = np.linalg.inv(Bs)
+        z = np.einsum("cuj,njt->cnut", Bs, side.a) + s[:, None, :, None]
+        beta = np.einsum("cju,nrjt->cnrut", Binv, side.q)               # B^-T q
+        beps = np.einsum("cju,njt->cnut", Binv, self.rho)               # B^-T rho
+        ps = psi(z)                                                     # (C, N, k, T, 2)
+        w = np.einsum("cnrut,cnutm->cnrum", beta, ps)
+        r = np.einsum("cnut,cnutm->cum", beps, ps) / N                  # (C, k, 2)
+        C = B.shape[0]
+        F = np.einsum("cnrum,cnrvl->cumvl", w, w).reshape(C, 2 * k, 2 * k) / N
+        lam, V = np.linalg.eigh(0.5 * (F + np.swapaxes(F, 1, 2)))
+        cut = 2 * k * np.finfo(np.float64).eps * np.maximum(lam[:, -1:], 0.0)
+        keep = lam > cut if delta == 0 else np.ones(lam.shape, dtype=bool)
+        denom = np.where(keep, np.maximum(lam, 0.0) + delta, 1.0)
+        rf = r.reshape(C, 2 * k)
+        coef = np.where(keep, np.einsum("cij,ci->cj", V, rf) / denom, 0.0)
+        x = np.einsum("cij,cj->ci", V, coef)
+        lb = np.where(ok, np.einsum("ci,ci->c", rf, x), -np.inf)
+        res = np.swapaxes(r, 1, 2)
+        if not grad:
+            return lb, res
+        x = x.reshape(C, k, 2)
+        s_nr = np.einsum("cnrum,cum->cnr", w, x)
+        phix = np.einsum("cnutm,cum->cnut", ps, x)
+        phixp = np.einsum("cnutm,cum->cnut", psi_prime(z), x)
+        eta = beps - np.einsum("cnr,cnrut->cnut", s_nr, beta)           # residual after the step
+        Gz = (2.0 / N) * eta * phixp
+        P = (2.0 / N) * np.einsum("cnut,cnvt->cuv", eta, phix)
+        gB = np.einsum("cnut,njt->cuj", Gz, side.a) - np.einsum("cuv,cjv->cuj", P, Binv)
+        gs = Gz.sum(axis=(1, 3))
+        gB[~ok], gs[~ok] = 0.0, 0.0
+        return lb, res, gB, gs

@@ -1,29 +1,62 @@
-"""The benchmarks run and report well-formed ratios (they assert no speed: that is for people to read)."""
+"""The benchmarks report well-formed side-by-side ratios (they assert no speed: that is for
+people to read).  Issue 11 item 3: no row compares code with itself, rows are printed as
+they are measured, after a progress line."""
 import numpy as np
 
-from senn_ref.bench import kernels, rational
+from senn_ref.bench import eta, kernels, rational
+
+SMALL_CASES = [("conv 2->3 6x6", "conv", 8, 2, 3, 6, 3, 1),
+               ("dense 20->5", "dense", 16, 20, 5, None, None, None),
+               ("maxpool 2x2 3x6x6", "pool", 8, 3, 3, 6, 2, 0)]
 
 
-def test_kernel_benchmark_rows(capsys):
+def test_kernel_benchmark_rows(capsys, monkeypatch):
+    monkeypatch.setattr(kernels, "CASES", SMALL_CASES)
+    monkeypatch.setattr(kernels, "_settings", lambda quick: dict(min_rounds=2, max_rounds=3))
     rows = kernels.run(quick=True)
-    out = capsys.readouterr().out
-    assert "GFLOP/s" in out and len(rows) == len(kernels.CASES)
-    for row, (label, kind, N, cin, cout, hw, k, pad) in zip(rows, kernels.CASES):
-        assert row["case"] == label and row["numba_s"] > 0 and row["numpy_s"] > 0
-        assert np.isclose(row["numpy_over_numba"], row["numpy_s"] / row["numba_s"])
-        # forward + input gradient + weight gradient: three GEMM-shaped passes of 2 N O T C k^2
-        # flops (stride 1, 'same' padding here, so T = hw^2); dense: 3 * 2 N in out
+    cap = capsys.readouterr()
+    lines = cap.out.splitlines()
+    assert "GFLOP/s" in lines[1] and len(lines) == 3 + len(SMALL_CASES)
+    assert cap.err.count("[") >= len(SMALL_CASES) and "[3/3] maxpool 2x2 3x6x6" in cap.err
+    for row, line, (label, kind, N, cin, cout, hw, k, pad) in zip(rows, lines[3:], SMALL_CASES):
+        assert row["case"] == label and line.startswith(label) and row["ours_s"] > 0
+        t = row["timings"]
+        # dense layers have no twin kernel: no numpy contender (it would time the same BLAS call)
+        assert ("numpy" in t) == (kind != "dense") and ("numpy_over_ours" in row) == (kind != "dense")
+        if kind != "dense":
+            assert row["numpy_over_ours"] == t["numpy"].ratio and row["numpy_spread"] >= 0
         expected = {"conv": lambda: 3 * 2.0 * N * cout * hw * hw * cin * k * k,
                     "dense": lambda: 3 * 2.0 * N * cin * cout, "pool": lambda: 0.0}[kind]()
-        assert row["flops"] == expected
+        assert row["flops"] == expected and ("gemm" in t) == (expected > 0)
         if expected:
-            assert np.isclose(row["numba_gflops"], expected / row["numba_s"] / 1e9)
-            assert 0 < row["fraction_of_gemm"] < 2
+            assert np.isclose(row["ours_gflops"], expected / row["ours_s"] / 1e9)
+            # fraction of GEMM from the paired ratio of the same rounds
+            assert np.isclose(row["fraction_of_gemm"], expected / (2.0 * 512 ** 3) * t["gemm"].ratio)
+            assert 0 < row["fraction_of_gemm"] < 5
 
 
-def test_rational_benchmark_rows(capsys):
+def test_rational_benchmark_rows(capsys, monkeypatch):
+    monkeypatch.setattr(rational, "SHAPES", ((4, 3, 2, 2), (64, 16, 8, 8), (8, 5)))   # quick: 1st and 3rd
+    monkeypatch.setattr(rational, "_settings", lambda quick: dict(min_rounds=2, max_rounds=3))
     rows = rational.run(quick=True)
-    assert "numpy/numba" in capsys.readouterr().out
+    cap = capsys.readouterr()
+    assert "numpy/numba" in cap.out and "[2/2] rational (8, 5)" in cap.err
+    assert len(cap.out.splitlines()) == 2 + 2
     for row in rows:
-        for backend in ("numba", "numpy"):
-            assert all(row[backend][k] > 0 for k in ("forward", "backward", "both"))
+        for part in rational.PARTS:
+            c = row[part]
+            assert c.baseline == "numba" and c["numba"].ratio == 1.0 and c["numpy"].seconds > 0
+            assert c["numpy"].ratio > 0 and c.rounds >= 2
+
+
+def test_eta_benchmark_ratios_are_to_kfac_at_the_same_width(capsys, monkeypatch):
+    monkeypatch.setattr(eta, "N", 32)
+    rows = eta.run(widths=(2, 3), repeats=2)
+    cap = capsys.readouterr()
+    assert "[2/2] eta width 3" in cap.err and len(cap.out.splitlines()) == 2 + 2
+    by = {(r["width"], r["method"]): r for r in rows}
+    for w in (2, 3):
+        assert by[(w, "kfac")]["ratio"] == 1.0
+        for m in ("exact", "cg"):
+            assert np.isclose(by[(w, m)]["ratio"], by[(w, m)]["ratio"]) and by[(w, m)]["ratio"] > 0
+        assert np.isclose(by[(w, "cg")]["eta"], by[(w, "exact")]["eta"], rtol=1e-6)

@@ -1,18 +1,24 @@
-"""Benchmark: conv and dense forward+backward, Numba path vs NumPy twin vs PyTorch CPU.
+"""Benchmark: conv and dense forward+backward against a NumPy twin, GEMM and PyTorch CPU.
 
 Usage:  ``senn-ref bench kernels [--quick]`` or ``python demos/bench_kernels.py [--quick]``.
 
-For each case the same float64 inputs go through
-* ``numba``  - ``Conv2D(backend="numba")`` / ``Dense``: forward, then backward (dX, dW, db);
-* ``numpy``  - the same layer with the plain NumPy twin kernels;
-* ``torch``  - ``torch.nn.functional.conv2d`` / ``linear`` in float64 + autograd
-  ``backward`` (column skipped when torch is not importable).
-Times are the best of several repeats after a warm-up (which also triggers
-Numba compilation).  FLOPs: a conv forward is ``2 N O Ho Wo C kh kw``, forward
-+ backward (dX and dW) three times that; dense ``3 * 2 N in out``.  A 2x2 max
-pool row (no FLOP count) compares the pooling kernels as well.  The same
-process also measures NumPy's float64 GEMM rate on 1024x1024 @ 1024x1024 (best
-of a measurement before and one after the layer timings), and each row reports the layer's achieved GFLOP/s as a fraction of it.
+For each case the same float64 inputs go through the contenders, timed side by side by
+:func:`senn_ref.bench.timing.compare` (warm-up, interleaved rounds, repeated until the
+ratios are stable; each ratio is printed with its spread):
+
+* ``ours``   - ``Conv2D(backend="numba")`` / ``MaxPool2D(backend="numba")`` / ``Dense``:
+  forward, then backward (dX, dW, db); the baseline of every ratio;
+* ``numpy``  - conv and pool only: the same layer with the plain NumPy twin kernels.
+  Dense layers have no Numba kernel (both backends are the same BLAS call), so there is
+  no twin to compare and the column shows "-";
+* ``gemm``   - NumPy's float64 ``(512 x 512) @ (512 x 512)``, interleaved with the layer:
+  "of GEMM" is the layer's GFLOP/s over the GEMM's, both from the same rounds;
+* ``torch``  - ``torch.nn.functional.conv2d`` / ``linear`` / ``max_pool2d`` in float64 +
+  autograd ``backward`` (column skipped when torch is not importable).
+
+FLOPs: a conv forward is ``2 N O Ho Wo C kh kw``, forward + backward (dX and dW) three
+times that; dense ``3 * 2 N in out``; a 2x2 max pool row has no FLOP count.  Each row is
+printed as soon as it is measured, after a progress line on stderr.
 
 ``run(quick=False)`` prints the table and returns the rows as a list of dicts.
 Conv2D's design and the alternatives measured with this benchmark are in
@@ -20,14 +26,12 @@ Conv2D's design and the alternatives measured with this benchmark are in
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from ..layers.conv2d import Conv2D
 from ..layers.dense import Dense
 from ..layers.pooling import MaxPool2D
-from .timing import best_time
+from .timing import compare, machine, progress, ratio_cell
 
 try:  # optional comparison
     import torch
@@ -46,11 +50,14 @@ CASES = [
 ]
 
 
-def gemm_gflops(n: int = 1024, repeats: int = 3) -> float:
-    """NumPy float64 ``(n x n) @ (n x n)`` rate in GFLOP/s (``2 n^3`` flops)."""
+GEMM_N = 512
+
+
+def _gemm_call():
+    """NumPy float64 ``(512 x 512) @ (512 x 512)`` (``2 * 512^3`` flops) as a contender."""
     rng = np.random.default_rng(0)
-    A, B = rng.standard_normal((n, n)), rng.standard_normal((n, n))
-    return 2.0 * n ** 3 / best_time(lambda: A @ B, repeats) / 1e9
+    A, B = rng.standard_normal((GEMM_N, GEMM_N)), rng.standard_normal((GEMM_N, GEMM_N))
+    return lambda: A @ B
 
 
 def _layer_step(layer, X, dY):
@@ -94,73 +101,77 @@ def _setup(kind, N, cin, cout, hw, k, pad, rng):
         dY = rng.standard_normal((N, cin) + layers["numba"].out_hw)
     else:
         X = rng.standard_normal((N, cin))
-        layer = Dense(cin, cout, rng=np.random.default_rng(1), bias_std=0.1)
-        layers = {"numba": layer, "numpy": layer}   # dense is pure BLAS: no kernel to swap
+        # dense is pure BLAS whatever the backend: no twin to compare with
+        layers = {"numba": Dense(cin, cout, rng=np.random.default_rng(1), bias_std=0.1)}
         flops = 3 * 2.0 * N * cin * cout
         dY = rng.standard_normal((N, cout))
     return layers, X, dY, flops
 
 
-def measure(quick: bool = False) -> list[dict]:
-    """Time every case; returns one dict per case (seconds, GFLOP/s, ratios).
+def _settings(quick: bool) -> dict:
+    return (dict(min_rounds=3, max_rounds=15, budget_seconds=4.0) if quick
+            else dict(min_rounds=7, max_rounds=60, budget_seconds=30.0))
 
-    The NumPy-based paths of all cases are timed first and PyTorch last: torch's
-    OpenMP workers keep spinning for a while after each call, which would
-    otherwise slow down whatever runs next on a 2-core machine.  Within a case,
-    the numba and numpy paths alternate repeat by repeat so that background load
-    hits both alike.
-    """
-    repeats = 3 if quick else 10
-    rng = np.random.default_rng(0)
-    peak = gemm_gflops(repeats=5)
-    rows, setups = [], []
-    for label, kind, N, cin, cout, hw, k, pad in CASES:
-        layers, X, dY, flops = _setup(kind, N, cin, cout, hw, k, pad, rng)
-        setups.append((kind, layers, X, dY, pad))
-        steps = {be: _layer_step(layers[be], X, dY) for be in ("numba", "numpy")}
-        best = {be: np.inf for be in steps}
-        for _ in range(repeats):
-            for be, step in steps.items():
-                best[be] = min(best[be], best_time(step, 1))
-        row = {"case": label, "flops": flops, "numba_s": best["numba"], "numpy_s": best["numpy"],
-               "gemm_gflops": peak, "numpy_over_numba": best["numpy"] / best["numba"]}
-        if flops:
-            row["numba_gflops"] = flops / row["numba_s"] / 1e9
-            row["fraction_of_gemm"] = row["numba_gflops"] / peak
-        rows.append(row)
-    # the machine's GEMM rate varies with load and clock: take the better of two measurements
-    peak = max(peak, gemm_gflops(repeats=5))
-    for row in rows:
-        row["gemm_gflops"] = peak
-        if row["flops"]:
-            row["fraction_of_gemm"] = row["numba_gflops"] / peak
+
+def measure_case(case, rng, quick: bool = False) -> dict:
+    """Measure one entry of ``CASES``; returns its row (seconds, ratios with spreads, GFLOP/s)."""
+    label, kind, N, cin, cout, hw, k, pad = case
+    layers, X, dY, flops = _setup(kind, N, cin, cout, hw, k, pad, rng)
+    contenders = {"ours": _layer_step(layers["numba"], X, dY)}
+    if "numpy" in layers:
+        contenders["numpy"] = _layer_step(layers["numpy"], X, dY)
+    if flops:
+        contenders["gemm"] = _gemm_call()
     if torch is not None:
-        for row, (kind, layers, X, dY, pad) in zip(rows, setups):
-            row["torch_s"] = best_time(_torch_step(kind, X, dY, layers["numba"].params, pad), repeats)
-            row["torch_over_numba"] = row["torch_s"] / row["numba_s"]
-    return rows
+        contenders["torch"] = _torch_step(kind, X, dY, layers["numba"].params, pad)
+    res = compare(contenders, baseline="ours", label=label, **_settings(quick))
+    row = {"case": label, "flops": flops, "ours_s": res["ours"].seconds, "rounds": res.rounds,
+           "stable": res.stable, "timings": res.timings}
+    for name in ("numpy", "torch"):
+        if name in contenders:
+            row[f"{name}_s"] = res[name].seconds
+            row[f"{name}_over_ours"] = res[name].ratio
+            row[f"{name}_spread"] = res[name].spread
+    if flops:
+        row["ours_gflops"] = flops / row["ours_s"] / 1e9
+        row["gemm_gflops"] = 2.0 * GEMM_N ** 3 / res["gemm"].seconds / 1e9
+        # (flops / t_ours) / (gemm_flops / t_gemm) with the paired median ratio t_gemm / t_ours
+        row["fraction_of_gemm"] = flops / (2.0 * GEMM_N ** 3) * res["gemm"].ratio
+        row["fraction_spread"] = res["gemm"].spread
+    return row
 
 
-def format_rows(rows: list[dict]) -> str:
-    head = (f"{'case':26s} {'numba ms':>9s} {'numpy ms':>9s} {'torch ms':>9s} {'np/nb':>6s} "
-            f"{'to/nb':>6s} {'GFLOP/s':>8s} {'of GEMM':>8s}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        t = r.get("torch_s")
-        lines.append(f"{r['case']:26s} {1e3 * r['numba_s']:9.2f} {1e3 * r['numpy_s']:9.2f} "
-                     f"{(1e3 * t if t else float('nan')):9.2f} {r['numpy_over_numba']:6.2f} "
-                     f"{r.get('torch_over_numba', float('nan')):6.2f} {r.get('numba_gflops', float('nan')):8.2f} "
-                     f"{100 * r.get('fraction_of_gemm', float('nan')):7.1f}%")
-    return "\n".join(lines)
+def format_header() -> str:
+    head = (f"{'case':26s} {'ours ms':>8s} {'numpy/ours':>12s} {'torch/ours':>12s} {'GFLOP/s':>8s} "
+            f"{'of GEMM':>11s} {'rounds':>7s}")
+    return head + "\n" + "-" * len(head)
+
+
+def format_row(r: dict) -> str:
+    t = r["timings"]
+    cells = [ratio_cell(t[n]) if n in t else "-" for n in ("numpy", "torch")]
+    gf = f"{r['ours_gflops']:8.2f}" if r["flops"] else f"{'-':>8s}"
+    frac = (f"{100 * r['fraction_of_gemm']:.0f}%+-{100 * r['fraction_spread']:.0f}%" if r["flops"] else "-")
+    rounds = f"{r['rounds']}" + ("" if r["stable"] else "*")
+    return (f"{r['case']:26s} {1e3 * r['ours_s']:8.2f} {cells[0]:>12s} {cells[1]:>12s} {gf} {frac:>11s} "
+            f"{rounds:>7s}")
 
 
 def run(quick: bool = False, verbose: bool = True) -> list[dict]:
-    """:func:`measure` every case and (``verbose``) print the table; returns the rows."""
-    rows = measure(quick=quick)
+    """Measure every case, printing each row as it is measured (``verbose``); returns the rows."""
     if verbose:
         threads = (f"torch {torch.__version__}, {torch.get_num_threads()} threads" if torch
                    else "torch not installed")
-        print(f"float64; NumPy GEMM 1024^3: {rows[0]['gemm_gflops']:.1f} GFLOP/s; {threads}; "
-              f"{os.cpu_count()} CPUs")
-        print(format_rows(rows))
+        print(f"float64, forward+backward; ratios to 'ours' (> 1: ours is faster), median of paired "
+              f"interleaved rounds +- half the interquartile range; GEMM = NumPy 512^3 in the same "
+              f"rounds; {threads}; {machine()}; * = not stable within the round budget")
+        print(format_header(), flush=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, case in enumerate(CASES, 1):
+        if verbose:
+            progress(i, len(CASES), case[0])
+        rows.append(measure_case(case, rng, quick))
+        if verbose:
+            print(format_row(rows[-1]), flush=True)
     return rows

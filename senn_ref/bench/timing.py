@@ -5,6 +5,7 @@ API (all a benchmark needs)::
     from senn_ref.bench.timing import compare, progress, ratio_cell
 
     progress(i, n, "case label")                     # "[i/n] case label ..." on stderr
+    print(machine())                                 # "2 CPUs, load average 0.31": print it once
     res = compare({"numba": f, "numpy": g}, baseline="numba", label="case label")
     res["numpy"].ratio      # median over rounds of t_numpy / t_numba (paired per round)
     res["numpy"].spread     # half the interquartile range of those ratios, relative (0.03 = +-3 %)
@@ -34,6 +35,7 @@ same work on every call.  Only ratios measured this way are printed by the bench
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -158,3 +160,12 @@ def ratio_cell(t: Timing) -> str:
 def progress(i: int, n: int, label: str) -> None:
     """Progress line ``[i/n] label ...`` on stderr (flushed), printed before a measurement."""
     print(f"[{i}/{n}] {label} ...", file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    """``"2 CPUs, load average 0.31 (1 min)"``: other load inflates the spread of every ratio."""
+    try:
+        load = f", load average {os.getloadavg()[0]:.2f} (1 min)"
+    except (AttributeError, OSError):       # pragma: no cover - platforms without getloadavg
+        load = ""
+    return f"{os.cpu_count()} CPUs{load}"

@@ -12,7 +12,7 @@ every changed key plus the keys that disappear.  Then, for a list of optimisers:
     change = StateChange({key: AxisMap(...), ...}, dropped=(...))
     check_carry(opts, change)                   # state consistent with the old shapes?
     ... change the network ...
-    carry_state(opts, change)                   # never fails after check_carry passed
+    carry_state(opts, change)                   # no refusal once check_carry passed
 
 What each optimiser gets (``derivations/14-growth-operations.md`` section 4):
 
@@ -24,11 +24,13 @@ What each optimiser gets (``derivations/14-growth-operations.md`` section 4):
   output map (axis 0) and the input-coordinate map (axes 1.. combined row-major, so a
   Conv2D's new input channel owns the ``kh*kw`` patch coordinates ``c*kh*kw + i*kw + j``,
   and a Dense consumer after a Flatten owns its new unit's slot columns); a Rational
-  layer's per-unit map is that of ``"<layer>.v"``.  Removals go through ``shrink_state``,
+  layer's per-unit map is that of its first per-unit key (``"<layer>.v"``).  Removals go through ``shrink_state``,
   additions through ``pad_state`` (zero off-diagonal, mean old diagonal on the new
-  diagonal; section 4 derives why this is kept for the consumer's ``A`` too).
+  diagonal; section 4.3 derives what the exact new rows are).  Given a batch,
+  :func:`refresh_new_inputs` replaces the padding of every layer that gained *input*
+  coordinates (the consumer's ``A``) by the PSD regression rule :func:`regressed_rows`.
 * Keys listed in ``dropped`` (parameters of removed layers) lose their state
-  (``drop_state``; for KFAC the layer's name once all its keys are dropped).
+  (``drop_state``; for KFAC, the layer of every dropped key).
 
 Parameters whose shape did not change need no entry.  An optimiser that has no state
 for a key yet is left alone (its state is created at the next step with the new shape).
@@ -44,11 +46,18 @@ from ..optim.kfac import KFAC
 from ..optim.state import Optimizer
 
 
+def _kept(positions: np.ndarray) -> np.ndarray:
+    """Old indices along one axis that survive (positions >= 0), ordered by new position."""
+    keep = np.flatnonzero(positions >= 0)
+    return keep[np.argsort(positions[keep], kind="stable")]
+
+
 @dataclass(frozen=True)
 class AxisMap:
     """Where the entries of one parameter array go: ``positions[a]`` (old_shape[a],) int64 is
     the new index along axis ``a`` of each old index (-1: removed); ``new_shape`` the new shape.
-    The new array holds ``old[i0, i1, ...]`` at ``[positions[0][i0], positions[1][i1], ...]``."""
+    The new array holds ``old[i0, i1, ...]`` at ``[positions[0][i0], positions[1][i1], ...]``.
+    ``derivations/14-growth-operations.md`` section 4.1; ``tests/test_grow_state.py``."""
     new_shape: tuple
     positions: tuple
 
@@ -71,11 +80,7 @@ class AxisMap:
 
     def kept(self) -> tuple:
         """Per axis, the old indices that survive, ordered by their new position (int64 arrays)."""
-        out = []
-        for p in self.positions:
-            keep = np.flatnonzero(p >= 0)
-            out.append(keep[np.argsort(p[keep], kind="stable")])
-        return tuple(out)
+        return tuple(_kept(p) for p in self.positions)
 
     def removes(self) -> bool:
         return any(np.any(p < 0) for p in self.positions)
@@ -98,7 +103,9 @@ class AxisMap:
 
 
 def append_map(old_shape, axis: int, k: int) -> AxisMap:
-    """The map of appending ``k`` entries at the end of ``axis`` (every old entry keeps its index)."""
+    """The map of appending ``k`` entries at the end of ``axis`` of an array of ``old_shape``
+    (every old entry keeps its index; the new shape has ``old_shape[axis] + k`` there).
+    14-growth-operations.md section 4.1."""
     old_shape = tuple(int(s) for s in old_shape)
     new_shape = tuple(s + k if a == axis else s for a, s in enumerate(old_shape))
     return AxisMap(new_shape, tuple(np.arange(s) for s in old_shape))
@@ -107,7 +114,8 @@ def append_map(old_shape, axis: int, k: int) -> AxisMap:
 @dataclass
 class StateChange:
     """An operation's effect on parameter keys: ``axes`` key -> :class:`AxisMap` for every key
-    whose array changed shape or order; ``dropped`` keys that no longer exist."""
+    whose array changed shape or order; ``dropped`` keys that no longer exist.
+    14-growth-operations.md section 4.1."""
     axes: dict
     dropped: tuple = ()
     details: dict = field(default_factory=dict)
@@ -134,8 +142,10 @@ def _layer(key: str) -> str:
 
 
 def kfac_changes(change: StateChange) -> dict:
-    """Layer name -> ``{"out": (positions, n_out), "in": (positions, n_in) or None}`` derived
-    from ``"<layer>.W"`` (Dense/Conv2D) or the first per-unit key (Rational, ``in`` None)."""
+    """Layer name -> ``{"out": (positions (old out,), n_out), "in": (positions (old in,), n_in)
+    or None}``: the K-FAC view of ``change``, from ``"<layer>.W"`` (axis 0 -> outputs, axes 1..
+    row-major -> input coordinates, i.e. Conv2D patch coordinates ``c*kh*kw + i*kw + j``) or the
+    first per-unit key (Rational, ``in`` None).  14-growth-operations.md section 4.3."""
     out = {}
     for key, am in change.axes.items():
         name, param = _layer(key), key.rsplit(".", 1)[1]
@@ -148,7 +158,8 @@ def kfac_changes(change: StateChange) -> dict:
 
 def check_carry(optimizers: list, change: StateChange) -> None:
     """Raise ValueError (naming ``optimizer``) unless every optimiser's state for the changed
-    keys has the old shapes of ``change`` (call before the network changes)."""
+    keys has the old shapes of ``change`` (call before the network changes); K-FAC state is
+    compared as (out, in) sizes per layer.  14-growth-operations.md section 4.1."""
     if not isinstance(change, StateChange):
         raise TypeError(f"change: expected a StateChange, got {type(change).__name__}")
     kchanges = kfac_changes(change)
@@ -176,8 +187,7 @@ def check_carry(optimizers: list, change: StateChange) -> None:
 
 def _pad_args(positions, n_new):
     """(kept old indices in new order, their new positions, n_new) of one axis map."""
-    keep = np.flatnonzero(positions >= 0)
-    keep = keep[np.argsort(positions[keep], kind="stable")]
+    keep = _kept(positions)
     return keep, positions[keep], n_new
 
 

@@ -14,7 +14,10 @@ unless ``overwrite=True``.  :func:`load` reads with ``allow_pickle=False`` and t
 nothing in the file: it checks the format, every layer class and configuration, that each
 layer's parameter list is exactly its ``param_names``, every shape and dtype, that every
 value is finite and that no array is left over, and raises a ``ValueError`` naming the
-problem otherwise (malformed metadata included).  Tests: ``tests/test_checkpoint.py``.
+problem otherwise (malformed metadata included).  A file that is not a zip archive (a
+pickle, a ``.npy``, text) is refused as "not a senn-ref checkpoint" before NumPy reads it,
+and no message ever suggests loading a file with pickling enabled.
+Tests: ``tests/test_checkpoint.py``.
 """
 from __future__ import annotations
 
@@ -78,6 +81,17 @@ def load(path) -> Network:
     target = os.fspath(path)
     if not os.path.exists(target) and os.path.exists(_target(target)):
         target = _target(target)
+    if not os.path.exists(target):
+        raise FileNotFoundError(f"{target}: no such file")
+    # anything that is not a zip archive (a pickle, a .npy, text) is refused here, before NumPy
+    # can suggest loading it "unsafely"; NumPy's own messages are not quoted when they mention
+    # pickling, so the error never advises allow_pickle
+    if not zipfile.is_zipfile(target):
+        with open(target, "rb") as fh:
+            starts_like_zip = fh.read(4) == b"PK\x03\x04"
+        if starts_like_zip:
+            raise ValueError(f"{target}: not a readable senn-ref checkpoint (truncated or corrupt .npz archive)")
+        raise ValueError(f"{target}: not a senn-ref checkpoint (not a .npz archive)")
     try:
         with np.load(target, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
@@ -85,7 +99,8 @@ def load(path) -> Network:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise ValueError(f"{target}: not a readable senn-ref checkpoint ({exc})") from exc
+        detail = str(exc) if "pickle" not in str(exc).lower() else "it holds object (pickled) data"
+        raise ValueError(f"{target}: not a readable senn-ref checkpoint ({detail})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{target}: not a senn-ref network checkpoint")
     if meta.get("version") != VERSION:

@@ -106,3 +106,25 @@ def test_malformed_metadata_is_refused(tmp_path):
             checkpoint.load(write(m))
     with pytest.raises(ValueError, match="belong to no layer"):
         checkpoint.load(write(meta, {"param/ghost/W": np.zeros(2)}))
+
+
+def test_non_archives_are_not_checkpoints_and_unsafe_loading_is_never_suggested(tmp_path):
+    """Issue 11 item 6: NumPy's advice to load 'unsafely' with allow_pickle must not reach the user."""
+    import pickle
+    cases = {"text.npz": b"hello, not an archive",
+             "pickled.npz": pickle.dumps({"W": [1.0, 2.0]}),
+             "empty.npz": b""}
+    for name, raw in cases.items():
+        (tmp_path / name).write_bytes(raw)
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "objects_inside.npz", meta=np.array([{"a": 1}], dtype=object))
+    for name in [*cases, "array.npy", "objects.npy", "objects_inside.npz"]:
+        with pytest.raises(ValueError) as info:
+            checkpoint.load(tmp_path / name)
+        msg = str(info.value)
+        assert "pickle=" not in msg and "unsafe" not in msg and "pickle.load" not in msg, (name, msg)
+        assert "not a senn-ref checkpoint" in msg or "not a readable senn-ref checkpoint" in msg, (name, msg)
+        assert msg.startswith(str(tmp_path / name))
+    with pytest.raises(ValueError, match=r"not a senn-ref checkpoint \(not a \.npz archive\)"):
+        checkpoint.load(tmp_path / "pickled.npz")

@@ -127,7 +127,8 @@ def test_shrink_state_bit_identical(kind, name, h):
     assert np.all(np.isfinite(case.net.get_flat())) and not np.array_equal(case.net.get_flat(), theta)
 
 
-@pytest.mark.parametrize("name, h", [("mlp_rational", 0), ("conv_strided", 0), ("conv_strided", 3)])
+@pytest.mark.parametrize("name, h", [("mlp_rational", 0), ("conv_strided", 0), ("conv_strided", 3),
+                                     ("conv_flatten", 0)])
 def test_kfac_state_shrinks_bit_identical(name, h):
     case = make_case(name, seed=6)
     opt = KFAC(0.05, damping=0.1, inverse_every=3)
@@ -156,6 +157,33 @@ def test_kfac_state_shrinks_bit_identical(name, h):
     theta = case.net.get_flat()
     _train(case, opt, 1)
     assert np.all(np.isfinite(case.net.get_flat())) and not np.array_equal(case.net.get_flat(), theta)
+
+
+def test_shrink_state_refusals_and_trace_pi():
+    case = make_case("conv_flatten", seed=1)
+    sgd, kf = SGD(0.05, momentum=0.9), KFAC(0.05, damping=0.1, pi="trace")
+    _train(case, sgd, 1)
+    _train(case, kf, 1)
+    key = "conv2d1.W"                                   # (2, 2, 3, 3): the conv consumer
+    before, kbefore = _state(sgd), _state(kf)
+    for idx in ((None, np.array([0, 0])), (None, np.array([2])), (None, np.array([0.0])),
+                (None, None, None, None, None), (slice(0, 1),)):
+        with pytest.raises((TypeError, ValueError), match="keep_index"):
+            sgd.shrink_state(key, idx)
+    for kw in (dict(in_keep=np.array([18])), dict(out_keep=np.array([], dtype=int)),
+               dict(in_keep=np.array([1, 1]))):
+        with pytest.raises((TypeError, ValueError)):
+            kf.shrink_state("conv2d1", **kw)
+    assert _state(sgd) == before and _state(kf) == kbefore
+    assert sgd.shrink_state(key, (None, np.array([1]))) and sgd.state_dict()["shapes"][key] == (2, 1, 3, 3)
+    # pi = "trace" depends on both factors: both inverses are recomputed from the shrunk factors
+    keep = np.arange(9, 18)
+    assert kf.shrink_state("conv2d1", in_keep=keep)
+    f = kf.factors["conv2d1"]
+    A_d, G_d = factored_damping(f.A, f.G, 0.1, "trace")
+    assert_close(kf.inverses["conv2d1"][0], sym_inverse(A_d), rtol=1e-12, name="A_inv")
+    assert_close(kf.inverses["conv2d1"][1], sym_inverse(G_d), rtol=1e-12, name="G_inv")
+    assert not kf.shrink_state("dense9") and not sgd.shrink_state("dense9.W", (None,))
 
 
 # ------------------------------------------------------------------ brute force on a dense matrix

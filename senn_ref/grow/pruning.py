@@ -112,8 +112,9 @@ def _check_common(net, layer, damping, metric, Y, curvature, incoming, scope):
 def _exact_setup(net, X, Y, loss, path, delta, metric, scope):
     """Shared context for the exact forms restricted to ``scope`` (18-pruning.md section 4):
     (ctx over the scope's columns, scope flat indices, theta)."""
-    first = outgoing_index(net, path, [0])
-    ctx = width_context(net, X, Y, loss, first, delta, metric)
+    # width_context builds B, g, the whitened residual and the cut-off once; its new/old split
+    # (here a placeholder block) is replaced per group by _exact_group
+    ctx = width_context(net, X, Y, loss, outgoing_index(net, path, [0]), delta, metric)
     P = net.num_params()
     if scope == "network":
         idx = np.arange(P)
@@ -193,7 +194,7 @@ def pruning_scores(net, X, Y, loss, layer, damping=0.0, metric: str = "euclidean
     grps = check_groups(groups, path.units)
     if curvature == "kfac":
         from .pruning_kfac import kfac_pruning_scores
-        return kfac_pruning_scores(net, X, Y, loss, path, grps, delta, metric, pi)
+        return kfac_pruning_scores(net, X, Y, loss, path, grps, delta, metric, pi, incoming)
     if incoming == "fixed" and scope != "network":
         raise ValueError("incoming: 'fixed' needs scope='network'")
     ctx, idx, theta = _exact_setup(net, X, Y, loss, path, delta, metric, scope)

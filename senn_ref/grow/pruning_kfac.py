@@ -74,17 +74,19 @@ def kfac_obs_folded(A, Wf, C) -> np.ndarray:
     return D
 
 
-def kfac_pruning_scores(net, X, Y, loss, path, groups, delta, metric, pi):
+def kfac_pruning_scores(net, X, Y, loss, path, groups, delta, metric, pi, incoming="free"):
     """:class:`~.pruning.PruningScores` of ``groups`` under the consumer's damped K-FAC block;
     ``eta`` is that block's ``<V, G_d^+ V A_d^+>`` (the consumer's ``kfac_eta`` entry).
-    Arguments validated by :func:`~.pruning.pruning_scores`.  18-pruning.md section 5."""
+    ``incoming`` is only recorded: the unit's incoming parameters lie in other blocks, which
+    block-diagonal K-FAC decouples.  Arguments validated by :func:`~.pruning.pruning_scores`.
+    18-pruning.md section 5."""
     from .pruning import PruningScores
     A, G, V, Wf = _consumer_block(net, X, Y, loss, path, delta, metric, pi)
     rows = [kfac_group_scores(A, G, V, Wf, consumer_input_coordinates(net, path, grp)) for grp in groups]
     eta = float(np.sum(V * (sym_inverse(G, "G (damped)") @ V @ sym_inverse(A, "A (damped)"))))
     arr = np.array(rows).reshape(len(groups), 4)
     return PruningScores(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], eta, groups, "kfac", delta,
-                         "free", "consumer")
+                         incoming, "consumer")
 
 
 def kfac_obs(net, X, Y, loss, path, units, delta, metric, pi) -> np.ndarray:

@@ -15,7 +15,6 @@ from senn_ref.grow.prune_neurons import consumer_input_coordinates, prune_neuron
 from senn_ref.grow.pruning import incoming_index, obs_compensation, outgoing_index, pruning_scores
 from senn_ref.grow.pruning_kfac import kfac_group_scores, kfac_obs_folded
 from senn_ref.kfac import factored_damping, fold, kfac_eta, kfac_factors, sym_inverse
-from senn_ref.layers import Conv2D
 from senn_ref.optim import KFAC, SGD, Adam, NaturalGradientCG
 from senn_ref.score import mean_loss_grad
 from senn_ref.testing import assert_close

@@ -21,6 +21,9 @@ from .candidate_path import CandidatePath
 from .kfac_proposal import ActivationScore, WidthProposals, WidthScore, kfac_width_gain
 
 # -- depth gains (depth helper) --
+from .depth_exact import depth_gain_closed, depth_gain_exact
+from .depth_gain import DepthProposals, DepthScore
+from .insert_layer import depth_supported, insert_layer
 
 # -- pruning scores (pruning helper) --
 from .prune_neurons import prune_neurons

@@ -21,7 +21,8 @@ from .residual import WidthContext, kept_svd
 
 
 def depth_index(grown, record, params: str = "all") -> np.ndarray:
-    """Flat positions in ``grown`` of the inserted parameters of ``params`` ("vc", "vcl", "all")."""
+    """Flat positions (int64) in ``grown`` of the inserted parameters of ``params`` ("vc", "vcl",
+    "all"), from the :class:`Growth` ``record`` of :func:`insert_layer`.  17-depth.md section 6."""
     check_option(params, PARAM_SETS, "params")
     lin, act = record.added_layers
     sl = grown.param_slices()

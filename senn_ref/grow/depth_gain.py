@@ -86,14 +86,16 @@ class ConsumerSide:
 
 
 def input_cotangent(net, position: int, dY) -> np.ndarray:
-    """Cotangent of the consumer's input for an output cotangent ``dY`` (N,) + out_shape, (N, k, T)."""
+    """Cotangent of the consumer's input for an output cotangent ``dY`` (N,) + out_shape, (N, k, T)
+    (one backward pass at the last forward point).  17-depth.md section 5."""
     grads = net.backward(dY, need_input_grad=position == 0)
     g = grads.input_grad if position == 0 else grads.output_grads[position - 1]
     return _to_units(np.asarray(g))
 
 
 def consumer_side(net, X, Y, loss, position: int, metric: str) -> ConsumerSide:
-    """Forward ``X`` and back-propagate every metric column and ``e`` to the consumer's input."""
+    """Forward ``X`` (N,) + in_shape and back-propagate every metric column and ``e`` to the input
+    of ``net.layers[position]``; returns a :class:`ConsumerSide`.  17-depth.md section 5."""
     h = X
     for layer in net.layers[:position]:
         h = layer.forward(h)

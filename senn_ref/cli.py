@@ -5,8 +5,32 @@ import argparse
 import sys
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line naming the flag (no usage block, never a traceback)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def _cmd_demo(args) -> int:
-    from .demo_regression import run
+    from .demo_regression import check_out_dir, run
+    try:
+        check_out_dir(args.out)          # before training, not after it
+    except OSError as exc:
+        args.parser.error(f"argument --out: {exc}")
     run(out_dir=args.out, quick=args.quick, width=args.width, seed=args.seed)
     return 0
 
@@ -34,16 +58,21 @@ def _cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="senn-ref", description="Self-Expanding Neural Networks, reference code")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from . import __version__
+    parser = _Parser(prog="senn-ref", description="Self-Expanding Neural Networks, reference code")
+    parser.add_argument("--version", action="version", version=f"senn-ref {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("demo", help="train a rational MLP on the Figure-2 regression task, tracking eta")
     p.add_argument("--out", default="senn-ref-demo", help="folder for the figure (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="fewer steps")
-    p.add_argument("--width", type=int, default=4, help="hidden width of the student (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_cmd_demo)
+    p.add_argument("--width", type=_int_at_least(1), default=4,
+                   help="hidden width of the student (default: %(default)s)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0,
+                   help="seed of the teacher, the data and the student's initialisation (default: %(default)s)")
+    p.set_defaults(func=_cmd_demo, parser=p)
     p = sub.add_parser("verify", help="gradient checks of every layer and kernel twin comparisons")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_int_at_least(0), default=0,
+                   help="seed of the random shapes and inputs checked (default: %(default)s)")
     p.set_defaults(func=_cmd_verify)
     p = sub.add_parser("bench", help="benchmarks, printed as ratios measured side by side")
     p.add_argument("what", choices=("kernels", "rational", "eta", "optimizers", "gain"))
@@ -56,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from .datasets import MissingExtraError
+    try:
+        return args.func(args)
+    except MissingExtraError as exc:      # an optional dependency: one line, no traceback
+        print(f"senn-ref {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

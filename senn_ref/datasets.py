@@ -15,6 +15,11 @@ import numpy as np
 from ._validate import check_positive_int, check_scalar
 
 
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message is one line saying which extra
+    to install (the CLI prints it as it is, without a traceback)."""
+
+
 def teacher_regression(n_train: int = 50, n_test: int = 1000, hidden=(16, 16, 16, 16), seed: int = 0,
                        noise: float = 0.0):
     """Inputs x ~ N(0,1) of shape (n, 1) and targets y = teacher(x) (+ noise) of shape (n, 1).
@@ -26,6 +31,7 @@ def teacher_regression(n_train: int = 50, n_test: int = 1000, hidden=(16, 16, 16
 
     n_train = check_positive_int(n_train, "n_train")
     n_test = check_positive_int(n_test, "n_test")
+    seed = check_positive_int(seed, "seed", minimum=0)
     noise = check_scalar(noise, "noise", minimum=0.0)
     teacher = mlp([1, *hidden, 1], activation="rational", seed=seed + 1000)
     rng = np.random.default_rng(seed)
@@ -44,6 +50,7 @@ def half_moons(n: int = 200, noise: float = 0.3, seed: int = 0):
     """
     n = check_positive_int(n, "n", minimum=2)
     noise = check_scalar(noise, "noise", minimum=0.0)
+    seed = check_positive_int(seed, "seed", minimum=0)
     rng = np.random.default_rng(seed)
     n0 = n // 2
     n1 = n - n0
@@ -67,10 +74,12 @@ def digits(test_fraction: float = 0.25, seed: int = 0, flat: bool = False):
     test_fraction = check_scalar(test_fraction, "test_fraction", minimum=0.0, strict=True)
     if test_fraction >= 1:
         raise ValueError(f"test_fraction must be < 1, got {test_fraction}")
+    seed = check_positive_int(seed, "seed", minimum=0)
     try:
         from sklearn.datasets import load_digits
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("digits() needs scikit-learn (pip install 'senn-ref[data]')") from exc
+    except ImportError as exc:
+        raise MissingExtraError("the digits data needs scikit-learn, which is not installed: "
+                                "pip install 'senn-ref[data]'") from exc
     data = load_digits()
     X = data.images.astype(np.float64) / 16.0
     y = data.target.astype(np.int64)

@@ -25,10 +25,12 @@ and prints a table.
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 
 from . import losses, score
+from ._validate import check_positive_int
 from .architectures import mlp
 from .datasets import teacher_regression
 from .optim.ngd_cg import NaturalGradientCG
@@ -39,7 +41,12 @@ def run(out_dir: str = "senn-ref-demo", quick: bool = False, width: int = 4, see
     """Train, record rows (step, train loss, test loss, lambda, eta undamped, eta damped), plot.
 
     Returns {"records": (n_checks, 6) array, "figure": path, "net": trained network}.
+    ``width`` >= 1 and ``seed`` >= 0 are integers; ``out_dir`` is created and checked to be
+    writable before training (``check_out_dir``).
     """
+    width = check_positive_int(width, "width")
+    seed = check_positive_int(seed, "seed", minimum=0)
+    check_out_dir(out_dir)
     steps, check_every = (120, 20) if quick else (600, 50)
     X, Y, Xt, Yt, teacher = teacher_regression(seed=seed)
     net = mlp([1, width, 1], activation="rational", seed=seed)
@@ -66,6 +73,21 @@ def run(out_dir: str = "senn-ref-demo", quick: bool = False, width: int = 4, see
     if verbose:
         print(f"figure written to {path}")
     return {"records": records, "figure": path, "net": net}
+
+
+def check_out_dir(out_dir) -> str:
+    """Create ``out_dir`` if needed and check that a file can be written in it, so that a bad
+    folder fails before training rather than after; raises OSError naming ``out_dir``."""
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir: expected a path, got {type(out_dir).__name__}")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise OSError(f"out_dir: cannot write to {os.fspath(out_dir)!r} "
+                      f"({exc.strerror or type(exc).__name__})") from exc
+    return os.fspath(out_dir)
 
 
 def _plot(net, teacher, X, Y, records, out_dir):

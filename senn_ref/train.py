@@ -15,6 +15,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validate import as_float_array, check_batch, check_positive_int
+from .losses.base import Loss
+
+
+def check_loss(loss, name: str = "loss"):
+    """``loss`` must be a ``senn_ref.losses`` loss object (e.g. ``losses.mse()``); a string
+    such as ``"mse"`` or anything else raises a TypeError naming the argument."""
+    if not isinstance(loss, Loss):
+        hint = (f" (use senn_ref.losses.{loss}() rather than the string {loss!r})"
+                if isinstance(loss, str) and loss in ("mse", "softmax_cross_entropy") else "")
+        raise TypeError(f"{name}: expected a senn_ref.losses loss object such as losses.mse(), "
+                        f"got {type(loss).__name__}{hint}")
+    return loss
 
 
 @dataclass
@@ -40,6 +52,7 @@ def _check_targets(Y, n: int, name: str) -> np.ndarray:
 
 def evaluate(net, X, Y, loss) -> tuple[float, float | None]:
     """Mean loss over (X, Y) and, for classification losses, accuracy (else None)."""
+    check_loss(loss)
     F = net.forward(X)
     F = F.reshape(F.shape[0], -1)
     value = loss.value(F, Y)
@@ -59,6 +72,7 @@ def fit(net, X, Y, loss, optimizer, epochs: int = 1, batch_size: int | None = No
     """
     # every argument is checked before the first update, so a bad label anywhere in Y,
     # a malformed validation set or a non-callable callback cannot strike mid-training
+    loss = check_loss(loss)
     X = check_batch(X, net.in_shape, "X")
     N = X.shape[0]
     Y = _check_targets(Y, N, "Y")

@@ -33,3 +33,66 @@ def test_info_and_bad_command(capsys):
         assert exc.code == 2
     else:
         raise AssertionError("unknown command accepted")
+
+
+# ------------------------------------------------------- user mistakes: one line naming the flag
+def _one_line_error(capsys, argv, code=2):
+    import pytest
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == code
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_cli_errors_name_the_flag(capsys, tmp_path, monkeypatch):
+    """Issue 11 item 5."""
+    assert "--width" in _one_line_error(capsys, ["demo", "--width", "0"])
+    assert "--seed" in _one_line_error(capsys, ["demo", "--seed", "-1"])
+    assert "--seed" in _one_line_error(capsys, ["verify", "--seed", "x"])
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    import senn_ref.demo_regression as demo
+    trained = []
+    monkeypatch.setattr(demo, "run", lambda **kw: trained.append(kw))
+    # a folder inside a regular file can never be created: refused before any training
+    err = _one_line_error(capsys, ["demo", "--out", str(blocker / "sub"), "--quick"])
+    assert "--out" in err and trained == []
+    assert main(["demo", "--out", str(tmp_path / "ok"), "--quick"]) == 0 and len(trained) == 1
+
+
+def test_version_and_seed_help(capsys):
+    from senn_ref import __version__
+    import pytest
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"senn-ref {__version__}"
+    for cmd in ("demo", "verify"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert "--seed SEED seed of" in out, out
+
+
+def test_missing_data_extra_is_one_line(capsys, monkeypatch):
+    """Issue 11 item 4: without scikit-learn, `bench optimizers` says which extra to install."""
+    import sys
+    monkeypatch.setitem(sys.modules, "sklearn", None)          # import sklearn -> ImportError
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    assert main(["bench", "optimizers", "--quick"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'senn-ref[data]'" in err and "Traceback" not in err, err
+
+
+def test_api_demo_checks_before_training(tmp_path):
+    import pytest
+    from senn_ref.demo_regression import run
+    with pytest.raises(ValueError, match="width"):
+        run(out_dir=str(tmp_path), width=0, verbose=False)
+    with pytest.raises(ValueError, match="seed"):
+        run(out_dir=str(tmp_path), seed=-1, verbose=False)
+    blocker = tmp_path / "f"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match="out_dir"):
+        run(out_dir=str(blocker / "sub"), quick=True, verbose=False)

@@ -76,3 +76,24 @@ def test_fit_checks_everything_before_the_first_update():
         with pytest.raises(exc, match=msg):
             fit(net, X, loss=ce, optimizer=Adam(lr=0.1), **kwargs)
         assert np.array_equal(net.get_flat(), theta), kwargs
+
+
+def test_seed_and_loss_errors_name_the_argument():
+    """Issue 11 item 5: seed=-1 and a string for the loss are refused with the argument's name."""
+    import senn_ref
+    from senn_ref import datasets
+    from senn_ref.optim import SGD
+    for fn in (datasets.teacher_regression, datasets.half_moons, datasets.digits):
+        with pytest.raises(ValueError, match="seed"):
+            fn(seed=-1)
+    net = senn_ref.mlp([1, 3, 1], seed=0)
+    X, Y = np.zeros((4, 1)), np.zeros((4, 1))
+    theta = net.get_flat()
+    for bad in ("mse", None, losses.mse):
+        with pytest.raises(TypeError, match="loss: expected a senn_ref.losses loss object"):
+            fit(net, X, Y, bad, SGD(0.1))
+    with pytest.raises(TypeError, match=r"losses.mse\(\) rather than the string 'mse'"):
+        fit(net, X, Y, "mse", SGD(0.1))
+    with pytest.raises(TypeError, match="loss"):
+        evaluate(net, X, Y, "mse")
+    assert np.array_equal(net.get_flat(), theta)

@@ -265,3 +265,21 @@ def test_record_maps_and_carry():
     assert summary["num_added"] == rec.new_index.size == 9 + 1 + 3 + 2 and summary["kind"] == "add_neurons"
     with pytest.raises(ValueError, match="old"):
         rec.carry(theta0[:-1])
+
+
+def test_two_rationals_on_the_path_take_qualified_keys():
+    from senn_ref.layers import Rational
+    rng = np.random.default_rng(3)
+    net = Network([Dense(2, 3, rng), Rational(3, rng=rng), Rational(3, rng=rng), Dense(3, 1, rng)])
+    X = rng.standard_normal((6, 2))
+    out0 = net.forward(X).copy()
+    plain = {p: np.ones(1) for p in ("v", "c", "l")}
+    with pytest.raises(ValueError, match=r"^act: keys must be exactly \['rational0.c'"):
+        add_neurons(net, 0, np.ones((1, 2)), act=plain)
+    act = {f"rational{i}.{p}": np.array([0.1 * (3 * i + j + 1)]) for i in (0, 1) for j, p in enumerate("vcl")}
+    rec = add_neurons(net, 0, np.ones((1, 2)), act=act)
+    assert rec.layers == ("dense0", "rational0", "rational1", "dense1")
+    for i in (0, 1):
+        for j, p in enumerate("vcl"):
+            assert net.layers[1 + i].params[p][-1] == 0.1 * (3 * i + j + 1)
+    assert np.abs(net.forward(X) - out0).max() < 1e-10

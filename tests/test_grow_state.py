@@ -46,7 +46,7 @@ def test_first_order_state_survives_growth(kind, name, h):
     opt = OPTIMIZERS[kind]()
     _train(case, opt, 3)
     before = _flat_slots(opt, case.net)
-    W = np.random.default_rng(1).standard_normal((2,) + case.net.layers[h].params["W"].shape[1:])
+    W = _new_rows(case.net, h, 2)
     rec = add_neurons(case.net, h, W, optimizer=opt, rng=np.random.default_rng(2))
     after = _flat_slots(opt, case.net)
     for slot, old in before.items():
@@ -65,6 +65,18 @@ def test_first_order_state_survives_growth(kind, name, h):
         np.testing.assert_allclose(step, -opt.lr * g_new / (np.abs(g_new) + opt.eps), rtol=1e-12, atol=1e-15)
         t = _flat_slots(opt, case.net)["t"]
         assert np.all(t[rec.new_index] == 1) and np.all(t[rec.old_to_new] == 4)
+
+
+def _trained_kfac(name, seed):
+    """A shared case after two K-FAC steps (ema 0.9, so the running factors differ from a batch's)."""
+    case = make_case(name, seed=seed)
+    opt = KFAC(lr=0.05, damping=0.1, ema=0.9)
+    _train(case, opt, 2)
+    return case, opt
+
+
+def _new_rows(net, h, k):
+    return np.random.default_rng(1).standard_normal((k,) + net.layers[h].params["W"].shape[1:])
 
 
 def _kfac_snapshot(opt):
@@ -93,14 +105,12 @@ def _check_padded(M, old_M, old_pos, new_pos, fill):
 
 @pytest.mark.parametrize("name, h", SITES)
 def test_kfac_state_survives_growth(name, h):
-    case = make_case(name, seed=5)
+    case, opt = _trained_kfac(name, seed=5)
     net, k = case.net, 2
-    opt = KFAC(lr=0.05, damping=0.1, ema=0.9)
-    _train(case, opt, 2)
     fac, inv, blocks, binv = _kfac_snapshot(opt)
     fresh_old = kfac_factors(net, case.X, case.Y, case.loss)
     units = hidden_path(net, h).units
-    W = np.random.default_rng(1).standard_normal((k,) + net.layers[h].params["W"].shape[1:])
+    W = _new_rows(net, h, k)
     add_neurons(net, h, W, optimizer=[opt], rng=np.random.default_rng(2))
     path = hidden_path(net, h)
     prod, cons = net.layers[path.producer].name, net.layers[path.consumer].name
@@ -179,15 +189,13 @@ def test_check_carry_refuses_stale_kfac_state():
 
 @pytest.mark.parametrize("name, h", SITES)
 def test_regression_rule_is_exact_when_the_running_factor_is_the_batch_factor(name, h):
-    case = make_case(name, seed=6)
+    case, opt = _trained_kfac(name, seed=6)
     net, k = case.net, 2
-    opt = KFAC(lr=0.05, damping=0.1, ema=0.9)
-    _train(case, opt, 2)
     cons = net.layers[hidden_path(net, h).consumer]
     net.forward(case.X)
     opt.factors[cons.name].A = input_factor(cons)          # running A_oo := this batch's B_oo
     A_old = opt.factors[cons.name].A.copy()
-    W = np.random.default_rng(1).standard_normal((k,) + net.layers[h].params["W"].shape[1:])
+    W = _new_rows(net, h, k)
     add_neurons(net, h, W, optimizer=opt, rng=np.random.default_rng(2), kfac_batch=case.X)
     path = hidden_path(net, h)
     old_c, new_c = _consumer_coords(net, path, path.units - k, k)

@@ -12,7 +12,8 @@ from grow_cases import CASES, make_case
 from senn_ref.fisher import exact
 from senn_ref.grow import add_neurons, hidden_path
 from senn_ref.grow.prune_neurons import consumer_input_coordinates, prune_neurons
-from senn_ref.grow.pruning import incoming_index, obs_compensation, outgoing_index, pruning_scores
+from senn_ref.grow.pruning import (PruningScores, incoming_index, obs_compensation, outgoing_index,
+                                   pruning_candidates, pruning_scores)
 from senn_ref.grow.pruning_kfac import kfac_group_scores, kfac_obs_folded
 from senn_ref.kfac import factored_damping, fold, kfac_eta, kfac_factors, sym_inverse
 from senn_ref.optim import KFAC, SGD, Adam, NaturalGradientCG
@@ -310,6 +311,28 @@ def test_kfac_scores_match_kfac_eta_and_the_exact_output_block():
     _, per_layer = kfac_eta(case.net, case.X, case.Y, case.loss, damping=0.1)
     assert_close(k.eta, per_layer[case.net.layers[6].name], rtol=1e-12)
     assert_close(k.eta - k.eta_without, k.freeze, rtol=1e-8)
+
+
+def test_pruning_candidates():
+    f, r = np.array([0.1, 0.5, 0.2, 0.05]), np.array([0.3, 0.1, 0.2, 0.9])
+    s = PruningScores(f, r, r, 1.0 - f, 1.0, ((0,), (1,), (2,), (0, 2)), "exact", 0.0, "free", "network", 3)
+    assert pruning_candidates(s, tau=0.35) == [(2,), (0,)]            # (1,) fails freeze, (0, 2) removal
+    assert pruning_candidates(s, tau=1.0) == [(1,), (2,), (0,), (0, 2)]
+    assert pruning_candidates(s, tau=1.0, min_width=2) == [(1,), (2,), (0,)]
+    assert pruning_candidates(s, tau=0.35, eta_c=0.5) == []
+    assert pruning_candidates(s, tau=1.0, min_width=3) == []
+    for kw in (dict(tau=-1.0), dict(tau=1.0, min_width=0), dict(tau=1.0, eta_c=np.nan)):
+        with pytest.raises((TypeError, ValueError)):
+            pruning_candidates(s, **kw)
+    # a unit with zero outgoing weights: zero OBS saliency, and its removal cost is its freeze
+    # score (t = 0 in (2.3): pruning it only forgoes re-enabling it)
+    case = make_case("mlp_tanh", seed=0)
+    case.net.layers[2].params["W"][:, 1] = 0.0
+    for incoming in ("free", "fixed"):
+        sc = pruning_scores(case.net, case.X, case.Y, case.loss, 0, damping=1e-3, incoming=incoming)
+        assert sc.saliency[1] == 0.0 and sc.saliency.min() == 0.0 and sc.units == 3
+        assert_close(sc.removal[1], sc.freeze[1], rtol=1e-12, name="removal = freeze at w = 0")
+        assert (1,) in pruning_candidates(sc, tau=1.01 * sc.freeze[1] / sc.eta)
 
 
 # ------------------------------------------------------------------ refusals

@@ -27,6 +27,7 @@ from .insert_layer import depth_supported, insert_layer
 
 # -- pruning scores (pruning helper) --
 from .prune_neurons import prune_neurons
-from .pruning import PruningScores, incoming_index, obs_compensation, outgoing_index, pruning_scores
+from .pruning import (PruningScores, incoming_index, obs_compensation, outgoing_index, pruning_candidates,
+                      pruning_scores)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

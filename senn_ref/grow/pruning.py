@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .._validate import check_option, check_scalar
+from .._validate import check_option, check_positive_int, check_scalar
 from ..fisher.exact import check_metric
 from ..layers.conv2d import Conv2D
 from ..score import default_rcond
@@ -48,7 +48,8 @@ class PruningScores:
 
     freeze, removal, saliency, eta_without : (G,) per group;  eta : the score of the scope
     (whole network for "exact"/"network", the consumer's block otherwise);  groups : tuple of
-    tuples of unit indices;  curvature, damping, incoming, scope : the options used."""
+    tuples of unit indices;  curvature, damping, incoming, scope : the options used;
+    units : the layer's number of units."""
     freeze: np.ndarray
     removal: np.ndarray
     saliency: np.ndarray
@@ -59,6 +60,7 @@ class PruningScores:
     damping: float
     incoming: str
     scope: str
+    units: int = 0
 
 
 def check_groups(groups, n_units: int) -> tuple:
@@ -203,7 +205,33 @@ def pruning_scores(net, X, Y, loss, layer, damping=0.0, metric: str = "euclidean
     eta = replace(ctx, old=np.arange(idx.size), U_o=U_a, s_o=s_a, Vt_o=Vt_a).eta_before()
     arr = np.array(rows).reshape(len(grps), 4)
     return PruningScores(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], eta, grps, curvature, delta,
-                         incoming, scope)
+                         incoming, scope, path.units)
+
+
+def pruning_candidates(scores: PruningScores, tau, eta_c=None, min_width: int = 1) -> list:
+    """The groups that senn-math 9 allows to prune, best first: group g passes iff
+
+        freeze_g < tau * eta_c   and   removal_g < tau * eta_c,
+
+    and removing it leaves at least ``min_width`` units; sorted by increasing removal cost
+    (ties: freeze).  ``scores`` a :class:`PruningScores` (G groups); ``tau`` >= 0; ``eta_c``
+    the current score (default ``scores.eta``; pass the same curvature's network score when
+    the scores are per block); ``min_width`` >= 1.  Returns a list of unit tuples.  The scores
+    of different groups are not additive: prune the first, then re-score (as a growth round
+    does).  ``derivations/18-pruning.md`` section 7;
+    ``tests/test_pruning.py::test_pruning_candidates``.
+    """
+    if not isinstance(scores, PruningScores):
+        raise TypeError(f"scores: expected PruningScores, got {type(scores).__name__}")
+    tau = check_scalar(tau, "tau", minimum=0.0)
+    eta_c = scores.eta if eta_c is None else check_scalar(eta_c, "eta_c", minimum=0.0)
+    min_width = check_positive_int(min_width, "min_width")
+    limit = tau * eta_c
+    ok = [g for g in range(len(scores.groups))
+          if scores.freeze[g] < limit and scores.removal[g] < limit
+          and scores.units - len(scores.groups[g]) >= min_width]
+    ok.sort(key=lambda g: (scores.removal[g], scores.freeze[g]))
+    return [scores.groups[g] for g in ok]
 
 
 def obs_compensation(net, X, Y, loss, layer, units, damping=0.0, metric: str = "euclidean",

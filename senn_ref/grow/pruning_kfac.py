@@ -86,7 +86,7 @@ def kfac_pruning_scores(net, X, Y, loss, path, groups, delta, metric, pi, incomi
     eta = float(np.sum(V * (sym_inverse(G, "G (damped)") @ V @ sym_inverse(A, "A (damped)"))))
     arr = np.array(rows).reshape(len(groups), 4)
     return PruningScores(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], eta, groups, "kfac", delta,
-                         incoming, "consumer")
+                         incoming, "consumer", path.units)
 
 
 def kfac_obs(net, X, Y, loss, path, units, delta, metric, pi) -> np.ndarray:

@@ -254,3 +254,104 @@ def test_extreme_logits_use_parameter_space():
         diff = score.eta(net, case.X, case.Y, case.loss, damping=d, metric="true") - \
             score.eta(net0, case.X, case.Y, case.loss, damping=d, metric="true")
         assert_close(g.exact, diff, rtol=1e-8, atol=1e-12 * g.lam, name=f"damping {d}")
+
+
+def test_layer_flat_index():
+    case = make_case("mlp_deep", seed=0)
+    net, rec = _grown(case, 2, 2, seed=1)
+    sl = net.param_slices()
+    cons = np.r_[sl["dense2.W"].start:sl["dense2.b"].stop]
+    assert np.array_equal(layer_flat_index(net, 4), cons)
+    assert np.array_equal(layer_flat_index(net, "dense2"), cons)
+    kept = layer_flat_index(net, 4, exclude=rec.new_index)
+    assert np.array_equal(kept, np.setdiff1d(cons, rec.new_index)) and kept.size == cons.size - 2
+    rat = layer_flat_index(net, "rational1")
+    assert np.array_equal(rat, np.r_[sl["rational1.v"].start:sl["rational1.l"].stop]) and rat.size == 3 * 4
+    with pytest.raises(ValueError, match="out of range"):
+        layer_flat_index(net, 5)
+    with pytest.raises(TypeError, match="layer"):
+        layer_flat_index(net, True)
+    with pytest.raises(KeyError, match="no layer named"):
+        layer_flat_index(net, "dense9")
+    with pytest.raises(ValueError, match="exclude"):
+        layer_flat_index(net, 4, exclude=[net.num_params()])
+
+
+@pytest.mark.parametrize("kwargs, err, match", [
+    ({"new_index": [3, 3]}, ValueError, "new_index: repeated"),
+    ({"new_index": [-1]}, ValueError, "new_index: indices .* out of range"),
+    ({"new_index": [10_000]}, ValueError, "new_index: indices .* out of range"),
+    ({"new_index": True}, TypeError, "new_index: .*bool"),
+    ({"new_index": np.array([True, False])}, TypeError, "new_index: .*dtype bool"),
+    ({"new_index": [1.0, 2.0]}, TypeError, "new_index: .*dtype float64"),
+    ({"new_index": [[1, 2]]}, ValueError, "new_index: expected a 1-d"),
+    ({"new_index": []}, ValueError, "new_index: empty"),
+    ({"condition_on": "NEW"}, ValueError, "condition_on: indices .* also in new_index"),
+    ({"condition_on": [10_000]}, ValueError, "condition_on: indices .* out of range"),
+    ({"condition_on": [True]}, TypeError, "condition_on: .*dtype bool"),
+    ({"damping": -1e-3}, ValueError, "damping: must be >= 0"),
+    ({"damping": float("nan")}, ValueError, "damping: must be finite"),
+    ({"metric": "fisher"}, ValueError, "unknown metric"),
+])
+def test_errors(kwargs, err, match):
+    case = make_case("mlp_rational", seed=0)
+    net, rec = _grown(case, 0, 1, seed=2)
+    args = {"new_index": rec.new_index, "damping": 0.1, "metric": "euclidean"}
+    args.update(kwargs)
+    if isinstance(args.get("condition_on"), str):
+        args["condition_on"] = rec.new_index[:1]
+    theta = net.get_flat().copy()
+    funcs = [gain_lower_bound, width_gains] if "condition_on" in kwargs else \
+        [gain_exact, gain_lower_bound, width_gains, residual_gradient]
+    for f in funcs:
+        with pytest.raises(err, match=match):
+            f(net, case.X, case.Y, case.loss, **args)
+    assert np.array_equal(net.get_flat(), theta)            # nothing changed
+
+
+# -- measurement (derivations/15-width-gain.md section 8); `python tests/test_width_gain.py` prints it --
+
+RATIO_ARCHS = (([2, 3, 1], "rational"), ([2, 4, 2], "tanh"), ([3, 5, 1], "silu"), ([2, 3, 3, 1], "rational"))
+
+
+def bound_ratios(dampings=(0.1, 1e-6), seeds=range(10), N=13, k=2):
+    """exact / lower bound and exact / conditioned (consumer) bound for k random new units in the
+    first hidden layer of small random MLPs (N examples, MSE, euclidean); dict damping -> array
+    (runs, 3) with columns exact/lower, exact/conditioned, exact/lambda."""
+    from senn_ref import mlp
+    from senn_ref.losses import mse
+    rows = {d: [] for d in dampings}
+    for widths, act in RATIO_ARCHS:
+        for seed in seeds:
+            net = mlp(widths, activation=act, seed=seed)
+            rng = np.random.default_rng(1000 + seed)
+            X = rng.standard_normal((N, widths[0]))
+            Y = rng.standard_normal((N, widths[-1]))
+            W, b, a = _new_units(net, 0, k, rng)
+            rec = add_neurons(net, 0, W, b, a)
+            cons = layer_flat_index(net, hidden_path(net, 0).consumer, exclude=rec.new_index)
+            for d in dampings:
+                g = width_gains(net, X, Y, mse(), rec.new_index, damping=d, condition_on=cons)
+                rows[d].append((g.exact / g.lower_bound, g.exact / g.conditioned, g.exact / g.lam))
+    return {d: np.array(r) for d, r in rows.items()}
+
+
+def test_bound_ratios_measurement():
+    # the numbers quoted in derivations/15 section 8 (reproduced here to 3 digits)
+    ratios = bound_ratios()
+    for d, r in ratios.items():
+        assert np.all(r[:, 0] >= r[:, 1] * (1 - 1e-10)) and np.all(r[:, 1] >= 1 - 1e-10)
+    assert_close(np.median(ratios[0.1][:, 0]), 2.62, rtol=5e-3, name="median exact/lower, damping 0.1")
+    assert_close(np.median(ratios[1e-6][:, 0]), 1.08e3, rtol=5e-3, name="median exact/lower, damping 1e-6")
+    assert_close(np.median(ratios[1e-6][:, 1]), 35.1, rtol=5e-3, name="median exact/cond, damping 1e-6")
+
+
+if __name__ == "__main__":
+    for d, r in bound_ratios().items():
+        per = r.reshape(len(RATIO_ARCHS), -1, 3)
+        print(f"damping {d:g}: {r.shape[0]} runs; exact/lower median {np.median(r[:, 0]):.3g} "
+              f"[{r[:, 0].min():.3g}, {r[:, 0].max():.3g}]; exact/conditioned median {np.median(r[:, 1]):.3g} "
+              f"[{r[:, 1].min():.3g}, {r[:, 1].max():.3g}]; exact/lambda median {np.median(r[:, 2]):.3g}")
+        for (widths, act), p in zip(RATIO_ARCHS, per):
+            print(f"    {widths} {act:8s} exact/lower median {np.median(p[:, 0]):.3g} max {p[:, 0].max():.3g}; "
+                  f"exact/cond median {np.median(p[:, 1]):.3g} max {p[:, 1].max():.3g}")

@@ -9,7 +9,8 @@ from senn_ref.gradcheck import check_network
 from senn_ref.grow import add_neurons, hidden_path
 from senn_ref.layers import Conv2D, Dense, Flatten
 from senn_ref.network import Network
-from senn_ref.optim import SGD, Adam
+from senn_ref import mlp
+from senn_ref.optim import KFAC, SGD, Adam
 from senn_ref.testing import assert_close
 
 SITES = [(name, h) for name in CASES for h in make_case(name).hidden]
@@ -136,10 +137,21 @@ def test_flatten_slot_columns_through_network_case():
     assert_close(net.forward(case.X) - out0, Z[:, cols] @ w.T, rtol=1e-10, atol=1e-13, name="output change")
 
 
-def _snapshot(net, opts):
+def _kfac_arrays(opt) -> dict:
+    out = {}
+    for name, f in opt.factors.items():
+        out[f"{name}.A"], out[f"{name}.G"] = f.A.copy(), f.G.copy()
+    for name, (Ai, Gi) in opt.inverses.items():
+        out[f"{name}.A_inv"], out[f"{name}.G_inv"] = Ai.copy(), Gi.copy()
+    for d, tag in ((opt.blocks, "B"), (opt.block_inverses, "B_inv")):
+        out.update({f"{name}.{tag}": B.copy() for name, B in d.items()})
+    return out
+
+
+def _snapshot(net, opts, kfac):
     return (net.get_flat(), {k: v.shape for k, v in net.named_params().items()},
             [(la.name, tuple(la.in_shape)) for la in net.layers], dict(net._name_counts),
-            [o.state_dict() for o in opts])
+            [o.state_dict() for o in opts], _kfac_arrays(kfac))
 
 
 def _same(a, b):
@@ -149,6 +161,7 @@ def _same(a, b):
         for key in s["state"]:
             for slot in s["state"][key]:
                 assert np.array_equal(s["state"][key][slot], t["state"][key][slot])
+    assert a[5].keys() == b[5].keys() and all(np.array_equal(a[5][k], b[5][k]) for k in a[5])
 
 
 def _bad_calls():
@@ -166,6 +179,7 @@ def _bad_calls():
         ("act", dict(act=None)), ("rng", dict(rng=0)),
         ("kfac_batch", dict(kfac_batch=np.ones((3, 5)))), ("kfac_batch", dict(kfac_batch=np.full((3, 2), np.nan))),
         ("optimizer", dict(optimizer="sgd")), ("optimizer", "twice"), ("optimizer", "stale"),
+        ("optimizer", "stale_kfac"),
     ], W2, b1, act
 
 
@@ -175,23 +189,30 @@ def test_bad_argument_changes_nothing(i):
     what, kw = calls[i]
     case = make_case("mlp_rational", seed=0)
     net = case.net
-    sgd, adam = SGD(0.1, momentum=0.9), Adam(0.01)
+    sgd, adam, kfac = SGD(0.1, momentum=0.9), Adam(0.01), KFAC(lr=0.05, damping=0.1)
     for opt in (sgd, adam):
         _, g = net.loss_and_grad(case.X, case.Y, case.loss)
         opt.step(net.named_params(), g.grads)
-    args = dict(layer=0, W=W2, b=b1, act=act, optimizer=[sgd, adam], rng=None)
+    kfac.step(net, case.X, case.Y, case.loss)
+    args = dict(layer=0, W=W2, b=b1, act=act, optimizer=[sgd, adam, kfac], rng=None)
     if kw == "twice":
         args["optimizer"] = [sgd, sgd]
     elif kw == "stale":
         stale = SGD(0.1, momentum=0.5)
         stale.step({"dense0.W": np.zeros((4, 2))}, {"dense0.W": np.ones((4, 2))})
-        args["optimizer"] = [sgd, stale]
+        args["optimizer"] = [sgd, adam, kfac, stale]
+    elif kw == "stale_kfac":                        # K-FAC state of a 4-unit dense0
+        other = make_case("mlp_rational", seed=0)
+        other.net = mlp([2, 4, 1], seed=0)
+        stale = KFAC(lr=0.05, damping=0.1)
+        stale.step(other.net, other.X, other.Y, other.loss)
+        args["optimizer"] = [sgd, adam, kfac, stale]
     else:
         args.update(kw)
-    snap = _snapshot(net, [sgd, adam])
+    snap = _snapshot(net, [sgd, adam], kfac)
     with pytest.raises((ValueError, TypeError), match=rf"^{what}\b"):
         add_neurons(net, args.pop("layer"), **args)
-    _same(_snapshot(net, [sgd, adam]), snap)
+    _same(_snapshot(net, [sgd, adam], kfac), snap)
 
 
 def test_tanh_path_takes_no_activation_parameters():

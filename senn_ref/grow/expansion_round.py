@@ -164,7 +164,10 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
                     _block_eta(det, _layer_indices(net, consumer_name), damping)
             else:
                 gain = p.lower_bound if config.gain == "lower_bound" or p.kfac_gain is None else p.kfac_gain
-                eta_c = eta_net if config.eta_c == "network" else per_layer[consumer_name]
+                if config.eta_c == "layer":
+                    eta_c = per_layer[consumer_name]
+                else:       # depth lower bounds are exact-GGN quantities: judged against the exact eta
+                    eta_c = eta_net if p.eta_network is None else p.eta_network
             cost = config.depth_cost if p.kind == "depth" else 1.0
             decisions.append(decide(gain, max(float(eta_c), 0.0), lam, config.tau, config.alpha_rel, cost))
         result.seconds_score += time.perf_counter() - t2

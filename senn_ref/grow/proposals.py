@@ -19,6 +19,9 @@ from .search import search
 #: singular values of an inserted layer's B are kept above this fraction of their mean
 #: (the released code clips at 1e-3 of the mean), so B stays invertible during the search
 DEPTH_SV_FLOOR = 1e-3
+#: depth scoring solves for the network's natural gradient with the dense GGN up to this many
+#: parameters and by matrix-free CG above (``DepthProposals(natural=...)``)
+EXACT_MAX_PARAMS = 2000
 
 
 @dataclass
@@ -31,7 +34,8 @@ class Proposal:
         (width: W, b, act; depth: B, s);  lower_bound : K-FAC lower bound Delta eta';
     kfac_gain : exact K-FAC gain (width; None for depth);  eta_layer : the consuming layer's
         K-FAC score;  initial_best : best lower bound among the unsearched candidates;
-    exact_gain : the exact Schur gain, when computed
+    exact_gain : the exact gain, when computed;  eta_network : the network score of the model
+        the lower bound belongs to when it is not K-FAC (depth: the exact damped eta)
     """
     kind: str
     index: int
@@ -43,13 +47,15 @@ class Proposal:
     initial_best: float
     evaluations: int
     exact_gain: float | None = None
+    eta_network: float | None = None
     extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         return {"kind": self.kind, "index": self.index, "layer": self.layer,
                 "lower_bound": self.lower_bound, "kfac_gain": self.kfac_gain,
                 "exact_gain": self.exact_gain, "eta_layer": self.eta_layer,
-                "initial_best": self.initial_best, "evaluations": self.evaluations}
+                "initial_best": self.initial_best, "evaluations": self.evaluations,
+                "eta_network_model": self.eta_network}
 
 
 def _split_width(p: dict):
@@ -111,7 +117,8 @@ def best_depth_proposal(net, X, Y, loss, position: int, *, n_candidates: int, rn
     """Search ``(B, s)`` candidates for a layer inserted before ``net.layers[position]``.
     ``derivations/20-proposal-search.md`` section 3."""
     from .depth_gain import DepthProposals
-    ctx = DepthProposals(net, X, Y, loss, position, damping=damping, metric=metric)
+    natural = "exact" if net.num_params() <= EXACT_MAX_PARAMS else "cg"
+    ctx = DepthProposals(net, X, Y, loss, position, damping=damping, metric=metric, natural=natural)
     k = net.layers[position].params["W"].shape[1]
     B, s = depth_candidates(k, n_candidates, rng)
 
@@ -132,4 +139,4 @@ def best_depth_proposal(net, X, Y, loss, position: int, *, n_candidates: int, rn
     best = res.best_params()
     return Proposal("depth", int(position), net.layers[position].name, {"B": best["B"], "s": best["s"]},
                     float(res.values[res.best]), None, float(ctx.eta_layer), float(np.max(res.initial)),
-                    res.evaluations)
+                    res.evaluations, eta_network=float(ctx.eta))

@@ -188,8 +188,9 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
     log.timing["total"] = time.perf_counter() - t_start
     log.final = {"train_loss": final_loss, "widths": architecture(net), "num_params": net.num_params(),
                  "num_layers": num_linear_layers(net),
-                 "expansions_accepted": log.count(accepted=True),
-                 "expansions_rejected": log.count(accepted=False),
+                 "expansions_accepted": log.count("width") + log.count("depth"),
+                 "expansions_rejected": log.count("width", False) + log.count("depth", False),
+                 "units_pruned": log.count("prune"),
                  "rate_bound_violations": log.rate_bound_violations()}
     if X_val is not None:
         log.final["val_loss"], log.final["val_acc"] = log.history[-1]["val_loss"], log.history[-1]["val_acc"]

@@ -69,6 +69,23 @@ def test_gain_exact_equals_eta_difference(name, seed):
     assert checked >= 6, "the gains should not be trivially zero"
 
 
+
+@pytest.mark.parametrize("name, metric", [("mlp_tanh", "empirical"), ("mlp_softmax", "empirical"),
+                                          ("mlp_deep", "true")])
+def test_gain_exact_other_metrics(name, metric):
+    # the identity holds for every output metric (the whitened residual of the empirical metric
+    # is h_n = 1, of the true MSE metric e_n)
+    case = make_case(name, seed=1, N=_batch_size(name))
+    net, rec = _grown(case, case.hidden[0], 2, seed=5)
+    for d in (0.0, 1e-3):
+        g = width_gains(net, case.X, case.Y, case.loss, rec.new_index, d, metric)
+        diff = score.eta(net, case.X, case.Y, case.loss, damping=d, metric=metric) - \
+            score.eta(case.net, case.X, case.Y, case.loss, damping=d, metric=metric)
+        assert g.exact > 1e-3 * g.lam and g.output_space
+        assert_close(g.exact, diff, rtol=1e-8, atol=1e-12 * g.lam, name=f"{metric}, damping {d}")
+        assert_close(g.eta_after, score.eta(net, case.X, case.Y, case.loss, damping=d, metric=metric),
+                     rtol=1e-10, name="eta_after")
+
 def _condition_sets(net, rec, layer, rng):
     """Named subsets c of the old parameters: the consumer's, the producer's or a random half,
     all of them and none."""

@@ -52,7 +52,7 @@ def _check_act(act, per_unit: list, k: int, rng) -> dict:
         raise TypeError(f"act: expected a dict of per-unit parameters or None, got {type(act).__name__}")
     if set(act) != set(expected):
         raise ValueError(f"act: keys must be exactly {sorted(expected)} (the per-unit parameters on the "
-                         f"path), got {sorted(act)}")
+                         f"path), got {sorted(map(str, act))}")
     out = {la.name: {} for la in per_unit}
     for key, (name, p) in expected.items():
         arr = as_float_array(act[key], f"act[{key!r}]", ndim=1)

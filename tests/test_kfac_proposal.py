@@ -225,6 +225,10 @@ def test_arguments_are_checked_before_anything():
         ctx.score_activations(np.zeros((1, 3, 1, 2)))
     with pytest.raises(ValueError, match="shift"):
         kfac_width_gain(np.ones((1, 12, 1, 1)), ctx.R, ctx.G_inv, ctx.a, ctx.A_inv, shift=-1.0)
+    with pytest.raises(ValueError, match="G_inv"):
+        kfac_width_gain(np.ones((1, 12, 1, 1)), ctx.R, ctx.A_inv, ctx.a, ctx.A_inv)
+    with pytest.raises(TypeError, match="grad"):
+        ctx.score(W, b, act, grad="yes")
 
 
 def test_true_metric_softmax_gain_is_score_difference():

@@ -87,8 +87,16 @@ def kfac_width_gain(H, R, G_inv, a, A_inv, shift: float = 0.0, grad: bool = Fals
     """
     H = as_float_array(H, "H (candidate inputs)", ndim=4)
     C, N, T, q = H.shape
+    R = as_float_array(R, "R (residual cotangents)", ndim=3)
     check_shape(R, (N, T, None), "R (residual cotangents)")
+    a = as_float_array(a, "a (consumer inputs)", ndim=3)
     check_shape(a, (N, T, None), "a (consumer inputs)")
+    G_inv = as_float_array(G_inv, "G_inv", ndim=2)
+    check_shape(G_inv, (R.shape[2], R.shape[2]), "G_inv")
+    A_inv = as_float_array(A_inv, "A_inv", ndim=2)
+    check_shape(A_inv, (a.shape[2], a.shape[2]), "A_inv")
+    if not isinstance(grad, (bool, np.bool_)):
+        raise TypeError(f"grad: expected a bool, got {type(grad).__name__}")
     shift = check_scalar(shift, "shift", minimum=0.0)
     Hf = H.reshape(C, N * T, q)
     Rf, af = R.reshape(N * T, -1), a.reshape(N * T, -1)

@@ -1,7 +1,11 @@
 """Benchmarks that print ratios measured side by side in one process.
 
-``kernels`` (conv/dense passes: Numba vs NumPy twin vs PyTorch CPU), ``rational`` (the fused
-rational-activation kernel vs its NumPy twin), ``eta`` (cost of the
-expansion score against layer width), ``optimizers`` (K-FAC against Adam per step).
-Each module has ``run(quick=False)``; the CLI is ``senn-ref bench NAME``.
+``kernels`` (conv and pooling passes: Numba vs NumPy twin vs PyTorch CPU; conv and dense
+as a fraction of an interleaved NumPy GEMM), ``rational`` (the fused rational-activation
+kernel vs its NumPy twin), ``eta`` (exact and CG expansion score against K-FAC at each
+layer width), ``optimizers`` (K-FAC against Adam: loss per epoch, time per step).
+Every timing goes through :func:`senn_ref.bench.timing.compare` (warm-up, interleaved
+rounds repeated until the ratio is stable, spread reported); rows are printed as they are
+measured, with progress lines on stderr.  Each module has ``run(quick=False)``; the CLI
+is ``senn-ref bench NAME``.
 """

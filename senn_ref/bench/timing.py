@@ -5,7 +5,7 @@ API (all a benchmark needs)::
     from senn_ref.bench.timing import compare, progress, ratio_cell
 
     progress(i, n, "case label")                     # "[i/n] case label ..." on stderr
-    print(machine())                                 # "2 CPUs, load average 0.31": print it once
+    print(machine())                                 # CPUs, load average, threads: print it once
     res = compare({"numba": f, "numpy": g}, baseline="numba", label="case label")
     res["numpy"].ratio      # median over rounds of t_numpy / t_numba (paired per round)
     res["numpy"].spread     # half the interquartile range of those ratios, relative (0.03 = +-3 %)
@@ -163,9 +163,12 @@ def progress(i: int, n: int, label: str) -> None:
 
 
 def machine() -> str:
-    """``"2 CPUs, load average 0.31 (1 min)"``: other load inflates the spread of every ratio."""
+    """``"2 CPUs, load average 0.31 (1 min), Numba threads 2, OMP_NUM_THREADS unset"``: other
+    load inflates the spread of every ratio; thread counts say what was compared."""
     try:
         load = f", load average {os.getloadavg()[0]:.2f} (1 min)"
     except (AttributeError, OSError):       # pragma: no cover - platforms without getloadavg
         load = ""
-    return f"{os.cpu_count()} CPUs{load}"
+    import numba
+    omp = os.environ.get("OMP_NUM_THREADS", "unset")
+    return f"{os.cpu_count()} CPUs{load}, Numba threads {numba.config.NUMBA_NUM_THREADS}, OMP_NUM_THREADS {omp}"

@@ -194,6 +194,42 @@ def test_duplicate_unit_gains_nothing(name, units):
     assert fresh > 1e-4 * g.lam
 
 
+
+@pytest.mark.parametrize("name", ["mlp_tanh", "mlp_softmax", "conv_gap"])
+def test_damped_duplicate_halves_the_damping(name):
+    # With delta > 0 a copy of unit j is not free: its outgoing columns equal unit j's, so
+    # B B^T = B_o D^2 B_o^T with D = sqrt(2) on those old columns, and the gain equals
+    # eta(B_o D) - eta(B_o) (the damping penalty of the shared direction is halved; section 6).
+    from senn_ref.fisher import ggn_factor
+    from senn_ref.score import whitened_residual
+    case = make_case(name, seed=5, N=_batch_size(name))
+    metric = _metric(case)
+    layer = case.hidden[-1]
+    net = case.net.copy()
+    path = hidden_path(net, layer)
+    act = {p: la.params[p][[1]].copy() for la in unit_layers(net, path) for p in la.param_names}
+    prod = net.layers[layer]
+    rec = add_neurons(net, layer, prod.params["W"][[1]].copy(), prod.params["b"][[1]].copy(), act)
+    B = ggn_factor(net, case.X, case.loss, metric=metric, Y=case.Y)
+    old = np.setdiff1d(np.arange(net.num_params()), rec.new_index)
+    B_o = B[:, old]
+    scale = np.ones(old.size)
+    for p in rec.new_index:
+        if np.any(B[:, p] != 0):
+            match = np.flatnonzero(np.all(B_o == B[:, [p]], axis=0))
+            assert match.size == 1
+            scale[match] = np.sqrt(2.0)
+    assert np.count_nonzero(scale != 1) >= 1
+    b = whitened_residual(case.loss, net.forward(case.X), case.Y, metric).reshape(-1) / np.sqrt(case.X.shape[0])
+
+    def eta(M, d):
+        return float(b @ M @ np.linalg.solve(M.T @ M + d * np.eye(M.shape[1]), M.T @ b))
+
+    for d in (1e-3, 0.1):
+        g = gain_exact(net, case.X, case.Y, case.loss, rec.new_index, d, metric)
+        assert_close(g, eta(B_o * scale, d) - eta(B_o, d), rtol=1e-8, name=f"damping {d}")
+        assert g > 1e-5 * score.ceiling(net, case.X, case.Y, case.loss, metric)
+
 def _brute_force(net, X, Y, loss, new, damping, metric):
     """r_p and the Schur gain from the dense Jacobian, the dense metrics and dense solves."""
     J = jacobian(net, X)

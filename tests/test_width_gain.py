@@ -161,6 +161,8 @@ def test_lower_bound_exact_when_uncorrelated(seed, K):
     for d in DAMPINGS:
         g = width_gains(net, X, Y, loss, rec.new_index, damping=d, condition_on=cons)
         assert g.exact > 1e-3 * g.lam
+        summary = g.to_dict()
+        assert summary["exact"] == g.exact and summary["residual"] == g.residual.tolist()
         assert_close(g.lower_bound, g.exact, rtol=1e-10, name=f"lower bound, damping {d}")
         assert_close(g.conditioned, g.exact, rtol=1e-10, name=f"conditioned, damping {d}")
 
@@ -345,6 +347,8 @@ def test_layer_flat_index():
     ({"damping": -1e-3}, ValueError, "damping: must be >= 0"),
     ({"damping": float("nan")}, ValueError, "damping: must be finite"),
     ({"metric": "fisher"}, ValueError, "unknown metric"),
+    ({"X": "NAN"}, ValueError, "X: contains .* NaN"),
+    ({"Y": "SHORT"}, ValueError, "Y .*expected shape"),
 ])
 def test_errors(kwargs, err, match):
     case = make_case("mlp_rational", seed=0)
@@ -353,12 +357,17 @@ def test_errors(kwargs, err, match):
     args.update(kwargs)
     if isinstance(args.get("condition_on"), str):
         args["condition_on"] = rec.new_index[:1]
+    X, Y = case.X, case.Y
+    if args.pop("X", None) is not None:
+        X = np.where(X > 1.0, np.nan, X)
+    if args.pop("Y", None) is not None:
+        Y = Y[:3]
     theta = net.get_flat().copy()
     funcs = [gain_lower_bound, width_gains] if "condition_on" in kwargs else \
         [gain_exact, gain_lower_bound, width_gains, residual_gradient]
     for f in funcs:
         with pytest.raises(err, match=match):
-            f(net, case.X, case.Y, case.loss, **args)
+            f(net, X, Y, case.loss, **args)
     assert np.array_equal(net.get_flat(), theta)            # nothing changed
 
 

@@ -134,8 +134,8 @@ def gain_exact(net, X, Y, loss, new_index, damping=0.0, metric: str = "euclidean
         S_p = F_pp + delta I - F_po (F_oo + delta I)^+ F_op,   r_p = g_p - F_po (F_oo + delta I)^+ g_o,
 
     equal to ``score.eta(grown) - score.eta(before)`` with the same damping and metric.
-    Evaluated as ``||P_delta(C) W_o^{1/2} b||^2`` with ``C = W_o^{1/2} B_p`` (N r, k) and the
-    damped hat matrix ``P_delta(C) = C (C^T C + delta I)^+ C^T``.  Arguments as in
+    Evaluated as ``z^T P_delta(C) z`` with ``z = W_o^{1/2} b`` (N r,), ``C = W_o^{1/2} B_p`` (N r, k)
+    and the damped hat matrix ``P_delta(C) = C (C^T C + delta I)^+ C^T`` (a projection for delta = 0).  Arguments as in
     :func:`width_gains`.  ``derivations/15-width-gain.md`` sections 2 and 5;
     ``tests/test_width_gain.py::test_gain_exact_equals_eta_difference``.
     """

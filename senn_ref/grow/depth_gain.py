@@ -131,8 +131,10 @@ def new_rows(side: ConsumerSide, B, s, cot, names) -> np.ndarray:
 
 
 
-#: natural-gradient solvers for the residual of DepthProposals
-NATURAL = ("exact", "cg")
+#: natural-gradient solvers for the residual of DepthProposals ("auto": "exact" up to
+#: EXACT_MAX_PARAMS parameters, else "cg"; the dense GGN costs P forward-mode passes)
+NATURAL = ("auto", "exact", "cg")
+EXACT_MAX_PARAMS = 500
 #: candidates are scored in chunks holding about this many entries of beta = B^-T q
 CHUNK_ENTRIES = 2_000_000
 
@@ -153,8 +155,9 @@ class DepthProposals:
     """Lower-bound scores of layers inserted before ``net.layers[position]`` (module docstring).
 
     Parameters: ``net``; X (N,) + in_shape; Y targets; ``loss``; ``position`` a Dense/Conv2D
-    index; ``damping`` delta >= 0; ``metric``; ``natural`` "exact" (dense GGN, tiny networks) or
-    "cg" (matrix-free CG) for the original network's natural gradient ``u``.
+    index; ``damping`` delta >= 0; ``metric``; ``natural`` "exact" (dense GGN, tiny networks),
+    "cg" (matrix-free CG; with damping 0 it may stop early on a singular F and warn) or "auto"
+    ("exact" up to EXACT_MAX_PARAMS parameters) for the original network's natural gradient ``u``.
 
     Attributes: ``eta`` (the network's exact score ``g^T u``), ``eta_layer`` (the consumer's
     K-FAC score, kfac_eta's per-layer value), ``side`` (:class:`ConsumerSide`), ``rho`` (N, k, T)
@@ -164,7 +167,7 @@ class DepthProposals:
     """
 
     def __init__(self, net, X, Y, loss, position, damping=0.0, metric: str = "euclidean",
-                 natural: str = "exact") -> None:
+                 natural: str = "auto") -> None:
         from ..kfac import kfac_eta
         from ..natural_gradient import natural_gradient
         from ..score import eta_exact_details
@@ -173,6 +176,9 @@ class DepthProposals:
         check_option(natural, NATURAL, "natural")
         i, layer = consumer_at(net, position)
         self.position, self.k = i, consumer_width(layer)
+        if natural == "auto":
+            natural = "exact" if net.num_params() <= EXACT_MAX_PARAMS else "cg"
+        self.natural = natural
         if natural == "exact":
             det = eta_exact_details(net, X, Y, loss, damping=self.delta, metric=metric)
             u, self.eta = det.u, float(det.eta)
@@ -188,6 +194,10 @@ class DepthProposals:
         M = np.asarray(loss.metric(flat, Y, metric))
         resid = E - np.einsum("nkl,nl->nk", M, Ju)                      # e_n - M_n J_n u
         self.rho = input_cotangent(net, i, resid.reshape(out.shape))
+        k = self.k                                                      # unit-last copies for score()
+        self._a = np.swapaxes(self.side.a, 1, 2).reshape(-1, k)        # (N T, k)
+        self._q = np.swapaxes(self.side.q, 2, 3).reshape(-1, k)        # (N R T, k)
+        self._rho = np.swapaxes(self.rho, 1, 2).reshape(-1, k)         # (N T, k)
         self.eta_layer = float(kfac_eta(net, X, Y, loss, damping=self.delta, metric=metric)[1][layer.name])
 
     def score(self, B, s, grad: bool = False) -> DepthScore:
@@ -214,39 +224,41 @@ class DepthProposals:
         return out
 
     def _score_chunk(self, B, s, grad):
-        side, delta, k = self.side, self.delta, self.k
-        N = side.N
+        """One chunk of candidates, in a unit-last layout so that every contraction over
+        examples, columns or units is a (batched) matrix product."""
+        delta, k, N = self.delta, self.k, self.side.N
+        R, T = self.side.q.shape[1], self.side.q.shape[3]
+        C = B.shape[0]
         sv = np.linalg.svd(B, compute_uv=False)
         ok = (sv[:, -1] > 0) & (sv[:, 0] <= COND_LIMIT * sv[:, -1])
         Bs = np.where(ok[:, None, None], B, np.eye(k))
         Binv = np.linalg.inv(Bs)
-        z = np.einsum("cuj,njt->cnut", Bs, side.a) + s[:, None, :, None]
-        beta = np.einsum("cju,nrjt->cnrut", Binv, side.q)               # B^-T q
-        beps = np.einsum("cju,njt->cnut", Binv, self.rho)               # B^-T rho
-        ps = psi(z)                                                     # (C, N, k, T, 2)
-        w = np.einsum("cnrut,cnutm->cnrum", beta, ps)
-        r = np.einsum("cnut,cnutm->cum", beps, ps) / N                  # (C, k, 2)
-        C = B.shape[0]
-        F = np.einsum("cnrum,cnrvl->cumvl", w, w).reshape(C, 2 * k, 2 * k) / N
+        z = (self._a @ np.swapaxes(Bs, 1, 2)).reshape(C, N, T, k) + s[:, None, None, :]
+        beta = (self._q @ Binv).reshape(C, N, R, T, k)                  # B^-T q
+        beps = (self._rho @ Binv).reshape(C, N, T, k)                   # B^-T rho
+        ps = psi(z)                                                     # (C, N, T, k, 2)
+        w = (beta[..., None] * ps[:, :, None]).sum(axis=3)              # (C, N, R, k, 2)
+        r = (beps[..., None] * ps).sum(axis=(1, 2)).reshape(C, 2 * k) / N
+        W2 = w.reshape(C, N * R, 2 * k)
+        F = np.swapaxes(W2, 1, 2) @ W2 / N
         lam, V = np.linalg.eigh(0.5 * (F + np.swapaxes(F, 1, 2)))
         cut = 2 * k * np.finfo(np.float64).eps * np.maximum(lam[:, -1:], 0.0)
         keep = lam > cut if delta == 0 else np.ones(lam.shape, dtype=bool)
         denom = np.where(keep, np.maximum(lam, 0.0) + delta, 1.0)
-        rf = r.reshape(C, 2 * k)
-        coef = np.where(keep, np.einsum("cij,ci->cj", V, rf) / denom, 0.0)
-        x = np.einsum("cij,cj->ci", V, coef)
-        lb = np.where(ok, np.einsum("ci,ci->c", rf, x), -np.inf)
-        res = np.swapaxes(r, 1, 2)
+        coef = np.where(keep, (np.swapaxes(V, 1, 2) @ r[..., None])[..., 0] / denom, 0.0)
+        x = (V @ coef[..., None])[..., 0]                               # (F_pp + delta I)^+ r
+        lb = np.where(ok, np.sum(r * x, axis=1), -np.inf)
+        res = np.swapaxes(r.reshape(C, k, 2), 1, 2)
         if not grad:
             return lb, res
-        x = x.reshape(C, k, 2)
-        s_nr = np.einsum("cnrum,cum->cnr", w, x)
-        phix = np.einsum("cnutm,cum->cnut", ps, x)
-        phixp = np.einsum("cnutm,cum->cnut", psi_prime(z), x)
-        eta = beps - np.einsum("cnr,cnrut->cnut", s_nr, beta)           # residual after the step
-        Gz = (2.0 / N) * eta * phixp
-        P = (2.0 / N) * np.einsum("cnut,cnvt->cuv", eta, phix)
-        gB = np.einsum("cnut,njt->cuj", Gz, side.a) - np.einsum("cuv,cjv->cuj", P, Binv)
-        gs = Gz.sum(axis=(1, 3))
+        s_nr = (W2 @ x[..., None]).reshape(C, N, 1, R)                  # w_{n,r} . x
+        xk = x.reshape(C, 1, 1, k, 2)
+        phix = (ps * xk).sum(axis=-1)                                   # (C, N, T, k)
+        phixp = (psi_prime(z) * xk).sum(axis=-1)
+        eta = beps - (s_nr @ beta.reshape(C, N, R, T * k)).reshape(C, N, T, k)   # residual after the step
+        Gz = ((2.0 / N) * eta * phixp).reshape(C, N * T, k)
+        P = (2.0 / N) * np.swapaxes(eta.reshape(C, N * T, k), 1, 2) @ phix.reshape(C, N * T, k)
+        gB = np.swapaxes(Gz, 1, 2) @ self._a - P @ np.swapaxes(Binv, 1, 2)
+        gs = Gz.sum(axis=1)
         gB[~ok], gs[~ok] = 0.0, 0.0
         return lb, res, gB, gs

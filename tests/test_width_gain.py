@@ -311,6 +311,29 @@ def test_extreme_logits_use_parameter_space():
         assert_close(g.exact, diff, rtol=1e-8, atol=1e-12 * g.lam, name=f"damping {d}")
 
 
+
+@pytest.mark.parametrize("delta", [0.0, 1e-4, 0.3])
+def test_apply_w_and_kept_svd(delta, rng):
+    # W = delta (B B^T + delta I)^{-1} (delta > 0) or I - P_B (delta = 0) from the kept SVD:
+    # powers 1, 1/2, -1/2 against dense matrices; a rank-3 B keeps exactly 3 singular values.
+    from senn_ref.grow.residual import apply_w, kept_svd
+    B = rng.standard_normal((9, 3)) @ rng.standard_normal((3, 5))
+    U, s, Vt = kept_svd(B)
+    assert s.size == 3
+    assert_close((U * s) @ Vt, B, rtol=0, atol=1e-13 * np.abs(B).max(), name="kept SVD")
+    x = rng.standard_normal((9, 2))
+    if delta > 0:
+        W = delta * np.linalg.inv(B @ B.T + delta * np.eye(9))
+    else:
+        W = np.eye(9) - B @ np.linalg.pinv(B)
+    tol = 1e-14 * (1.0 + (s[0] ** 2 / delta if delta > 0 else 0.0))     # the dense inverse's conditioning
+    assert_close(apply_w(U, s, delta, x, 1.0), W @ x, rtol=0, atol=tol, name="W x")
+    half = apply_w(U, s, delta, x, 0.5)
+    assert_close(apply_w(U, s, delta, half, 0.5), W @ x, rtol=0, atol=tol, name="W^1/2 W^1/2 x")
+    if delta > 0:
+        assert_close(apply_w(U, s, delta, half, -0.5), x, rtol=0, atol=1e-10, name="W^-1/2 W^1/2 x")
+    assert kept_svd(B, cut=1e9)[1].size == 0 and kept_svd(np.zeros((4, 2)))[1].size == 0
+
 def test_layer_flat_index():
     case = make_case("mlp_deep", seed=0)
     net, rec = _grown(case, 2, 2, seed=1)

@@ -40,7 +40,10 @@ class SENNConfig:
       recursive=True    apply the best accepted proposal, re-score, repeat until none passes
       max_additions_per_round=32  hard cap per round (the rate bound caps rounds under the exact
                         Fisher; under K-FAC scoring it can fail, so a cap guards against runaways)
-      width=True, depth=True  which kinds of proposals are made
+      width=True        propose new units in every hidden layer
+      depth=False       also propose inserted layers (off by default: on the paper's 1-D task the
+                        inserted identity layers made the test MSE ~8x worse and NGD-CG ~10x
+                        slower (CG at its iteration cap); derivations/21-trainer.md section 2)
       width_cooldown=0  rounds without width growth after a width addition
       depth_cooldown=1  rounds without depth growth after a depth insertion [released: layer cooldown]
       max_width=64      units per hidden layer at most [released MNIST: capacity 64]
@@ -85,7 +88,7 @@ class SENNConfig:
     recursive: bool = True
     max_additions_per_round: int = 32
     width: bool = True
-    depth: bool = True
+    depth: bool = False
     width_cooldown: int = 0
     depth_cooldown: int = 1
     max_width: int = 64

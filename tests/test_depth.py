@@ -371,3 +371,21 @@ def test_preservation_holds_near_the_condition_limit():
     assert np.abs(net.forward(case.X) - before).max() < 1e-10
     with pytest.raises(ValueError, match="exceeds COND_LIMIT"):
         insert_layer(case.net, 2, U @ np.diag([1.0, 1e-3, 0.5 / COND_LIMIT]) @ V.T)
+
+
+def test_search_improves_the_bound_and_its_best_insertion_preserves_the_function():
+    # integration with grow/proposals.py: Adam ascent on the analytic gradient keeps each
+    # candidate's best, so the result is at least the identity candidate's bound
+    from senn_ref.grow.proposals import best_depth_proposal
+    case = make_case("mlp_deep", 0, N=60)
+    ctx = DepthProposals(case.net, case.X, case.Y, case.loss, 2)
+    identity = ctx.score(np.eye(3)[None], np.zeros((1, 3))).lower_bound[0]
+    prop = best_depth_proposal(case.net, case.X, case.Y, case.loss, 2, n_candidates=8,
+                               rng=np.random.default_rng(0), steps=10)
+    assert prop.kind == "depth" and prop.eta_layer == ctx.eta_layer
+    assert prop.lower_bound >= identity and prop.lower_bound > 2 * identity
+    assert_close(ctx.score(prop.params["B"][None], prop.params["s"][None]).lower_bound[0], prop.lower_bound,
+                 rtol=1e-12, name="reported bound")
+    before = case.net.forward(case.X).copy()
+    insert_layer(case.net, 2, prop.params["B"], prop.params["s"])
+    assert np.abs(case.net.forward(case.X) - before).max() < 1e-10

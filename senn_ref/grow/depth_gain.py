@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import as_float_array, check_option, check_scalar, check_shape
+from .._validate import as_float_array, check_batch, check_option, check_scalar, check_shape
 from ..fisher.exact import check_metric
 from ..kernels.rational_numpy import rational_basis_numpy
 from ..kfac.columns import metric_columns
@@ -96,7 +96,7 @@ def input_cotangent(net, position: int, dY) -> np.ndarray:
 def consumer_side(net, X, Y, loss, position: int, metric: str) -> ConsumerSide:
     """Forward ``X`` (N,) + in_shape and back-propagate every metric column and ``e`` to the input
     of ``net.layers[position]``; returns a :class:`ConsumerSide`.  17-depth.md section 5."""
-    h = X
+    h = check_batch(X, net.in_shape, "X")
     for layer in net.layers[:position]:
         h = layer.forward(h)
     a = _to_units(np.array(h, dtype=np.float64))

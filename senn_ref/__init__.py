@@ -8,6 +8,7 @@ Quick map (each name is documented where it is defined):
   :mod:`senn_ref.kfac` (K-FAC / KFC factors, damping);
 * the natural expansion score and its ceiling: :mod:`senn_ref.score` (``eta``, ``ceiling``);
 * training: :mod:`senn_ref.optim` (SGD, Adam, KFAC, NaturalGradientCG), :func:`fit`;
+* growing while training (the SENN method): :class:`SENNConfig`, :func:`train_senn` (:mod:`senn_ref.trainer`);
 * checking: :mod:`senn_ref.gradcheck`, :mod:`senn_ref.testing`;
 * saving: :mod:`senn_ref.checkpoint` (``save``, ``load``; atomic, pickle-free);
 * kernels: :mod:`senn_ref.kernels` with the NumPy/Numba switch in :mod:`senn_ref.backend`.
@@ -18,6 +19,7 @@ from . import backend, checkpoint, datasets, fisher, gradcheck, kfac, layers, lo
 from .architectures import convnet, mlp
 from .network import Gradients, Network
 from .train import evaluate, fit
+from .trainer import SENNConfig, train_senn
 
-__all__ = ["Gradients", "Network", "backend", "checkpoint", "convnet", "datasets", "evaluate", "fisher", "fit",
+__all__ = ["Gradients", "Network", "SENNConfig", "train_senn", "backend", "checkpoint", "convnet", "datasets", "evaluate", "fisher", "fit",
            "gradcheck", "kfac", "layers", "losses", "mlp", "optim", "score", "testing", "__version__"]

@@ -1,4 +1,4 @@
-"""Command line: ``senn-ref demo | verify | bench {kernels,rational,eta,optimizers,gain} | info``."""
+"""Command line: ``senn-ref demo | verify | bench {kernels,rational,eta,optimizers,gain,senn} | info``."""
 from __future__ import annotations
 
 import argparse
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the random shapes and inputs checked (default: %(default)s)")
     p.set_defaults(func=_cmd_verify)
     p = sub.add_parser("bench", help="benchmarks, printed as ratios measured side by side")
-    p.add_argument("what", choices=("kernels", "rational", "eta", "optimizers", "gain"))
+    p.add_argument("what", choices=("kernels", "rational", "eta", "optimizers", "gain", "senn"))
     p.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("info", help="versions and the active kernel backend")

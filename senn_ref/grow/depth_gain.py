@@ -162,7 +162,7 @@ class DepthProposals:
     Attributes: ``eta`` (the network's exact score ``g^T u``), ``eta_layer`` (the consumer's
     K-FAC score, kfac_eta's per-layer value), ``side`` (:class:`ConsumerSide`), ``rho`` (N, k, T)
     the residual's cotangent at the consumer's input.  Construction costs one natural-gradient
-    solve and 1 + R backward passes; :meth:`score` never touches the network.
+    solve, R + 2 backward passes and the K-FAC score; :meth:`score` never touches the network.
     17-depth.md sections 5-7; ``tests/test_depth.py``.
     """
 

@@ -19,6 +19,20 @@ from senn_ref.testing import assert_close
 DAMPINGS = (0.0, 1e-6, 1e-3, 0.1)
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """The matrices here are tiny (a few hundred columns); with two BLAS threads on a loaded
+    2-core machine this module took 40 s instead of 6 s (thread oversubscription), so it runs
+    with one BLAS thread when threadpoolctl is available (it is optional)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
 def _metric(case):
     return "true" if case.classification else "euclidean"
 

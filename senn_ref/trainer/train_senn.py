@@ -147,7 +147,8 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
         return tl
 
     for step in range(config.steps):
-        if step > 0 and step >= config.warmup and step % config.expand_every == 0:
+        if (config.width or config.depth) and step > 0 and step >= config.warmup \
+                and step % config.expand_every == 0:
             res = expansion_round(net, Xs, Ys, loss, config, search_rng, optimizer=opt, state=state,
                                   step=step, round_index=round_index)
             log.events.extend(res.events)

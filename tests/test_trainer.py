@@ -167,3 +167,43 @@ def test_log_records_every_round_and_round_trips_through_json(task, tmp_path):
     (tmp_path / "bad.json").write_text("{\"format\": \"other\"}")
     with pytest.raises(ValueError, match="not a senn-ref log"):
         SENNLog.from_json(tmp_path / "bad.json")
+
+
+# -- pruning rounds -------------------------------------------------------------------------
+
+def test_pruning_round_removes_exactly_a_dead_unit_and_keeps_the_function():
+    from senn_ref.grow.pruning_round import pruning_round
+    rng = np.random.default_rng(0)
+    net = mlp([2, 4, 1], activation="tanh", seed=2)
+    W1, W2 = net.layers[0].params["W"], net.layers[2].params["W"]
+    W1[2] = 0.0
+    net.layers[0].params["b"][2] = 0.0                 # unit 2: tanh(0) = 0 for every input
+    W2[:, 2] = 0.0                                     # and it feeds nothing
+    X, Y = rng.standard_normal((20, 2)), rng.standard_normal((20, 1))
+    before = net.forward(X).copy()
+    kept = np.delete(W1, 2, axis=0).copy()
+    for gain in ("lower_bound", "exact"):
+        n = net.copy()
+        events = pruning_round(n, X, Y, losses.mse(), SENNConfig(prune=True, prune_tau=1e-6, gain=gain, quiet=True))
+        removed = [e for e in events if e["accepted"]]
+        assert [e["unit"] for e in removed] == [2], events
+        assert removed[0]["freeze"] < 1e-12 and removed[0]["removal"] < 1e-12
+        assert events[-1]["accepted"] is False and events[-1]["width_before"] == 3
+        assert n.layers[0].params["W"].shape == (3, 2)
+        np.testing.assert_array_equal(n.layers[0].params["W"], kept)
+        err = np.abs(n.forward(X) - before).max()
+        assert err < 1e-12, err
+
+
+def test_train_senn_with_pruning_logs_prune_events(task):
+    X, Y, _, _ = task
+    net, log = train_senn(mlp([1, 1, 1], seed=3), X, Y, losses.mse(),
+                          SENNConfig(**{**SMALL, "prune": True, "prune_tau": 2.0}))
+    pr = [e for e in log.events if e["kind"] == "prune"]
+    assert pr and all(e["threshold"] == pytest.approx(2.0 * e["eta_c"]) for e in pr)
+    assert log.final["units_pruned"] >= 1          # a threshold above eta_c prunes what was grown
+    for e in pr:
+        assert e["accepted"] == (e["freeze"] < e["threshold"] and e["removal"] < e["threshold"])
+        assert e["width_after"] == e["width_before"] - e["accepted"]
+    assert log.final["units_pruned"] == sum(e["accepted"] for e in pr)
+    assert log.final["widths"][0] == 1 + log.final["expansions_accepted"] - log.final["units_pruned"]

@@ -81,7 +81,7 @@ def run(quick: bool = False, widths=None, repeats: int | None = None) -> list[di
             return fn
 
         timed = [m for m in METHODS if not (m == "exact" and P > EXACT_MAX_P)]
-        res = compare({m: call(m) for m in timed}, baseline="kfac", warmup=1, target_seconds=1e-3,
+        res = compare({m: call(m) for m in timed}, baseline="kfac", warmup=1, target_seconds=0.05,
                       label=f"width {w}", **settings)
         cells = []
         for m in METHODS:

@@ -14,7 +14,10 @@ ratios are stable; each ratio is printed with its spread):
 * ``gemm``   - NumPy's float64 ``(512 x 512) @ (512 x 512)``, interleaved with the layer:
   "of GEMM" is the layer's GFLOP/s over the GEMM's, both from the same rounds;
 * ``torch``  - ``torch.nn.functional.conv2d`` / ``linear`` / ``max_pool2d`` in float64 +
-  autograd ``backward`` (column skipped when torch is not importable).
+  autograd ``backward`` (column skipped when torch is not importable).  Interleaved with
+  the others, torch's OpenMP workers may keep spinning after each call and slow the next
+  contender; run with ``OMP_WAIT_POLICY=PASSIVE`` when torch is installed.  (This path
+  is not exercised where torch is absent, as on the machine of the README's table.)
 
 FLOPs: a conv forward is ``2 N O Ho Wo C kh kw``, forward + backward (dX and dW) three
 times that; dense ``3 * 2 N in out``; a 2x2 max pool row has no FLOP count.  Each row is

@@ -207,3 +207,13 @@ def test_train_senn_with_pruning_logs_prune_events(task):
         assert e["width_after"] == e["width_before"] - e["accepted"]
     assert log.final["units_pruned"] == sum(e["accepted"] for e in pr)
     assert log.final["widths"][0] == 1 + log.final["expansions_accepted"] - log.final["units_pruned"]
+
+
+def test_overhead_benchmark_times_senn_against_its_final_architecture():
+    from senn_ref.bench.senn import overhead
+    r = overhead("teacher", steps=61, budget_seconds=5.0)
+    assert r["widths"][0] >= 2, "the short run should grow (else the comparison is trivial)"
+    assert r["rounds"] >= 3 and r["senn_seconds"] > 0 and r["fixed_seconds"] > 0
+    assert r["ratio"] == pytest.approx(r["ratio"]) and 0.2 < r["ratio"] < 50, r
+    t = r["timing"]
+    assert t["total"] >= t["train"] + t["score"] + t["search"] - 1e-9

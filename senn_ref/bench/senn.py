@@ -31,7 +31,9 @@ TASKS = ("teacher", "digits")
 
 
 def make_task(task: str, quick: bool = False, seed: int = 0):
-    """``(start_net, X, Y, loss, config, arch(widths) -> fresh net)`` of a task (module docstring)."""
+    """``(start_net, X, Y, loss, config, build)`` of a task (module docstring); ``build(widths)``
+    returns a freshly initialised network of those hidden widths.  ``derivations/21-trainer.md``
+    section 5."""
     from ..trainer.config import SENNConfig
     check_option(task, TASKS, "task")
     if task == "teacher":
@@ -47,12 +49,17 @@ def make_task(task: str, quick: bool = False, seed: int = 0):
         (lambda widths: mlp([64, *widths, 10], seed=seed))
 
 
-def overhead(task: str, quick: bool = False, seed: int = 0, budget_seconds: float = 120.0) -> dict:
+def overhead(task: str, quick: bool = False, seed: int = 0, budget_seconds: float = 120.0,
+             steps: int | None = None) -> dict:
     """Time ``senn`` against ``fixed`` (module docstring).  Returns {task, ratio, spread, stable,
-    rounds, senn_seconds, fixed_seconds, widths, timing (the SENN run's log.timing)}."""
+    rounds, senn_seconds, fixed_seconds, widths, timing (the SENN run's log.timing)}.
+    ``steps`` overrides the task's number of steps.  ``derivations/21-trainer.md`` section 5;
+    ``tests/test_trainer.py::test_overhead_benchmark_times_senn_against_its_final_architecture``."""
     from ..grow.expansion_round import architecture
     from ..trainer.train_senn import train_senn
     start, X, Y, loss, cfg, build = make_task(task, quick, seed)
+    if steps is not None:
+        cfg = cfg.replace(steps=steps)
     _, log = train_senn(start.copy(), X, Y, loss, cfg, seed=seed)
     widths = log.final["widths"]
     fixed_cfg = cfg.replace(width=False, depth=False)
@@ -72,7 +79,8 @@ def overhead(task: str, quick: bool = False, seed: int = 0, budget_seconds: floa
 
 
 def run(quick: bool = False) -> list[dict]:
-    """``senn-ref bench senn``: the overhead table, then the rate-bound and search tables."""
+    """``senn-ref bench senn``: the overhead table, then the rate-bound and search tables
+    (``derivations/21-trainer.md`` section 5, ``19-criterion.md`` section 2, ``20`` section 1)."""
     rows = []
     for i, task in enumerate(TASKS, 1):
         progress(i, len(TASKS), f"senn overhead, {task}")

@@ -30,7 +30,7 @@ def random_case(seed: int, n: int = 16):
     """A random small regression case ``(net, X, Y, loss)``: ``mlp([2, w, k])`` or, for half of
     the seeds, ``mlp([2, w, w2, k])`` (so that some consumers are hidden layers, where K-FAC is
     not exact), w, w2 in 1..3, k in 1..2, rational or tanh units, X ~ N(0, 1) (n, 2),
-    Y ~ N(0, 1) (n, k)."""
+    Y ~ N(0, 1) (n, k).  ``derivations/19-criterion.md`` section 2."""
     rng = np.random.default_rng(seed)
     widths = [int(w) for w in rng.integers(1, 4, size=int(rng.integers(1, 3)))]
     k = int(rng.integers(1, 3))
@@ -55,7 +55,8 @@ def rate_bound_study(n_rounds: int = 200, gain: str = "exact", damping: float = 
     {seed, tau, alpha_rel, additions, rate_bound, lambda, eta_before, eta_after, gain_sum}.
 
     ``gain_sum`` adds the accepted gains; under the exact Fisher ``eta_after - eta_before`` equals
-    it (function-preserving additions, Schur formula), which the tests check."""
+    it (function-preserving additions, Schur formula), which the tests check.
+    ``derivations/19-criterion.md`` section 2; ``tests/test_expansion_round.py``."""
     from ..grow.expansion_round import expansion_round
     n_rounds = check_positive_int(n_rounds, "n_rounds")
     check_option(gain, ("exact", "lower_bound", "kfac"), "gain")
@@ -73,7 +74,8 @@ def rate_bound_study(n_rounds: int = 200, gain: str = "exact", damping: float = 
 
 def summarize_rate_rows(rows: list[dict]) -> dict:
     """{rounds, violations (additions >= bound), max_fraction (max additions / bound),
-    over_ceiling (rounds whose final score exceeds lambda), mean_additions}."""
+    over_ceiling (rounds whose final score exceeds lambda), mean_additions}.
+    ``derivations/19-criterion.md`` section 2."""
     adds = np.array([r["additions"] for r in rows], dtype=float)
     bound = np.array([r["rate_bound"] for r in rows])
     over = np.array([r["eta_after"] > r["lambda"] for r in rows])
@@ -86,7 +88,8 @@ def search_study(n_rounds: int = 100, n_candidates: int = 20, steps: int = 10, d
                  first_seed: int = 0) -> np.ndarray:
     """Best lower bound per round (n_rounds, 4): columns random, ascent, langevin, random with
     ``n_candidates * (steps + 1)`` candidates (the ascent's number of objective evaluations).
-    The first three start from the same candidates (same rng seed)."""
+    The first three start from the same candidates (same rng seed).
+    ``derivations/20-proposal-search.md`` section 1; ``tests/test_expansion_round.py``."""
     from ..grow.proposals import best_width_proposal
     n_rounds = check_positive_int(n_rounds, "n_rounds")
     out = np.zeros((n_rounds, 4))
@@ -102,7 +105,8 @@ def search_study(n_rounds: int = 100, n_candidates: int = 20, steps: int = 10, d
 
 
 def run(quick: bool = False) -> dict:
-    """Print the rate-bound table (exact, K-FAC lower bound, exact K-FAC gain) and the search table."""
+    """Print the rate-bound table (exact, K-FAC lower bound, exact K-FAC gain) and the search table
+    (``derivations/19-criterion.md`` section 2, ``20-proposal-search.md`` section 1)."""
     n = 60 if quick else 300
     print(f"rate bound 1 + ln(1/alpha_rel)/ln(1+tau), {n} random recursive rounds each "
           f"(tau in {TAUS}, alpha_rel in {ALPHAS}, score damping 0.1):")

@@ -35,20 +35,22 @@ LR, DAMPING, STEPS = 0.1, 0.1, 2000
 
 
 def mse_of(net, X, Y) -> float:
-    """``mean_n ||f(x_n) - y_n||^2`` (no 1/2): X (n, 1), Y (n, 1)."""
+    """``mean_n ||f(x_n) - y_n||^2`` (no 1/2): X (n, 1), Y (n, 1).  ``derivations/21-trainer.md`` section 4."""
     return float(np.mean(np.sum((net.forward(X) - Y) ** 2, axis=1)))
 
 
 def inside_mse(net, X, Xt, Yt) -> float:
     """Test MSE over the test points inside the training inputs' range [min X, max X] (no
-    extrapolation): X (n, 1) training inputs, Xt (m, 1), Yt (m, 1)."""
+    extrapolation): X (n, 1) training inputs, Xt (m, 1), Yt (m, 1).  ``derivations/21-trainer.md``
+    section 4."""
     inside = (Xt[:, 0] >= X[:, 0].min()) & (Xt[:, 0] <= X[:, 0].max())
     return mse_of(net, Xt[inside], Yt[inside])
 
 
 def fixed_width_run(width: int, seed: int, steps: int = STEPS) -> dict:
     """Train ``mlp([1, width, 1], seed=seed)`` on teacher ``seed`` by NGD-CG (lr 0.1, damping 0.1,
-    full batch) for ``steps`` steps.  Returns {width, seed, steps, test_mse, inside_mse, train_mse, ms_per_step}."""
+    full batch) for ``steps`` steps.  Returns {width, seed, steps, test_mse, inside_mse, train_mse, ms_per_step}.
+    ``derivations/21-trainer.md`` section 4; ``tests/test_teacher.py``."""
     width = check_positive_int(width, "width")
     seed = check_positive_int(seed, "seed", minimum=0)
     steps = check_positive_int(steps, "steps")
@@ -69,7 +71,8 @@ def senn_run(seed: int, steps: int = STEPS, config=None, **changes) -> dict:
     """``train_senn`` from ``mlp([1, 1, 1], seed=seed)`` on teacher ``seed`` for ``steps`` steps.
 
     ``config``: a SENNConfig (None = the defaults), with ``steps`` and ``changes`` applied, quiet.
-    Returns {seed, steps, test_mse, train_mse, inside_mse, widths, additions, seconds, log}."""
+    Returns {seed, steps, test_mse, train_mse, inside_mse, widths, additions, seconds, log}.
+    ``derivations/21-trainer.md`` section 4; ``tests/test_teacher.py``."""
     from .config import SENNConfig
     from .train_senn import train_senn
     seed = check_positive_int(seed, "seed", minimum=0)
@@ -91,7 +94,8 @@ def teacher_table(seeds=range(5), widths=WIDTHS, steps: int = STEPS, config=None
 
     Returns {"fixed": {width: [row per seed]}, "senn": [row per seed] (if ``senn``)} and, with
     ``verbose``, prints one line per seed: the fixed widths' test MSE, SENN's, its final width,
-    and the two ratios the issue asks for (SENN / width 1 and SENN / best fixed width)."""
+    and the two ratios the issue asks for (SENN / width 1 and SENN / best fixed width).
+    ``derivations/21-trainer.md`` section 4 quotes its output."""
     seeds = [check_positive_int(s, "seed", minimum=0) for s in seeds]
     widths = [check_positive_int(w, "width") for w in widths]
     fixed = {w: [fixed_width_run(w, s, steps) for s in seeds] for w in widths}

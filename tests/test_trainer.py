@@ -217,3 +217,13 @@ def test_overhead_benchmark_times_senn_against_its_final_architecture():
     assert r["ratio"] == pytest.approx(r["ratio"]) and 0.2 < r["ratio"] < 50, r
     t = r["timing"]
     assert t["total"] >= t["train"] + t["score"] + t["search"] - 1e-9
+
+
+@pytest.mark.parametrize("optimizer, lr", [("ngd-cg", 0.1), ("kfac", 0.1), ("adam", 0.01), ("sgd", 0.05)])
+def test_every_optimizer_trains_through_growth(task, optimizer, lr):
+    X, Y, _, _ = task
+    cfg = SENNConfig(**{**SMALL, "optimizer": optimizer, "lr": lr, "tau": 0.2})
+    net, log = train_senn(mlp([1, 1, 1], seed=3), X, Y, losses.mse(), cfg)
+    assert log.final["widths"][0] >= 2, f"{optimizer}: no growth"
+    first, last = log.history[0]["train_loss"], log.final["train_loss"]
+    assert np.isfinite(last) and last < first, (optimizer, first, last)

@@ -15,6 +15,7 @@ from senn_ref.grow.width_gain import gain_lower_bound
 from senn_ref.kfac import kfac_factors
 from senn_ref.layers.rational import EPS, identity_param_partials
 from senn_ref.optim import KFAC, SGD, Adam, NaturalGradientCG
+from senn_ref.score import ceiling
 from senn_ref.testing import assert_close
 
 Q = np.sqrt(1.0 + EPS)
@@ -389,3 +390,41 @@ def test_search_improves_the_bound_and_its_best_insertion_preserves_the_function
     before = case.net.forward(case.X).copy()
     insert_layer(case.net, 2, prop.params["B"], prop.params["s"])
     assert np.abs(case.net.forward(case.X) - before).max() < 1e-10
+
+
+@pytest.mark.parametrize("name, i", [("mlp_deep", 2), ("mlp_softmax", 0), ("conv_gap", 0)])
+def test_consumer_conditioned_bound_lies_between(name, i):
+    # 17-depth.md section 6: r^T (F_pp + delta)^+ r <= r^T S_c^+ r <= Delta eta_Phi(v, c); at damping 0
+    # the conditioned bound equals gain_lower_bound(condition_on=the consumer) on the grown network
+    from senn_ref.grow.width_gain import layer_flat_index
+    case = _big_case(name, 0)
+    k = case.net.layers[i].params["W"].shape[1]
+    case = _big_case(name, k * k + 4 * k)
+    B, s = _candidate(k, 37, C=2)
+    B[0], s[0] = np.eye(k), 0.0
+    for delta in (0.0, 0.01):
+        plain = DepthProposals(case.net, case.X, case.Y, case.loss, i, damping=delta).score(B, s).lower_bound
+        cond = DepthProposals(case.net, case.X, case.Y, case.loss, i, damping=delta, condition="consumer")
+        sc = cond.score(B, s, grad=True)
+        for c in range(2):
+            phi_vc = depth_gain_closed(case.net, case.X, case.Y, case.loss, i, B[c], s[c], damping=delta)
+            assert plain[c] <= sc.lower_bound[c] * (1 + 1e-10) and sc.lower_bound[c] <= phi_vc * (1 + 1e-10)
+            if delta == 0:
+                grown = case.net.copy()
+                rec = insert_layer(grown, i, B[c], s[c])
+                generic = gain_lower_bound(grown, case.X, case.Y, case.loss, depth_index(grown, rec, "vc"),
+                                           condition_on=layer_flat_index(grown, i + 2))
+                # a projection off the consumer's columns: rounding is absolute, ~eps cond * lambda
+                lam = ceiling(case.net, case.X, case.Y, case.loss)
+                assert_close(sc.lower_bound[c], generic, rtol=1e-8, atol=1e-10 * lam, name="conditioned bound")
+        rng = np.random.default_rng(41)
+        dB, ds = rng.standard_normal(B.shape), rng.standard_normal(s.shape)
+        h = 1e-4
+
+        def diff(t):
+            return (cond.score(B + t * dB, s + t * ds).lower_bound
+                    - cond.score(B - t * dB, s - t * ds).lower_bound) / (2 * t)
+
+        fd = (4 * diff(h / 2) - diff(h)) / 3
+        analytic = np.einsum("cij,cij->c", sc.grad_B, dB) + np.einsum("ci,ci->c", sc.grad_s, ds)
+        assert_close(analytic, fd, rtol=1e-6, name="conditioned gradient")

@@ -35,11 +35,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validate import as_float_array, check_batch, check_option, check_scalar, check_shape
-from ..fisher.exact import check_metric
+from ..fisher.exact import check_metric, ggn_factor
 from ..kernels.rational_numpy import rational_basis_numpy
 from ..kfac.columns import metric_columns
 from ..layers.rational import EPS
 from .insert_layer import COND_LIMIT, consumer_at, consumer_width, depth_supported, has_padding
+from .residual import apply_w, kept_svd
 
 #: parameter sets of the inserted layers, in the grown network's flat order
 #: ("W", "b" are the inserted linear map's B and s)
@@ -135,6 +136,8 @@ def new_rows(side: ConsumerSide, B, s, cot, names) -> np.ndarray:
 #: EXACT_MAX_PARAMS parameters, else "cg"; the dense GGN costs P forward-mode passes)
 NATURAL = ("auto", "exact", "cg")
 EXACT_MAX_PARAMS = 500
+#: what the curvature of the bound is conditioned on: nothing (F_pp) or the consumer's W, b (S_c)
+CONDITIONS = ("none", "consumer")
 #: candidates are scored in chunks holding about this many entries of beta = B^-T q
 CHUNK_ENTRIES = 2_000_000
 
@@ -157,7 +160,10 @@ class DepthProposals:
     Parameters: ``net``; X (N,) + in_shape; Y targets; ``loss``; ``position`` a Dense/Conv2D
     index; ``damping`` delta >= 0; ``metric``; ``natural`` "exact" (dense GGN, tiny networks),
     "cg" (matrix-free CG; with damping 0 it may stop early on a singular F and warn) or "auto"
-    ("exact" up to EXACT_MAX_PARAMS parameters) for the original network's natural gradient ``u``.
+    ("exact" up to EXACT_MAX_PARAMS parameters) for the original network's natural gradient ``u``;
+    ``condition`` "none" (``F_pp``, the specification's bound) or "consumer" (the tighter bound
+    ``r_p^T S_c^+ r_p`` conditioned on the consumer's own W, b; one Jacobian of the consumer and
+    the layers after it at setup, ``O(N R |c| k)`` more per candidate; section 6).
 
     Attributes: ``eta`` (the network's exact score ``g^T u``), ``eta_layer`` (the consumer's
     K-FAC score, kfac_eta's per-layer value), ``side`` (:class:`ConsumerSide`), ``rho`` (N, k, T)
@@ -167,13 +173,14 @@ class DepthProposals:
     """
 
     def __init__(self, net, X, Y, loss, position, damping=0.0, metric: str = "euclidean",
-                 natural: str = "auto") -> None:
+                 natural: str = "auto", condition: str = "none") -> None:
         from ..kfac import kfac_eta
         from ..natural_gradient import natural_gradient
         from ..score import eta_exact_details
         check_metric(metric, Y)
         self.delta = check_scalar(damping, "damping", minimum=0.0)
         check_option(natural, NATURAL, "natural")
+        check_option(condition, CONDITIONS, "condition")
         i, layer = consumer_at(net, position)
         self.position, self.k = i, consumer_width(layer)
         if natural == "auto":
@@ -198,6 +205,11 @@ class DepthProposals:
         self._a = np.swapaxes(self.side.a, 1, 2).reshape(-1, k)        # (N T, k)
         self._q = np.swapaxes(self.side.q, 2, 3).reshape(-1, k)        # (N R T, k)
         self._rho = np.swapaxes(self.rho, 1, 2).reshape(-1, k)         # (N T, k)
+        self.condition = condition
+        self._Uc = self._sc = None
+        if condition == "consumer":
+            Bc = consumer_factor(net, X, Y, loss, i, metric, self.side)
+            self._Uc, self._sc, _ = kept_svd(Bc)
         self.eta_layer = float(kfac_eta(net, X, Y, loss, damping=self.delta, metric=metric)[1][layer.name])
 
     def score(self, B, s, grad: bool = False) -> DepthScore:
@@ -240,9 +252,11 @@ class DepthProposals:
         w = (beta[..., None] * ps[:, :, None]).sum(axis=3)              # (C, N, R, k, 2)
         r = (beps[..., None] * ps).sum(axis=(1, 2)).reshape(C, 2 * k) / N
         W2 = w.reshape(C, N * R, 2 * k)
-        F = np.swapaxes(W2, 1, 2) @ W2 / N
+        top = np.linalg.norm(W2, axis=(1, 2)) ** 2 / N                 # >= lambda_max(F_pp)
+        H = self._omega(W2, 0.5)                                        # Omega^(1/2) W2 (or W2)
+        F = np.swapaxes(H, 1, 2) @ H / N
         lam, V = np.linalg.eigh(0.5 * (F + np.swapaxes(F, 1, 2)))
-        cut = 2 * k * np.finfo(np.float64).eps * np.maximum(lam[:, -1:], 0.0)
+        cut = 2 * k * np.finfo(np.float64).eps * top[:, None]
         keep = lam > cut if delta == 0 else np.ones(lam.shape, dtype=bool)
         denom = np.where(keep, np.maximum(lam, 0.0) + delta, 1.0)
         coef = np.where(keep, (np.swapaxes(V, 1, 2) @ r[..., None])[..., 0] / denom, 0.0)
@@ -251,7 +265,7 @@ class DepthProposals:
         res = np.swapaxes(r.reshape(C, k, 2), 1, 2)
         if not grad:
             return lb, res
-        s_nr = (W2 @ x[..., None]).reshape(C, N, 1, R)                  # w_{n,r} . x
+        s_nr = self._omega(W2 @ x[..., None], 1.0).reshape(C, N, 1, R)  # Omega (w_{n,r} . x)
         xk = x.reshape(C, 1, 1, k, 2)
         phix = (ps * xk).sum(axis=-1)                                   # (C, N, T, k)
         phixp = (psi_prime(z) * xk).sum(axis=-1)
@@ -262,3 +276,27 @@ class DepthProposals:
         gs = Gz.sum(axis=1)
         gB[~ok], gs[~ok] = 0.0, 0.0
         return lb, res, gB, gs
+
+    def _omega(self, M, power):
+        """``Omega^power M`` for ``M`` (C, N R, m): ``Omega = delta (B_c B_c^T + delta I)^-1`` (the
+        projector off the consumer's columns for delta = 0); ``M`` itself without conditioning."""
+        if self._Uc is None:
+            return M
+        C, rows, m = M.shape
+        flat = np.moveaxis(M, 0, 1).reshape(rows, C * m)
+        return np.moveaxis(apply_w(self._Uc, self._sc, self.delta, flat, power).reshape(rows, C, m), 1, 0)
+
+
+def consumer_factor(net, X, Y, loss, position: int, metric: str, side: ConsumerSide) -> np.ndarray:
+    """GGN-factor columns (N R, |c|) of the consumer's own ``W, b`` (rows ``R_n^T J_n / sqrt(N)``,
+    ordered like ``new_rows``), from the Jacobian of the sub-network ``net.layers[position:]``
+    at the consumer's input ``side.a``.  17-depth.md section 6."""
+    clone = net.copy()
+    layers = clone.layers[position:]
+    for layer in layers:
+        layer.name = None
+    from ..network import Network
+    sub = Network(layers)
+    a = side.a.reshape((side.N,) + tuple(sub.in_shape))
+    ncols = sub.layers[0].num_params()
+    return ggn_factor(sub, a, loss, metric=metric, Y=Y)[:, :ncols]

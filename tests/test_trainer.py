@@ -227,3 +227,15 @@ def test_every_optimizer_trains_through_growth(task, optimizer, lr):
     assert log.final["widths"][0] >= 2, f"{optimizer}: no growth"
     first, last = log.history[0]["train_loss"], log.final["train_loss"]
     assert np.isfinite(last) and last < first, (optimizer, first, last)
+
+
+def test_depth_growth_inserts_layers_through_the_trainer(task):
+    X, Y, _, _ = task
+    cfg = SENNConfig(**{**SMALL, "depth": True, "width": False, "depth_cost": 1e-3, "optimizer": "adam",
+                        "lr": 0.01, "max_layers": 3, "depth_cooldown": 0})
+    net, log = train_senn(mlp([1, 2, 1], seed=3), X, Y, losses.mse(), cfg)
+    dep = [e for e in log.events if e["kind"] == "depth" and e["accepted"]]
+    assert len(dep) == 1, "max_layers=3 allows exactly one insertion into a 2-layer network"
+    assert sum(1 for la in net.layers if la.has_kfac_block) == 3
+    assert dep[0]["score"] == pytest.approx(dep[0]["lower_bound"] / 1e-3)
+    assert log.final["widths"] == [2, 2] and np.isfinite(log.final["train_loss"])

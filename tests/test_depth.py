@@ -8,7 +8,8 @@ from grow_cases import CASES, make_case
 from senn_ref.fisher import jacobian
 from senn_ref.gradcheck import check_network
 from senn_ref.grow.depth_exact import closed_form_context, depth_gain_closed, depth_gain_exact, depth_index
-from senn_ref.grow.depth_gain import DepthProposals, psi
+from senn_ref.grow.depth_gain import DepthProposals
+from senn_ref.grow.depth_rows import psi
 from senn_ref.grow.insert_layer import COND_LIMIT, depth_supported, insert_layer
 from senn_ref.grow.structure import is_linear_map
 from senn_ref.grow.width_gain import gain_lower_bound

@@ -3,7 +3,7 @@
 The generic gain grows a copy with :func:`senn_ref.grow.insert_layer.insert_layer` and calls
 :func:`senn_ref.grow.width_gain.gain_exact` with ``new_index`` = the inserted parameters.  The
 closed form needs no grown copy: the new parameters' GGN-factor columns come from the per-unit
-formulas of :mod:`senn_ref.grow.depth_gain` (``new_rows``), the old ones are the original
+formulas of :mod:`senn_ref.grow.depth_rows` (``new_rows``), the old ones are the original
 network's, and the same Schur routine evaluates the gain.  One Jacobian of the original network
 then serves every candidate ``(B, s)``.  ``derivations/17-depth.md`` section 6;
 ``tests/test_depth.py``.
@@ -15,7 +15,7 @@ import numpy as np
 from .._validate import check_option, check_scalar
 from ..fisher.exact import check_metric, ggn_factor
 from ..score import WHITENING_TOL, default_rcond, mean_loss_grad, whitened_residual
-from .depth_gain import PARAM_SETS, consumer_side, new_rows
+from .depth_rows import PARAM_SETS, consumer_side, new_rows
 from .insert_layer import check_insertion, insert_layer
 from .residual import WidthContext, kept_svd
 

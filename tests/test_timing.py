@@ -1,57 +1,82 @@
 """bench/timing.compare: warm-up excluded, interleaved rotated rounds, paired ratios with a
-spread, a stopping rule, errors naming the argument (issue 11 item 3).  Sleep-based
-contenders keep the ratios checkable on a loaded machine: sleeping is wall time."""
+spread, a stopping rule, errors naming the argument (issue 11 item 3).  Most tests drive a
+fake clock (each contender advances it by a known cost), so they are exact and do not
+depend on the load of the machine; one uses real sleeps with loose bounds."""
 import time
 
 import pytest
 
+from senn_ref.bench import timing
 from senn_ref.bench.timing import compare, progress, ratio_cell
 
 
-def test_ratio_of_known_costs_and_warmup_excluded():
-    calls = []
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
 
-    def slow_first():
-        calls.append("a")
-        time.sleep(0.2 if len(calls) == 1 else 0.002)     # a 'compilation' on the first call
+    def __call__(self):
+        return self.now
 
-    def double():
-        calls.append("b")
-        time.sleep(0.004)
+    def cost(self, seconds_fn):
+        """A contender whose k-th call (k = 1, 2, ...) takes seconds_fn(k) fake seconds."""
+        calls = {"k": 0}
 
-    res = compare({"a": slow_first, "b": double}, baseline="a", warmup=1, min_rounds=4, max_rounds=12,
-                  target_seconds=0.004, budget_seconds=5.0)
-    # sleep(0.004) / sleep(0.002) plus ~0.1 ms overhead each: 1.6..2.2 (a ratio inverted or
-    # polluted by the 0.2 s warm-up call would be far outside)
-    assert 1.6 < res["b"].ratio < 2.2, res["b"]
-    assert res["a"].ratio == 1.0 and res["a"].is_baseline and res["a"].seconds < 0.01
-    assert 4 <= res.rounds <= 12 and res["a"].spread >= 0 and res["b"].spread < 0.2
-    assert ratio_cell(res["a"]) == "baseline" and ratio_cell(res["b"]).startswith(f"{res['b'].ratio:.3g}x+-")
+        def fn():
+            calls["k"] += 1
+            self.now += seconds_fn(calls["k"])
+        fn.calls = calls
+        return fn
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = FakeClock()
+    monkeypatch.setattr(timing.time, "perf_counter", c)
+    return c
+
+
+def test_exact_ratio_warmup_excluded_and_number_calibrated(clock):
+    a = clock.cost(lambda k: 5.0 if k == 1 else 0.001)      # the first call 'compiles'
+    b = clock.cost(lambda k: 0.003)
+    res = compare({"a": a, "b": b}, baseline="a", warmup=2, min_rounds=4, max_rounds=10, target_seconds=0.01)
+    assert res["a"].number == 10 and res["b"].number == 4            # ceil(0.01 / last warm-up time)
+    assert res["b"].ratio == pytest.approx(3.0, rel=1e-12) and res["b"].spread == pytest.approx(0.0, abs=1e-12)
+    assert res["a"].seconds == pytest.approx(0.001, rel=1e-12) and res["a"].ratio == 1.0
+    assert res.stable and res.rounds == 4                             # stops as soon as the rule allows
+    assert a.calls["k"] == 2 + 4 * 10 and b.calls["k"] == 2 + 4 * 4
+    assert ratio_cell(res["a"]) == "baseline" and ratio_cell(res["b"]) == "3x+-0%"
 
 
 def test_rounds_are_interleaved_and_rotated():
     order = []
     fns = {n: (lambda n=n: order.append(n)) for n in "xyz"}
     res = compare(fns, warmup=1, min_rounds=3, max_rounds=3, target_seconds=1e-9)
-    assert res.baseline == "x" and res.rounds == 3
-    assert all(res[n].number == 1 for n in "xyz")
+    assert res.baseline == "x" and res.rounds == 3 and all(res[n].number == 1 for n in "xyz")
     # one warm-up call each, then rounds x y z / y z x / z x y
     assert "".join(order) == "xyz" + "xyz" + "yzx" + "zxy"
 
 
-def test_stops_when_stable_and_marks_unstable_runs():
-    steady = compare({"a": lambda: time.sleep(0.001), "b": lambda: time.sleep(0.001)}, min_rounds=4,
-                     max_rounds=30, target_seconds=0.002)
-    assert steady.stable and steady.rounds < 30
-    state = {"k": 0}
+def test_drift_is_not_stable_and_spread_is_reported(clock):
+    a = clock.cost(lambda k: 1.0)
+    b = clock.cost(lambda k: 1.0 * 1.5 ** k)        # slower every call: the halves never agree
+    res = compare({"a": a, "b": b}, warmup=1, min_rounds=4, max_rounds=8, target_seconds=1e-9,
+                  budget_seconds=1e9)
+    assert not res.stable and res.rounds == 8
+    ratios = sorted(1.5 ** k for k in range(2, 10))  # what b's rounds measured against a's 1.0
+    assert res["b"].ratio == pytest.approx((ratios[3] + ratios[4]) / 2, rel=1e-12)
+    assert res["b"].spread > 0.5
+    # the time budget also ends an unstable measurement (here after min_rounds)
+    a, b = clock.cost(lambda k: 1.0), clock.cost(lambda k: 1.0 * 1.5 ** k)
+    res = compare({"a": a, "b": b}, warmup=1, min_rounds=4, max_rounds=50, target_seconds=1e-9,
+                  budget_seconds=1.0)
+    assert not res.stable and res.rounds == 4
 
-    def drifting():               # twice as slow every round: the halves never agree
-        state["k"] += 1
-        time.sleep(1e-4 * 2 ** min(state["k"], 8))
 
-    res = compare({"a": lambda: time.sleep(1e-3), "b": drifting}, min_rounds=4, max_rounds=6,
-                  target_seconds=1e-9)
-    assert not res.stable and res.rounds == 6
+def test_real_sleeps_give_the_expected_ratio():
+    res = compare({"short": lambda: time.sleep(0.01), "long": lambda: time.sleep(0.02)},
+                  warmup=1, min_rounds=3, max_rounds=6, target_seconds=0.01)
+    # 20 ms / 10 ms plus scheduling latency on both: loose bounds, still far from 1 or 0.5
+    assert 1.3 < res["long"].ratio < 2.4, res["long"]
 
 
 def test_errors_name_the_argument(capsys):

@@ -145,12 +145,15 @@ def measure_case(case, rng, quick: bool = False) -> dict:
 
 
 def format_header() -> str:
+    """The table's column names and rule (two lines)."""
     head = (f"{'case':26s} {'ours ms':>8s} {'numpy/ours':>12s} {'torch/ours':>12s} {'GFLOP/s':>8s} "
             f"{'of GEMM':>11s} {'rounds':>7s}")
     return head + "\n" + "-" * len(head)
 
 
 def format_row(r: dict) -> str:
+    """One measured row: ours in ms, twin and torch ratios with spread ("-" where there is no such
+    contender), GFLOP/s and fraction of the interleaved GEMM, rounds (``*``: not stable)."""
     t = r["timings"]
     cells = [ratio_cell(t[n]) if n in t else "-" for n in ("numpy", "torch")]
     gf = f"{r['ours_gflops']:8.2f}" if r["flops"] else f"{'-':>8s}"

@@ -41,6 +41,7 @@ def _build(model: str, seed: int, channels):
 
 
 def format_run(r: dict) -> str:
+    """One training run: model, optimiser, rate, training loss and test accuracy per epoch."""
     loss_s = " ".join(f"{v:.4f}" for v in r["train_loss"])
     acc_s = " ".join(f"{v:.3f}" for v in r["val_acc"])
     return f"{r['model']:>4} {r['optimizer']:>4} lr={r['lr']:<6g} loss [{loss_s}]  acc [{acc_s}]"

@@ -108,7 +108,10 @@ class DepthProposals:
 
     def score(self, B, s, grad: bool = False) -> DepthScore:
         """Lower bounds of candidates ``B`` (C, k, k), ``s`` (C, k) (a float array each; ``s`` must
-        be 0 before a zero-padded conv); see :class:`DepthScore`.  Vectorised over candidates."""
+        be 0 before a zero-padded conv); see :class:`DepthScore`.  Vectorised over candidates:
+        ``z = B a + s``, ``beta = B^-T q``, rows ``w``, ``x = (F + delta I)^+ r``, bound ``r . x``
+        (F = F_pp or S_c - delta I).  ``derivations/17-depth.md`` sections 6-7;
+        ``tests/test_depth.py::test_lower_bound_gradient_matches_finite_differences``."""
         k = self.k
         B = as_float_array(B, "B", ndim=3)
         check_shape(B, (None, k, k), "B")

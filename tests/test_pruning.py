@@ -171,9 +171,12 @@ def test_shrink_state_refusals_and_trace_pi():
         with pytest.raises((TypeError, ValueError), match="keep_index"):
             sgd.shrink_state(key, idx)
     for kw in (dict(in_keep=np.array([18])), dict(out_keep=np.array([], dtype=int)),
-               dict(in_keep=np.array([1, 1]))):
-        with pytest.raises((TypeError, ValueError)):
+               dict(in_keep=np.array([1, 1])), dict(in_keep=np.array([], dtype=int))):
+        with pytest.raises((TypeError, ValueError), match=next(iter(kw))):
             kf.shrink_state("conv2d1", **kw)
+    for kw in (dict(in_keep=np.array([0])), dict(out_keep=np.array([], dtype=int))):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            kf.shrink_state("rational0", **kw)
     assert _state(sgd) == before and _state(kf) == kbefore
     assert sgd.shrink_state(key, (None, np.array([1]))) and sgd.state_dict()["shapes"][key] == (2, 1, 3, 3)
     # pi = "trace" depends on both factors: both inverses are recomputed from the shrunk factors
@@ -311,6 +314,53 @@ def test_kfac_scores_match_kfac_eta_and_the_exact_output_block():
     _, per_layer = kfac_eta(case.net, case.X, case.Y, case.loss, damping=0.1)
     assert_close(k.eta, per_layer[case.net.layers[6].name], rtol=1e-12)
     assert_close(k.eta - k.eta_without, k.freeze, rtol=1e-8)
+
+
+def test_kfac_forms_with_vanishing_schur_complement():
+    # delta = 0 with a singular consumer A (N < inputs + 1) or a duplicate unit: the unit's Schur
+    # complement S_A is 0 in exact arithmetic; inverting its rounding noise crashed (negative
+    # noise: "S_A not PSD") or gave wrong scores (2.5e-4 relative on conv_strided 3).  Output
+    # layer, euclidean metric: K-FAC is exact there, so it must equal the exact consumer block.
+    from senn_ref import mlp
+    from senn_ref.losses import mse
+    rng = np.random.default_rng(0)
+    net = mlp([2, 8, 2], activation="tanh", seed=0)
+    X, Y = rng.standard_normal((5, 2)), rng.standard_normal((5, 2))
+    conv = make_case("conv_strided", seed=0)
+    for net, X, Y, loss, h in ((net, X, Y, mse(), 0), (conv.net, conv.X, conv.Y, conv.loss, 3)):
+        k = pruning_scores(net, X, Y, loss, h, curvature="kfac")
+        e = pruning_scores(net, X, Y, loss, h, scope="consumer")
+        for field in ("freeze", "removal", "saliency", "eta_without"):
+            assert_close(getattr(k, field), getattr(e, field), rtol=0, atol=1e-10 * e.eta, name=field)
+    # a duplicate of unit 0 in a hidden consumer's input: all three scores 0, and the OBS step
+    # hands its outgoing weights to its twin, so pruning with it keeps the function
+    case = make_case("mlp_deep", seed=1, N=16)
+    net = case.net
+    add_neurons(net, 0, net.layers[0].params["W"][:1], b=net.layers[0].params["b"][:1], rng=rng)
+    for k in net.layers[1].param_names:
+        net.layers[1].params[k][-1] = net.layers[1].params[k][0]
+    net.layers[2].params["W"][:, -1] = 0.3
+    s = pruning_scores(net, case.X, case.Y, case.loss, 0, curvature="kfac")
+    assert s.freeze[-1] == 0.0 and s.removal[-1] == 0.0 and s.saliency[-1] == 0.0 and s.freeze[1] > 0
+    d = obs_compensation(net, case.X, case.Y, case.loss, 0, [3], curvature="kfac")
+    out = net.forward(case.X)
+    prune_neurons(net, 0, [3], compensation=d)
+    assert_close(net.forward(case.X), out, rtol=0, atol=1e-12, name="duplicate pruned with OBS")
+    # the factored damping ratio pi reaches the consumer's block
+    case = make_case("conv_strided", seed=9)
+    cons = case.net.layers[3]
+    f = kfac_factors(case.net, case.X, case.Y, case.loss)[cons.name]
+    A, G = factored_damping(f.A, f.G, 0.05, 2.0)
+    _, grads = case.net.loss_and_grad(case.X, case.Y, case.loss)
+    V = fold(grads.grads[f"{cons.name}.W"], grads.grads[f"{cons.name}.b"])
+    Wf = fold(cons.params["W"], cons.params["b"])
+    s = pruning_scores(case.net, case.X, case.Y, case.loss, 0, damping=0.05, curvature="kfac", pi=2.0,
+                       groups=[[1]])
+    C = consumer_input_coordinates(case.net, hidden_path(case.net, 0), [1])
+    c = (np.arange(G.shape[0])[:, None] * A.shape[0] + C[None, :]).reshape(-1)
+    fr, rm, sal, _ = brute_force(np.kron(G, A), V.reshape(-1), c, Wf[:, C].reshape(-1))
+    assert_close(np.array([s.freeze[0], s.removal[0], s.saliency[0]]), np.array([fr, rm, sal]), rtol=1e-8,
+                 name="pi = 2")
 
 
 def test_pruning_candidates():

@@ -61,7 +61,7 @@ def check_units(units, n_units: int, name: str = "units", leave_one: bool = True
 
 def _patch_coordinates(consumer, channels: np.ndarray) -> np.ndarray:
     """Unfolded patch coordinates ``c*kh*kw + j`` (j < kh*kw) of input channels ``channels`` of a
-    Conv2D, channel by channel (the order of ``W.reshape(O, -1)``; 18-pruning.md section 6)."""
+    Conv2D, channel by channel (the order of ``W.reshape(O, -1)``; 18-pruning.md section 5)."""
     kk = int(np.prod(consumer.kernel_size))
     return (channels[:, None] * kk + np.arange(kk)[None, :]).reshape(-1)
 
@@ -69,7 +69,7 @@ def _patch_coordinates(consumer, channels: np.ndarray) -> np.ndarray:
 def consumer_input_coordinates(net, path: HiddenPath, units) -> np.ndarray:
     """The consumer's K-FAC input coordinates (rows of ``A`` without the bias) owned by
     ``units``: Dense columns ``u S + j``, Conv2D patch coordinates ``u kh kw + j``; unit by unit.
-    18-pruning.md section 6."""
+    18-pruning.md section 5."""
     cols = path.consumer_columns(units)
     consumer = net.layers[path.consumer]
     return _patch_coordinates(consumer, cols) if isinstance(consumer, Conv2D) else cols

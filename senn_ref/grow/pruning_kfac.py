@@ -15,17 +15,20 @@ other coordinates, bias included; ``+`` pseudo-inverses; 18-pruning.md section 5
     saliency = <W_C, G_d W_C S_A>        OBS      D_C = -W_C,  D_R = W_C T^T
 
 (``A`` here is ``A_d``.)  ``G`` cancels from the OBS step: it is the least-squares
-reconstruction of the removed inputs from the kept ones (and the bias).
+reconstruction of the removed inputs from the kept ones (and the bias).  ``T`` and ``S_A`` are
+formed on a square-root factor of ``A`` (:func:`_split`), so that a Schur complement that is 0 in
+exact arithmetic (duplicate units; singular ``A`` at delta = 0) is exactly 0.
 Tests in ``tests/test_pruning.py``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..kfac.damping import factored_damping, sym_inverse
+from ..kfac.damping import EPS, factored_damping, sym_eig, sym_inverse
 from ..kfac.factors import kfac_factors
 from ..kfac.layout import fold, has_bias, unfold
 from .prune_neurons import consumer_input_coordinates
+from .residual import apply_w, kept_svd
 
 
 def _consumer_block(net, X, Y, loss, path, delta, metric, pi):
@@ -41,11 +44,21 @@ def _consumer_block(net, X, Y, loss, path, delta, metric, pi):
 
 
 def _split(A, C):
-    """(R, T = A_RR^+ A_RC, S_A = A_CC - A_CR T) for the coordinates C of A (18-pruning.md 5)."""
+    """(R, T = A_RR^+ A_RC, S_A = A_CC - A_CR T, S_A^+) for the coordinates C of A
+    (18-pruning.md section 5), formed on the factor ``Z = diag(sqrt(lam)) U^T`` of ``A = Z^T Z``:
+    ``T = Z_R^+ Z_C`` and ``S_A = Q^T Q`` with ``Q = (I - P_{Z_R}) Z_C``, singular values of
+    ``Z_R`` and ``Q`` below ``sqrt(n eps lam_max)`` cut (the zero tolerance ``sym_eig`` gives
+    ``A``'s eigenvalues).  A Schur complement that vanishes in exact arithmetic (a unit whose
+    inputs are combinations of the others' and the bias: a duplicate, a constant unit, every unit
+    when ``A`` is singular at delta = 0) is then exactly 0, never inverted rounding noise."""
     R = np.setdiff1d(np.arange(A.shape[0]), C)
-    T = sym_inverse(A[np.ix_(R, R)], "A_RR (damped)") @ A[np.ix_(R, C)]
-    S = A[np.ix_(C, C)] - A[np.ix_(C, R)] @ T
-    return R, T, 0.5 * (S + S.T)
+    lam, U = sym_eig(A, "A (damped)")
+    Z = np.sqrt(lam)[:, None] * U.T
+    cut = np.sqrt(A.shape[0] * EPS * lam[-1]) if lam.size else 0.0
+    U_o, s_o, Vt_o = kept_svd(Z[:, R], cut)
+    T = Vt_o.T @ ((U_o.T @ Z[:, C]) / s_o[:, None])
+    _, s_q, Vt_q = kept_svd(apply_w(U_o, s_o, 0.0, Z[:, C], 1.0), cut)
+    return R, T, (Vt_q.T * s_q ** 2) @ Vt_q, (Vt_q.T / s_q ** 2) @ Vt_q
 
 
 def kfac_group_scores(A, G, V, Wf, C) -> tuple:
@@ -53,10 +66,10 @@ def kfac_group_scores(A, G, V, Wf, C) -> tuple:
     Kronecker block ``G (x) A`` (damped factors ``A`` (in+1, in+1), ``G`` (out, out)), gradient
     ``V`` and weights ``Wf`` (out, in+1) folded.  Formulas in the module docstring;
     18-pruning.md section 5; ``tests/test_pruning.py::test_kfac_forms_equal_kronecker_brute_force``."""
-    R, T, S = _split(A, C)
+    R, T, S, S_inv = _split(A, C)
     G_inv = sym_inverse(G, "G (damped)")
     Res = V[:, C] - V[:, R] @ T
-    U = G_inv @ Res @ sym_inverse(S, "S_A")
+    U = G_inv @ Res @ S_inv
     E = Wf[:, C] - U
     W_C = Wf[:, C]
     eta_without = float(np.sum(V[:, R] * (G_inv @ V[:, R] @ sym_inverse(A[np.ix_(R, R)], "A_RR (damped)"))))
@@ -67,7 +80,7 @@ def kfac_group_scores(A, G, V, Wf, C) -> tuple:
 def kfac_obs_folded(A, Wf, C) -> np.ndarray:
     """OBS step on the folded weights (out, in+1): ``D_C = -W_C``, ``D_R = W_C T^T`` with
     ``T = A_RR^+ A_RC`` (damped ``A``).  18-pruning.md section 5."""
-    R, T, _ = _split(A, C)
+    R, T, _, _ = _split(A, C)
     D = np.zeros_like(Wf)
     D[:, C] = -Wf[:, C]
     D[:, R] = Wf[:, C] @ T.T

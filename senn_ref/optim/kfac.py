@@ -249,10 +249,11 @@ class KFAC(LearningRate):
         """
         if name in self.blocks:
             if in_keep is not None:
-                raise ValueError(f"shrink_state({name!r}): a Rational layer has no input dimension")
+                raise ValueError(f"shrink_state({name!r}) in_keep: a Rational layer has no input dimension "
+                                 f"(pass None)")
             (keep,) = check_keep_index(out_keep, self.blocks[name].shape[:1], f"shrink_state({name!r}) out_keep")
             if keep is not None and keep.size == 0:
-                raise ValueError(f"shrink_state({name!r}): at least one unit must remain")
+                raise ValueError(f"shrink_state({name!r}) out_keep: at least one unit must remain")
             if keep is not None:
                 self.blocks[name] = self.blocks[name][keep]
                 self.block_inverses[name] = self.block_inverses[name][keep]
@@ -263,8 +264,9 @@ class KFAC(LearningRate):
         n_in = f.A.shape[0] - int(f.with_bias)
         (g_keep,) = check_keep_index(out_keep, (f.G.shape[0],), f"shrink_state({name!r}) out_keep")
         (a_keep,) = check_keep_index(in_keep, (n_in,), f"shrink_state({name!r}) in_keep")
-        if (g_keep is not None and g_keep.size == 0) or (a_keep is not None and a_keep.size == 0):
-            raise ValueError(f"shrink_state({name!r}): at least one output and one input must remain")
+        for keep, arg in ((g_keep, "out_keep"), (a_keep, "in_keep")):
+            if keep is not None and keep.size == 0:
+                raise ValueError(f"shrink_state({name!r}) {arg}: at least one entry must remain")
         if g_keep is not None and np.array_equal(g_keep, np.arange(f.G.shape[0])):
             g_keep = None                       # everything kept in place: the factor is untouched
         if a_keep is not None and np.array_equal(a_keep, np.arange(n_in)):

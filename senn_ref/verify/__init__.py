@@ -34,7 +34,7 @@ CLAIMS = (
     (11, "growth-state", "14-growth-operations.md 4, 17-depth.md 4, 18-pruning.md 6", growth, "claim_growth_state"),
 )
 NAMES = tuple(c[1] for c in CLAIMS)
-DEFAULT_TRIALS = 4
+DEFAULT_TRIALS = 8
 
 
 def select(claims) -> list:

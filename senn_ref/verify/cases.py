@@ -63,6 +63,25 @@ def random_problem(rng, N=None, classification=None, metric=None, act=None, max_
     return Problem(net, X, Y, loss, metric, producers(net))
 
 
+#: kept singular values of the GGN factor below this fraction of the largest make delta = 0 ill-posed
+GAP = 1e-6
+
+
+def well_posed(net, X, Y, loss, metric: str) -> bool:
+    """Whether the undamped score is numerically well defined at this instance: every singular
+    value of the GGN factor ``B`` (``fisher.ggn_factor``) is either below the cut-off of
+    ``score.default_rcond`` (treated as zero) or above ``GAP`` times the largest.  Singular values
+    in between carry O(1) shares of eta that rounding can move across the cut-off, so identities
+    between two undamped scores are only compared on well-posed instances."""
+    from .. import fisher, score
+    B = fisher.ggn_factor(net, X, loss, metric=metric, Y=Y)
+    s = np.linalg.svd(B, compute_uv=False)
+    if s.size == 0 or s[0] == 0:
+        return True
+    kept = s[s > score.default_rcond(B.shape) * s[0]]
+    return bool(np.all(kept >= GAP * s[0]))
+
+
 def random_damping(rng, p_zero: float = 0.3) -> float:
     """0 with probability ``p_zero``, else 10^U(-4, 0)."""
     return 0.0 if rng.random() < p_zero else float(10.0 ** rng.uniform(-4.0, 0.0))

@@ -18,7 +18,7 @@ import numpy as np
 from .. import fisher, kfac, score
 from ..kfac import damping as kdamping
 from ..testing import relative_error
-from .cases import random_damping, random_invertible, random_problem, random_psd
+from .cases import random_damping, random_invertible, random_problem, random_psd, well_posed
 from .report import Outcome
 
 PRODUCT_TOL, KFAC_EXACT_TOL, SOLVE_TOL, RANGE_TOL, INVARIANCE_TOL = 1e-10, 1e-10, 1e-9, 1e-10, 1e-8
@@ -133,6 +133,8 @@ def claim_eta_range(rng, trials: int) -> Outcome:
                 over += int(ek > lam)
                 n_kfac += 1
         pb = random_problem(rng, metric="euclidean")
+        while not well_posed(pb.net, pb.X, pb.Y, pb.loss, "euclidean"):        # delta = 0 below
+            pb = random_problem(rng, metric="euclidean")
         before = score.eta(pb.net, pb.X, pb.Y, pb.loss, damping=0.0)
         lam = score.ceiling(pb.net, pb.X, pb.Y, pb.loss)
         M = random_invertible(rng, pb.X.shape[1])

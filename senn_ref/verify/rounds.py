@@ -28,7 +28,7 @@ from .report import Outcome
 
 add_mod = import_module("senn_ref.grow.add_neurons")        # the package re-exports the function
 
-TAUS = (0.02, 0.05, 0.1, 0.2, 0.5)
+TAUS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 N_PROPOSALS = 4
 SUM_TOL, CEILING_TOL = 1e-8, 1e-10
 
@@ -80,10 +80,10 @@ def one_round(pb, rng, tau: float, alpha_rel: float, scorer) -> dict:
 
 
 def _draw(rng):
-    pb = random_problem(rng, N=int(rng.integers(10, 40)), max_width=3)
+    pb = random_problem(rng, N=int(rng.integers(10, 40)), max_width=int(rng.integers(1, 4)))
     tau = float(TAUS[int(rng.integers(len(TAUS)))])
     alpha_rel = float(10 ** rng.uniform(-3.0, -1.0))
-    return pb, tau, alpha_rel, random_damping(rng, 0.2)
+    return pb, tau, alpha_rel, random_damping(rng, 0.0)      # delta > 0 (see cases.well_posed)
 
 
 def claim_rate_bound(rng, trials: int) -> Outcome:

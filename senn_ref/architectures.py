@@ -47,6 +47,7 @@ def mlp(sizes, activation: str = "rational", seed: int = 0, rational_init: str =
         raise ValueError(f"mlp sizes need at least [n_in, n_out], got {sizes}")
     check_option(activation, ACTIVATIONS, "activation")
     check_option(rational_init, RATIONAL_INITS, "rational_init")
+    seed = check_positive_int(seed, "seed", minimum=0)
     rng = np.random.default_rng(seed)
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -84,6 +85,7 @@ def convnet(image_size: int = 8, in_channels: int = 1, channels=(16, 32), n_clas
     check_option(activation, ACTIVATIONS, "activation")
     check_option(pool, ("avg", "max"), "pool")
     check_option(head, ("flatten", "gap"), "head")
+    seed = check_positive_int(seed, "seed", minimum=0)
     rng = np.random.default_rng(seed)
     layers, c, hw = [], in_channels, image_size
     for out_c in channels:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ._validate import as_float_array, check_batch, check_shape
 from .layers.base import Layer
+from .losses.base import check_loss
 
 
 @dataclass
@@ -271,6 +272,7 @@ class Network:
 
         The loss sees the output flattened per example, (N, K) with K = prod(out_shape).
         """
+        check_loss(loss)
         F = self.forward(X)
         N = F.shape[0]
         value, E = loss.value_and_grad(F.reshape(N, -1), Y)

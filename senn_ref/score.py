@@ -15,7 +15,7 @@ import numpy as np
 
 from ._validate import check_option, check_scalar
 from .fisher.exact import check_metric, ggn_factor
-from .losses.base import METRICS
+from .losses.base import METRICS, check_loss
 from .natural_gradient import natural_gradient
 
 CURVATURES = ("exact", "cg", "kfac")
@@ -186,6 +186,7 @@ def ceiling(net, X, Y, loss, metric: str = "euclidean") -> float:
     For every GGN score with this metric, ``0 <= eta <= lambda_M`` (any damping);
     for MSE ``lambda = 2 L``.  See ``derivations/10-expansion-score.md`` section 4.
     """
+    check_loss(loss)
     check_option(metric, METRICS, "metric")
     out = net.forward(X)
     return float(loss.ceiling(out.reshape(out.shape[0], -1), Y, metric))

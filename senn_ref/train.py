@@ -15,18 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validate import as_float_array, check_batch, check_positive_int
-from .losses.base import Loss
-
-
-def check_loss(loss, name: str = "loss"):
-    """``loss`` must be a ``senn_ref.losses`` loss object (e.g. ``losses.mse()``); a string
-    such as ``"mse"`` or anything else raises a TypeError naming the argument."""
-    if not isinstance(loss, Loss):
-        hint = (f" (use senn_ref.losses.{loss}() rather than the string {loss!r})"
-                if isinstance(loss, str) and loss in ("mse", "softmax_cross_entropy") else "")
-        raise TypeError(f"{name}: expected a senn_ref.losses loss object such as losses.mse(), "
-                        f"got {type(loss).__name__}{hint}")
-    return loss
+from .losses.base import check_loss  # noqa: F401  (re-exported: senn_ref.train.check_loss)
 
 
 @dataclass

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from senn_ref import backend
+from senn_ref import backend, convnet, fisher, mlp, score
+from senn_ref.kfac import kfac_eta
 from senn_ref._validate import as_float_array, check_option, check_positive_int, check_rng, check_scalar
 
 
@@ -52,3 +53,28 @@ def test_check_rng():
         check_rng(np.random.RandomState(0), "rng")
     with pytest.raises(TypeError, match="got NoneType"):
         check_rng(None, "rng", allow_none=False)
+
+
+@pytest.mark.parametrize("call", [
+    lambda net, X, Y: score.eta(net, X, Y, "mse"),
+    lambda net, X, Y: score.eta(net, X, Y, "mse", curvature="cg"),
+    lambda net, X, Y: score.ceiling(net, X, Y, "mse"),
+    lambda net, X, Y: kfac_eta(net, X, Y, "mse"),
+    lambda net, X, Y: fisher.exact(net, X, "mse"),
+    lambda net, X, Y: fisher.ggn_factor(net, X, "mse"),
+    lambda net, X, Y: net.loss_and_grad(X, Y, "mse"),
+])
+def test_string_loss_is_refused_naming_the_argument(call):
+    """A loss given as a string (or any non-loss object) is a TypeError naming ``loss``
+    with a hint, at every public curvature entry point (issue 11 item 5)."""
+    net = mlp([2, 3, 1], seed=0)
+    X = np.ones((4, 2))
+    Y = np.zeros((4, 1))
+    with pytest.raises(TypeError, match=r"loss: expected a senn_ref.losses loss object.*losses\.mse\(\)"):
+        call(net, X, Y)
+
+
+@pytest.mark.parametrize("build", [lambda s: mlp([2, 3, 1], seed=s), lambda s: convnet(seed=s)])
+def test_negative_seed_is_refused_naming_seed(build):
+    with pytest.raises(ValueError, match="seed"):
+        build(-1)

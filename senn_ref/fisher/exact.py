@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import as_float_array, check_option
-from ..losses.base import METRICS
+from ..losses.base import METRICS, check_loss
 
 
 
@@ -86,6 +86,7 @@ def ggn_factor(net, X, loss, metric: str = "euclidean", Y=None) -> np.ndarray:
     rather than the eigenvalues of ``F`` to ``eps * s_max^2`` (used by
     :func:`senn_ref.score.eta_exact_details`).  See ``derivations/09-fisher.md`` section 1.
     """
+    check_loss(loss)
     check_metric(metric, Y)
     J = jacobian(net, X)
     N, K, P = J.shape
@@ -115,6 +116,7 @@ def exact(net, X, loss, metric: str = "euclidean", Y=None) -> np.ndarray:
 
     See ``derivations/09-fisher.md``; tested in ``tests/test_fisher.py``.
     """
+    check_loss(loss)
     check_metric(metric, Y)
     J = jacobian(net, X)
     if metric == "euclidean":

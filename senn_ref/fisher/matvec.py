@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import as_float_array, check_scalar
+from ..losses.base import check_loss
 from .exact import check_metric
 
 
@@ -38,6 +39,7 @@ class FisherOperator:
     """
 
     def __init__(self, net, X, loss, metric: str = "euclidean", Y=None, damping: float = 0.0) -> None:
+        check_loss(loss)
         check_metric(metric, Y)
         self.damping = check_scalar(damping, "damping", minimum=0.0)
         self.net, self.loss, self.metric = net, loss, metric

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validate import check_option, check_positive_int
-from ..losses.base import METRICS
+from ..losses.base import METRICS, check_loss
 
 MODES = ("exact", "mc", "code")
 
@@ -96,6 +96,7 @@ def run_columns(net, X, Y, loss, metric: str, mode: str, n_samples: int, rng,
     network output is flattened per example to ``K = prod(out_shape)`` before
     the loss sees it; cotangents are reshaped back.  Returns the forward record.
     """
+    check_loss(loss)
     out = net.forward(X)
     N = out.shape[0]
     F = out.reshape(N, -1)

@@ -185,3 +185,14 @@ class Loss:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def check_loss(loss, name: str = "loss"):
+    """``loss`` must be a ``senn_ref.losses`` loss object (e.g. ``losses.mse()``); a string
+    such as ``"mse"`` or anything else raises a TypeError naming the argument.  Returns it."""
+    if not isinstance(loss, Loss):
+        hint = (f" (use senn_ref.losses.{loss}() rather than the string {loss!r})"
+                if isinstance(loss, str) and loss in ("mse", "softmax_cross_entropy") else "")
+        raise TypeError(f"{name}: expected a senn_ref.losses loss object such as losses.mse(), "
+                        f"got {type(loss).__name__}{hint}")
+    return loss

@@ -215,6 +215,19 @@ def test_bad_argument_changes_nothing(i):
     _same(_snapshot(net, [sgd, adam], kfac), snap)
 
 
+def test_refused_call_does_not_draw_from_rng():
+    """act=None draws the new units from rng only once every check passed: a call refused for
+    stale optimiser state leaves the caller's Generator where it was (review regression)."""
+    case = make_case("mlp_rational", seed=0)
+    stale = SGD(0.1, momentum=0.5)
+    stale.step({"dense0.W": np.zeros((4, 2))}, {"dense0.W": np.ones((4, 2))})
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state
+    with pytest.raises(ValueError, match=r"^optimizer\b"):
+        add_neurons(case.net, 0, np.ones((1, 2)), optimizer=stale, rng=rng)
+    assert rng.bit_generator.state == state
+
+
 def test_tanh_path_takes_no_activation_parameters():
     case = make_case("mlp_tanh", seed=0)
     with pytest.raises(ValueError, match="act"):

@@ -115,7 +115,6 @@ def add_neurons(net, layer, W, b=None, act=None, optimizer=None, rng=None, *, kf
     opts = check_optimizers(optimizer)
     if kfac_batch is not None:
         kfac_batch = check_batch(kfac_batch, net.in_shape, "kfac_batch")
-    new_act = _check_act(act, per_unit, k, rng)
 
     axes = {f"{prod.name}.W": append_map(prod.params["W"].shape, 0, k),
             f"{prod.name}.b": append_map(prod.params["b"].shape, 0, k)}
@@ -126,6 +125,7 @@ def add_neurons(net, layer, W, b=None, act=None, optimizer=None, rng=None, *, kf
     axes[f"{cons.name}.W"] = cmap
     change = StateChange(axes, details={"producer": prod.name, "consumer": cons.name, "k": k})
     check_carry(opts, change)
+    new_act = _check_act(act, per_unit, k, rng)      # last check: act=None draws from rng
     before = layout(net)
 
     # ---- every check passed: grow ----

@@ -61,7 +61,8 @@ class SENNConfig:
                         nets sit at ~99 % of lambda (near-null (v, c, l) scale directions), so
                         decisions need damping; see derivations/19-criterion.md section 3
       metric="euclidean"  output metric of every curvature (the paper's)
-      score_batch=None  examples the scores use; None = all (up to 2048, a fixed random subset above)
+      score_batch=None  examples the scores use; None = all up to 512, a fixed random subset of 512
+                        above (search cost is linear in it; derivations/21-trainer.md section 5)
     Proposal search (derivations/20-proposal-search.md)
       n_candidates=100  candidates per layer and kind [released: 100]
       search="ascent"   "ascent" (Adam on the lower bound), "langevin" (MALA) or "random"

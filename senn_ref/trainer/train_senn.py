@@ -31,7 +31,7 @@ from .config import SENNConfig
 from .log import SENNLog
 
 #: scoring uses at most this many examples (a fixed random subset) unless score_batch says
-SCORE_BATCH_DEFAULT = 2048
+SCORE_BATCH_DEFAULT = 512
 
 
 def make_optimizer(config: SENNConfig):

@@ -13,12 +13,24 @@ from __future__ import annotations
 
 import numpy as np
 
+import importlib
+
 from .. import backend as _backend
 from .._validate import as_float_array, check_positive_int
-from . import pool_numba, pool_numpy
-from . import rational_numba, rational_numpy
-from .unfold_numba import fold_into_numba, fold_numba, unfold_into_numba, unfold_numba
-from .unfold_numpy import fold_into_numpy, fold_numpy, unfold_into_numpy, unfold_numpy
+from . import pool_numpy, rational_numpy, unfold_numpy
+
+
+def _module(family: str, which: str):
+    """The kernel module ``senn_ref.kernels.<family>_<which>``, imported on first use.
+
+    Numba and the compiled kernels load only when the ``"numba"`` backend is first
+    asked for a kernel of that family (importing ``numba`` alone takes about a
+    second), so a NumPy-backend process never imports Numba, and a Numba process
+    loads only the families it uses.  Later calls are a dict lookup
+    (``sys.modules``)."""
+    if which == "numpy":
+        return {"pool": pool_numpy, "rational": rational_numpy, "unfold": unfold_numpy}[family]
+    return importlib.import_module(f"{__package__}.{family}_numba")
 
 
 def as_pair(value, name: str, *, minimum: int) -> tuple[int, int]:
@@ -59,9 +71,9 @@ def kernels_for(backend: str | None = None):
     ``unfold_k(X, kh, kw, sh, sw, ph, pw, Ho, Wo)`` and
     ``fold_k(P, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)``; arrays must be float64.
     """
-    if _backend.resolve(backend) == "numba":
-        return unfold_numba, fold_numba
-    return unfold_numpy, fold_numpy
+    which = _backend.resolve(backend)
+    module = _module("unfold", which)
+    return getattr(module, "unfold_" + which), getattr(module, "fold_" + which)
 
 
 def kernels_into(backend: str | None = None):
@@ -73,9 +85,9 @@ def kernels_into(backend: str | None = None):
     ``fold_into(P, X, kh, kw, sh, sw, ph, pw, Ho, Wo)`` overwrites ``X (N, C, H, W)``.
     No argument checks.  Tested in ``tests/test_kernels.py::test_into_kernels``.
     """
-    if _backend.resolve(backend) == "numba":
-        return unfold_into_numba, fold_into_numba
-    return unfold_into_numpy, fold_into_numpy
+    which = _backend.resolve(backend)
+    module = _module("unfold", which)
+    return getattr(module, "unfold_into_" + which), getattr(module, "fold_into_" + which)
 
 
 _POOL_NAMES = ("maxpool_forward", "maxpool_backward", "maxpool_jvp", "avgpool_forward", "avgpool_backward")
@@ -92,8 +104,8 @@ def pool_kernels(backend: str | None = None) -> dict:
     (the pooling layers validate); see ``derivations/04-pooling.md``.
     """
     which = _backend.resolve(backend)
-    module, suffix = (pool_numba, "_numba") if which == "numba" else (pool_numpy, "_numpy")
-    return {name: getattr(module, name + suffix) for name in _POOL_NAMES}
+    module = _module("pool", which)
+    return {name: getattr(module, f"{name}_{which}") for name in _POOL_NAMES}
 
 
 def rational_kernels(backend: str | None = None) -> dict:
@@ -106,8 +118,8 @@ def rational_kernels(backend: str | None = None) -> dict:
     layer validates); see ``derivations/05-rational.md`` "Kernel".
     """
     which = _backend.resolve(backend)
-    module, suffix = (rational_numba, "_numba") if which == "numba" else (rational_numpy, "_numpy")
-    return {name: getattr(module, name + suffix) for name in ("rational_forward", "rational_backward")}
+    module = _module("rational", which)
+    return {name: getattr(module, f"{name}_{which}") for name in ("rational_forward", "rational_backward")}
 
 
 def unfold(X, kernel, stride=1, padding=0, backend: str | None = None) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import as_float_array, check_option
+from ..layers.base import Layer
 from ..losses.base import METRICS, check_loss
 
 
@@ -31,20 +32,64 @@ def check_metric(metric: str, Y) -> str:
 def jacobian(net, X) -> np.ndarray:
     """Per-example parameter Jacobian ``J[n, k, p] = d f_k(x_n) / d theta_p``, shape (N, K, P).
 
-    Built from P forward-mode passes: ``net.jvp({key: e_i})`` with a unit
-    tangent ``e_i`` of one parameter array gives column ``p`` of every ``J_n``
-    at once (all N examples in one batched pass).  ``K`` is the number of
-    entries of one network output (``prod(net.out_shape)``); columns follow
-    ``net.get_flat()``.  Runs ``net.forward(X)`` first, so the layer caches
-    afterwards hold the point ``X``.  Cost: P JVPs, so only for small networks.
-    See ``derivations/09-fisher.md`` section 3; tested in ``tests/test_fisher.py``
-    (finite differences and the backward pass).
+    ``K`` is the number of entries of one network output (``prod(net.out_shape)``);
+    columns follow ``net.get_flat()``.  Computed by the cheaper of two modes (the
+    same matrix up to rounding; tests compare them to 1e-12):
+
+    * reverse (:func:`jacobian_reverse`): K batched backward passes that keep
+      per-example parameter gradients, ``J[:, k, :] = [J_n^T e_k]_n``;
+    * forward (:func:`jacobian_forward`): P forward-mode passes, ``J[:, :, p] = J e_p``.
+
+    Reverse mode is used when ``K < P`` and every layer with parameters has a
+    per-example backward pass (``Layer.backward_per_example``); both modes cost
+    about one pass over the batch each, so the count K vs P decides.  Runs
+    ``net.forward(X)`` first, so the layer caches afterwards hold the point ``X``.
+    See ``derivations/09-fisher.md`` sections 3 and 3b; tested in ``tests/test_fisher.py``.
     """
+    return _jacobian_and_output(net, X)[0]
+
+
+def _jacobian_and_output(net, X):
+    """``(J, out)``: the Jacobian of :func:`jacobian` and the network output ``net.forward(X)``
+    it was taken at (so callers that need both run one forward)."""
     out = net.forward(X)
+    K = int(np.prod(out.shape[1:], dtype=np.int64))
+    if K < net.num_params() and _has_reverse(net):
+        return _reverse_at(net, out), out
+    return _forward_at(net, out), out
+
+
+def _has_reverse(net) -> bool:
+    """True when every layer with parameters overrides ``backward_per_example``."""
+    base = Layer.backward_per_example
+    return all(not layer.param_names or type(layer).backward_per_example is not base
+               for layer in net.layers)
+
+
+def jacobian_forward(net, X) -> np.ndarray:
+    """:func:`jacobian` by forward mode: P passes, ``J[:, :, p] = net.jvp({key: e_i})`` with
+    a unit tangent ``e_i`` of one parameter array (all N examples in one batched pass).
+    Shape (N, K, P).  Cost ``O(P * pass)``.  ``derivations/09-fisher.md`` section 3."""
+    return _forward_at(net, net.forward(X))
+
+
+def jacobian_reverse(net, X) -> np.ndarray:
+    """:func:`jacobian` by reverse mode: for each output entry k one backward pass of the
+    cotangent ``e_k`` (the same for every example) through ``Layer.backward_per_example``,
+    whose per-example gradients ``J_n^T e_k`` are row k of every ``J_n``.  Shape (N, K, P).
+    Cost ``O(K * pass)``.  NotImplementedError if a layer with parameters has no
+    per-example backward.  ``derivations/09-fisher.md`` section 3b."""
+    out = net.forward(X)
+    if not _has_reverse(net):
+        raise NotImplementedError("jacobian_reverse: a layer with parameters has no "
+                                  "backward_per_example; use jacobian_forward")
+    return _reverse_at(net, out)
+
+
+def _forward_at(net, out) -> np.ndarray:
     N = out.shape[0]
     K = int(np.prod(out.shape[1:], dtype=np.int64))
-    P = net.num_params()
-    J = np.empty((N, K, P))
+    J = np.empty((N, K, net.num_params()))
     col = 0
     for key, param in net.named_params().items():
         tangent = np.zeros(param.shape)
@@ -54,6 +99,31 @@ def jacobian(net, X) -> np.ndarray:
             J[:, :, col] = net.jvp({key: tangent}).reshape(N, K)
             flat[i] = 0.0
             col += 1
+    return J
+
+
+def _reverse_at(net, out) -> np.ndarray:
+    N = out.shape[0]
+    K = int(np.prod(out.shape[1:], dtype=np.int64))
+    J = np.empty((N, K, net.num_params()))
+    # (start, stop) of each layer's parameters in the flat order, layer by layer
+    bounds, start = [], 0
+    for layer in net.layers:
+        sizes = [layer.params[name].size for name in layer.param_names]
+        bounds.append((start, sizes))
+        start += sum(sizes)
+    seed = np.zeros((N, K))
+    for k in range(K):
+        seed[:, k] = 1.0
+        g = seed.reshape(out.shape)
+        for i in range(len(net.layers) - 1, -1, -1):
+            layer = net.layers[i]
+            g, grads = layer.backward_per_example(g, need_input_grad=i > 0)
+            col = bounds[i][0]
+            for name, size in zip(layer.param_names, bounds[i][1]):
+                J[:, k, col:col + size] = grads[name].reshape(N, size)
+                col += size
+        seed[:, k] = 0.0
     return J
 
 
@@ -88,11 +158,11 @@ def ggn_factor(net, X, loss, metric: str = "euclidean", Y=None) -> np.ndarray:
     """
     check_loss(loss)
     check_metric(metric, Y)
-    J = jacobian(net, X)
+    J, out = _jacobian_and_output(net, X)
     N, K, P = J.shape
     if metric == "euclidean":
         return J.reshape(N * K, P) / np.sqrt(N)
-    out = net.forward(X).reshape(N, -1)
+    out = out.reshape(N, -1)
     R = np.asarray(loss.metric_sqrt(out, Y, metric))
     B = np.matmul(np.swapaxes(R, 1, 2), J)            # (N, r, P)
     return B.reshape(-1, P) / np.sqrt(N)
@@ -118,9 +188,9 @@ def exact(net, X, loss, metric: str = "euclidean", Y=None) -> np.ndarray:
     """
     check_loss(loss)
     check_metric(metric, Y)
-    J = jacobian(net, X)
+    J, out = _jacobian_and_output(net, X)
     if metric == "euclidean":
         return ggn_from_jacobian(J)
-    out = net.forward(X).reshape(J.shape[0], -1)
+    out = out.reshape(J.shape[0], -1)
     M = loss.metric(out, Y, metric)
     return ggn_from_jacobian(J, np.asarray(M).reshape(J.shape[0], J.shape[1], J.shape[1]))

@@ -102,6 +102,18 @@ class Layer:
     def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
         raise NotImplementedError
 
+    def backward_per_example(self, dY: np.ndarray, need_input_grad: bool = True):
+        """VJP keeping the batch axis of the parameter gradients: ``(dX, grads)`` with
+        ``grads[name][n] = J_n^T dY_n`` for that parameter, shape ``(N,) + params[name].shape``
+        (so ``grads[name].sum(axis=0)`` is what :meth:`backward` returns); ``dX`` as in
+        :meth:`backward`.  Parameter-free layers inherit this default (``grads = {}``);
+        layers with parameters override it, and one that does not raises
+        NotImplementedError (the exact Jacobian then falls back to forward mode).
+        See ``derivations/09-fisher.md`` section 3b."""
+        if self.param_names:
+            raise NotImplementedError(f"{self._label()} has no per-example backward pass")
+        return self.backward(dY, need_input_grad=need_input_grad)
+
     # ---- curvature hooks --------------------------------------------------
     def curvature_inputs(self) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} has no Kronecker-factored block")

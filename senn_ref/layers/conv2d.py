@@ -237,6 +237,22 @@ class Conv2D(Layer):
 
     def backward(self, dY: np.ndarray, need_input_grad: bool = True):
         """VJP: ``dW = sum_n dY[n] P[n]^T``, ``db = sum_{n,t} dY[n,:,t]``, ``dX = fold(Wm^T dY)``."""
+        dX, g1 = self._vjp(dY, need_input_grad, per_example=False)
+        grads = {"W": g1[:, :-1].reshape(self.params["W"].shape), "b": g1[:, -1].copy()}
+        return dX, grads
+
+    def backward_per_example(self, dY: np.ndarray, need_input_grad: bool = True):
+        """VJP per example: ``dW[n] = dY[n] P[n]^T`` (N, O, C, kh, kw), ``db[n] = sum_t dY[n,:,t]``
+        (N, O), ``dX`` as in :meth:`backward`: one batched GEMM of the output gradients with
+        the augmented columns per chunk.  ``derivations/03-convolution.md`` section 4."""
+        dX, G1 = self._vjp(dY, need_input_grad, per_example=True)
+        N = G1.shape[0]
+        grads = {"W": G1[:, :, :-1].reshape((N,) + self.params["W"].shape), "b": G1[:, :, -1].copy()}
+        return dX, grads
+
+    def _vjp(self, dY, need_input_grad: bool, per_example: bool):
+        """Shared body of the two backward passes: ``dX`` and ``[dWm | db]``, either summed
+        over the batch (O, K+1) or per example (N, O, K+1)."""
         cache = self._cached()
         X, stamp = cache["X"], cache["stamp"]
         N = X.shape[0]
@@ -245,6 +261,7 @@ class Conv2D(Layer):
         D = dY.reshape(N, O, -1)
         Wm = self._Wm()
         dX = np.empty_like(X) if need_input_grad else None
+        G1 = np.empty((N, O, Wm.shape[1] + 1)) if per_example else None
 
         fold_into = kernels_into(self.backend)[1]
 
@@ -254,13 +271,18 @@ class Conv2D(Layer):
                 G = self._buffer("G", (P1.shape[0], Wm.shape[1], P1.shape[2]))
                 np.matmul(Wm.T, D[sl], out=G)
                 fold_into(G, dX[sl], *self._geometry())
+            if per_example:
+                np.matmul(D[sl], P1.transpose(0, 2, 1), out=G1[sl])
+                return None
             return np.matmul(D[sl], P1.transpose(0, 2, 1)).sum(axis=0)    # [dWm | db] of the chunk
 
+        parts = self._map_chunks(job, N)
+        if per_example:
+            return dX, G1
         g1 = np.zeros((O, Wm.shape[1] + 1))
-        for part in self._map_chunks(job, N):     # fixed chunk order: deterministic sums
+        for part in parts:                         # fixed chunk order: deterministic sums
             g1 += part
-        grads = {"W": g1[:, :-1].reshape(self.params["W"].shape), "b": g1[:, -1].copy()}
-        return dX, grads
+        return dX, g1
 
     def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
         """JVP: ``dY[n] = Wm @ unfold(dX)[n] + dWm @ unfold(X)[n] + db`` (N, O, Ho, Wo)."""

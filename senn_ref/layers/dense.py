@@ -73,6 +73,16 @@ class Dense(Layer):
         dA = dS @ self.params["W"] if need_input_grad else None
         return dA, grads
 
+    def backward_per_example(self, dY: np.ndarray, need_input_grad: bool = True):
+        """VJP per example: ``dW[n] = dS[n] A[n]^T`` (an outer product, (N, out, in)),
+        ``db[n] = dS[n]`` (N, out), ``dA = dS W`` (N, in).  ``derivations/02-dense.md``
+        "Per-example gradients"."""
+        A = self._cached()["A"]
+        dS = self._check_like(dY, (A.shape[0], self.n_out), "output cotangent")
+        grads = {"W": dS[:, :, None] * A[:, None, :], "b": dS.copy()}
+        dA = dS @ self.params["W"] if need_input_grad else None
+        return dA, grads
+
     def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
         """JVP: ``dS = dA W^T + A dW^T + db`` (N, out)."""
         self._check_param_keys(dparams)

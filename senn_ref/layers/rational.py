@@ -227,6 +227,18 @@ class Rational(Layer):
         grads = {"v": g_v, "c": g_c, "l": g_l}
         return (dX.reshape(shape) if need_input_grad else None), grads
 
+    def backward_per_example(self, dY: np.ndarray, need_input_grad: bool = True):
+        """VJP per example: ``grads[p][n, j] = sum_{spatial} dY[n, j, .] * dsigma/dp[n, j, .]``
+        for ``p`` in v, c, l (each (N, units)); ``dX = dY * dsigma/dx``.  Plain NumPy (one
+        contraction per parameter).  ``derivations/05-rational.md`` section 5."""
+        cache = self._cached()
+        shape = cache["shape"]
+        dS = self._check_like(dY, shape, "output cotangent")
+        flat = (shape[0], self.units, -1)                                    # (N, U, S)
+        d3 = dS.reshape(flat)
+        grads = {k: np.einsum("nus,nus->nu", d3, cache[k].reshape(flat)) for k in self.param_names}
+        return (dS * cache["dx"] if need_input_grad else None), grads
+
     def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
         """JVP: ``dY = dsigma/dx * dX + sum_p dsigma/dp * dp`` (``dp`` broadcast along axis 1)."""
         self._check_param_keys(dparams)

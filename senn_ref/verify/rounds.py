@@ -1,7 +1,8 @@
 """Claim 9: the rate bound over recursive expansion rounds with the exact Fisher.
 
 A round (senn-math 8, ``derivations/19-criterion.md`` sections 2 and 4) on a random small
-network, with random ``tau``, ``alpha_rel`` and damping, and no parameter update: draw a few
+network first brought near a minimum by damped Gauss-Newton steps (:func:`fit`), with random
+``tau``, ``alpha_rel`` (bound at most MAX_BOUND) and damping > 0, and no parameter update: draw a few
 random one-unit proposals on random hidden layers, take the one with the largest exact gain
 (``grow.width_gain.gain_exact`` on a grown copy), judge it with ``grow.criterion.decide``
 against the exact ``eta_c`` (``score.eta``) and the ceiling, apply it (``add_neurons``) if
@@ -28,8 +29,9 @@ from .report import Outcome
 
 add_mod = import_module("senn_ref.grow.add_neurons")        # the package re-exports the function
 
-TAUS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
-N_PROPOSALS = 4
+TAUS = (0.05, 0.1, 0.2, 0.5, 1.0)
+N_PROPOSALS = 6
+MAX_BOUND = 30.0
 SUM_TOL, CEILING_TOL = 1e-8, 1e-10
 
 
@@ -79,11 +81,34 @@ def one_round(pb, rng, tau: float, alpha_rel: float, scorer) -> dict:
             "gain_sum": gain_sum, "max_eta": max_eta}
 
 
+def fit(pb, steps: int = 12, damping: float = 1e-3) -> None:
+    """Damped Gauss-Newton steps ``theta -= (F + delta I)^+ g`` (``score.eta_exact_details``'s u),
+    halving a step that does not lower the loss, so that a round starts where growth happens in
+    SENN: near a minimum of the current architecture (eta_c small, lambda not)."""
+    metric = "euclidean" if pb.metric == "empirical" else pb.metric
+    net = pb.net
+    for _ in range(steps):
+        det = score.eta_exact_details(net, pb.X, pb.Y, pb.loss, damping=damping, metric=metric)
+        theta = net.get_flat()
+        for t in (1.0, 0.5, 0.25, 0.125):
+            net.set_flat(theta - t * det.u)
+            if net.loss_and_grad(pb.X, pb.Y, pb.loss)[0] < det.loss:
+                break
+        else:
+            net.set_flat(theta)
+            return
+
+
 def _draw(rng):
+    """A random problem, tau, alpha_rel (redrawn until the bound is at most MAX_BOUND, so that a
+    round reaching it stays cheap) and a damping delta > 0 (see cases.well_posed)."""
     pb = random_problem(rng, N=int(rng.integers(10, 40)), max_width=int(rng.integers(1, 4)))
-    tau = float(TAUS[int(rng.integers(len(TAUS)))])
-    alpha_rel = float(10 ** rng.uniform(-3.0, -1.0))
-    return pb, tau, alpha_rel, random_damping(rng, 0.0)      # delta > 0 (see cases.well_posed)
+    fit(pb)
+    while True:
+        tau = float(TAUS[int(rng.integers(len(TAUS)))])
+        alpha_rel = float(10 ** rng.uniform(-3.0, -0.5))
+        if criterion.rate_bound(tau, alpha_rel) <= MAX_BOUND:
+            return pb, tau, alpha_rel, random_damping(rng, 0.0)
 
 
 def claim_rate_bound(rng, trials: int) -> Outcome:

@@ -1,7 +1,8 @@
-"""Command line: ``senn-ref demo | verify | bench {kernels,rational,eta,optimizers,gain,senn} | info``."""
+"""Command line: ``senn-ref demo [NAME] | sweep NAME | verify | bench {kernels,rational,eta,optimizers,gain,senn} | info``."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -25,14 +26,103 @@ def _int_at_least(minimum: int):
     return parse
 
 
+def _demo_inputs(args):
+    """Overrides and options of ``demo`` / ``sweep`` from --config, --set and --data; errors name the flag."""
+    from .demos.config_file import ConfigFileError, read_overrides
+    overrides = {}
+    if args.config:
+        try:
+            overrides = read_overrides(args.config)
+        except ConfigFileError as exc:
+            args.parser.error(f"argument --config: {exc}")
+    options = {"data": args.data} if getattr(args, "data", None) else {}
+    return overrides, options
+
+
+def _flag_error(args, exc) -> None:
+    """One line naming the flag a demo/sweep argument error came from."""
+    from .datasets import IDXError
+    text = str(exc)
+    if isinstance(exc, IDXError):
+        flag = "--data"
+    elif text.startswith("--"):
+        flag = text.split(":")[0]
+    elif text.startswith("demo: unknown demo"):
+        flag, text = "NAME", text.removeprefix("demo: ")
+    else:
+        flag = "--set/--config"
+    args.parser.error(f"argument {flag}: {text.removeprefix(flag + ': ')}")
+
+
 def _cmd_demo(args) -> int:
-    from .demo_regression import check_out_dir, run
+    from .demos import DEFAULT, demo_list
+    from .demos.runner import prepare, run_demo
+    from .demos.sweep import parse_sets, split_settings
+    from .demo_regression import check_out_dir
+    if args.list:
+        for name, text in demo_list():
+            print(f"{name:<14} {text}")
+        return 0
+    name = args.name or DEFAULT
+    overrides, options = _demo_inputs(args)
     try:
-        check_out_dir(args.out)          # before training, not after it
+        sets = parse_sets(args.set)
+        if any(len(v) != 1 for v in sets.values()):
+            raise ValueError("--set: demo takes one value per key (several values: senn-ref sweep)")
+        cfg, opt = split_settings({k: v[0] for k, v in sets.items()})
+        overrides, options = {**overrides, **cfg}, {**options, **opt}
+        prepare(name, args.seed, args.steps, args.quick, args.quiet, overrides, options)
+    except (TypeError, ValueError) as exc:
+        _flag_error(args, exc)
+    out = os.path.join(args.out, name)
+    try:
+        check_out_dir(out)          # before training, not after it
     except OSError as exc:
         args.parser.error(f"argument --out: {exc}")
-    run(out_dir=args.out, quick=args.quick, width=args.width, seed=args.seed)
+    run_demo(name, out=out, seed=args.seed, steps=args.steps, quick=args.quick, quiet=args.quiet,
+             overrides=overrides, options=options, baselines=not args.no_baselines)
     return 0
+
+
+def _cmd_sweep(args) -> int:
+    from .demos.sweep import check_sweep, parse_seeds, parse_sets, run_sweep
+    overrides, options = _demo_inputs(args)
+    common = {"overrides": overrides, "options": options, "steps": args.steps, "quick": args.quick,
+              "baselines": args.baselines}
+    try:
+        seeds = parse_seeds(args.seeds)
+        sets = parse_sets(args.set)
+        check_sweep(args.name, seeds, sets, common)
+    except (TypeError, ValueError) as exc:
+        _flag_error(args, exc)
+    out = os.path.join(args.out, args.name)
+    try:
+        from .demo_regression import check_out_dir
+        check_out_dir(out)
+    except OSError as exc:
+        args.parser.error(f"argument --out: {exc}")
+    run_sweep(args.name, seeds, sets, out=out, jobs=args.jobs, scheduler=args.scheduler, common=common,
+              progress=(lambda text: None) if args.quiet else (lambda text: print(text, flush=True)))
+    if not args.quiet:
+        print(open(os.path.join(out, "sweep.md")).read(), end="")
+        print(f"wrote sweep.csv, sweep.md, sweep.png to {out}")
+    return 0
+
+
+def _demo_flags(p, out_default: str) -> None:
+    """The flags ``demo`` and ``sweep`` share."""
+    p.add_argument("--out", default=out_default,
+                   help="parent folder; files go to OUT/NAME/ (default: %(default)s)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0,
+                   help="seed of the data, the networks and the growth (default: %(default)s)")
+    p.add_argument("--steps", type=_int_at_least(1), default=None,
+                   help="optimiser steps (default: the demo's; --quick: its short run)")
+    p.add_argument("--quick", action="store_true", help="a short run (CI): fewer steps and baselines")
+    p.add_argument("--quiet", action="store_true", help="no progress lines and no table")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of SENNConfig fields to override")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a SENNConfig field or a demo option (e.g. n_train=400); repeatable")
+    p.add_argument("--data", metavar="DIR", help="folder with the MNIST / Fashion-MNIST IDX files (mnist)")
 
 
 def _cmd_verify(args) -> int:
@@ -66,14 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="senn-ref", description="Self-Expanding Neural Networks, reference code")
     parser.add_argument("--version", action="version", version=f"senn-ref {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    p = sub.add_parser("demo", help="train a rational MLP on the Figure-2 regression task, tracking eta")
-    p.add_argument("--out", default="senn-ref-demo", help="folder for the figure (default: %(default)s)")
-    p.add_argument("--quick", action="store_true", help="fewer steps")
-    p.add_argument("--width", type=_int_at_least(1), default=4,
-                   help="hidden width of the student (default: %(default)s)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0,
-                   help="seed of the teacher, the data and the student's initialisation (default: %(default)s)")
+    p = sub.add_parser("demo", help="run a demo: SENN grows a network on one of the paper's experiments")
+    p.add_argument("name", nargs="?", default=None,
+                   help="regression1d (default), moons, digits, teacher, digits-conv, width-vs-data, mnist")
+    p.add_argument("--list", action="store_true", help="list the demos and exit")
+    p.add_argument("--no-baselines", action="store_true", help="skip the baseline runs")
+    _demo_flags(p, "senn-ref-demo")
     p.set_defaults(func=_cmd_demo, parser=p)
+    p = sub.add_parser("sweep", help="run a demo over seeds and settings in parallel (joblib or Dask)")
+    p.add_argument("name", help="a demo name (senn-ref demo --list)")
+    p.add_argument("--seeds", default="0-2", help="seeds, e.g. 0-4 or 0,3 (default: %(default)s)")
+    p.add_argument("--jobs", type=_int_at_least(1), default=2, help="parallel processes (default: %(default)s)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="send the runs to this Dask scheduler instead")
+    p.add_argument("--baselines", action="store_true", help="also run each demo's baselines")
+    _demo_flags(p, "senn-ref-sweep")
+    p.set_defaults(func=_cmd_sweep, parser=p)
     p = sub.add_parser("verify", help="check every numerical claim of the specification on fresh random instances")
     p.add_argument("--seed", type=_int_at_least(0), default=0,
                    help="seed of the random networks, data, dampings and proposals (default: %(default)s)")

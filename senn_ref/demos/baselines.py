@@ -1,0 +1,78 @@
+"""The baselines every demo's summary compares SENN with (issue 8, item 4).
+
+* ``final_from_scratch`` - SENN's final architecture, freshly initialised, trained with the same
+  optimiser and number of steps (growth off);
+* ``fixed_start`` - the starting architecture, never grown;
+* ``random_proposals`` - growth with unoptimised candidates (``SENNConfig.search="random"``);
+* ``fixed_width_sweep`` - one fixed network per width in ``Task.fixed_widths`` (regression1d,
+  digits), so that "SENN finds a good size without being told" is measured;
+* ``gradmax`` - not run: the trainer has no Euclidean-gradient scoring option (listed as left).
+
+Every run goes through :func:`senn_ref.trainer.train_senn` (growth off is plain training through
+the same loop), with the demo's seed.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..train import evaluate
+from ..trainer import train_senn
+
+GRADMAX_NOTE = ("not run: the trainer offers no Euclidean-gradient (GradMax-like) scoring; "
+                "SENNConfig.metric selects the output metric, not the parameter-space one")
+
+
+def test_mse(net, X, Y) -> float:
+    """``mean_n ||f(x_n) - y_n||^2`` (no 1/2): X (n,) + in_shape, Y (n, K)."""
+    F = net.forward(X).reshape(X.shape[0], -1)
+    return float(np.mean(np.sum((F - Y.reshape(F.shape)) ** 2, axis=1)))
+
+
+def measure(task, net, seconds: float) -> dict:
+    """Train / test loss (and accuracy), widths, parameters and seconds of a trained ``net``."""
+    from ..grow.expansion_round import architecture, num_linear_layers
+    train_loss, _ = evaluate(net, task.X, task.Y, task.loss)
+    test_loss, test_acc = evaluate(net, task.X_test, task.Y_test, task.loss)
+    row = {"train_loss": train_loss, "test_loss": test_loss, "hidden_widths": architecture(net),
+           "num_layers": num_linear_layers(net), "num_params": int(net.num_params()),
+           "wall_seconds": round(seconds, 3)}
+    if task.classification:
+        row["test_accuracy"] = test_acc
+        row["accuracy_per_kparam"] = test_acc / (net.num_params() / 1000.0)
+    else:
+        row["test_mse"] = test_mse(net, task.X_test, task.Y_test)
+    return row
+
+
+def train_fixed(task, net, config, seed: int) -> dict:
+    """Train ``net`` without growth (same loop, optimiser and steps as ``config``); :func:`measure`."""
+    t0 = time.perf_counter()
+    net, _ = train_senn(net, task.X, task.Y, task.loss,
+                        config.replace(width=False, depth=False, prune=False, quiet=True),
+                        seed=seed)
+    return measure(task, net, time.perf_counter() - t0)
+
+
+def run_baselines(task, config, seed: int, final_widths, progress=print) -> dict:
+    """All baselines (module docstring) as {name: measurement dict}; ``progress`` gets one line each."""
+    out = {}
+    progress(f"baseline: final architecture {final_widths} from scratch")
+    out["final_from_scratch"] = train_fixed(task, task.build(list(final_widths)), config, seed)
+    progress("baseline: starting architecture kept fixed")
+    out["fixed_start"] = train_fixed(task, task.start(), config, seed)
+    progress("baseline: growth with random (unoptimised) proposals")
+    t0 = time.perf_counter()
+    net, _ = train_senn(task.start(), task.X, task.Y, task.loss, config.replace(search="random", quiet=True), seed=seed)
+    out["random_proposals"] = measure(task, net, time.perf_counter() - t0)
+    if task.fixed_widths:
+        out["fixed_width_sweep"] = {}
+        for w in task.fixed_widths:
+            progress(f"baseline: fixed width {w}")
+            out["fixed_width_sweep"][str(w)] = train_fixed(task, task.build([w]), config, seed)
+    for name, make in task.extra_baselines.items():
+        progress(f"baseline: {name}")
+        out[name] = train_fixed(task, make(), config, seed)
+    out["gradmax"] = {"status": GRADMAX_NOTE}
+    return out

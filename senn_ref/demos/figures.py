@@ -1,0 +1,61 @@
+"""Figures every demo writes: loss curves with the expansion events, and the architecture over
+training (``training.png``); plus the sweep figure helper.  matplotlib, Agg backend, PNG."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def training_figure(log, path: str, title: str) -> str:
+    """Two panels from a SENNLog: (left) train / test loss against the optimiser step, with a
+    vertical line at every accepted width (blue) and depth (red) event; (right) units per hidden
+    layer against the step.  Writes ``path`` (PNG) and returns it."""
+    plt = pyplot()
+    hist = log.history
+    steps = np.array([h["step"] for h in hist])
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax0.semilogy(steps, [h["train_loss"] for h in hist], "C0-", label="train loss")
+    if hist and "val_loss" in hist[0]:
+        ax0.semilogy(steps, [h["val_loss"] for h in hist], "C1-", label="test loss")
+    seen = set()
+    for e in log.accepted:
+        kind = e.get("kind")
+        color = {"width": "C2", "depth": "C3", "prune": "C7"}.get(kind, "k")
+        lab = f"{kind} added" if kind not in seen else None
+        seen.add(kind)
+        ax0.axvline(e["step"], color=color, lw=0.7, ls="--", alpha=0.7, label=lab)
+    ax0.set_xlabel("optimiser step")
+    ax0.set_ylabel("loss (trainer's convention)")
+    ax0.set_title(f"{title}: loss and expansion events")
+    ax0.legend(fontsize=8)
+    depth = max((len(h["widths"]) for h in hist), default=0)
+    for j in range(depth):
+        w = [h["widths"][j] if j < len(h["widths"]) else np.nan for h in hist]
+        ax1.step(steps, w, where="post", label=f"hidden layer {j + 1}")
+    ax1.set_xlabel("optimiser step")
+    ax1.set_ylabel("units (channels) per hidden layer")
+    ax1.set_title("architecture during training")
+    if depth:
+        ax1.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save(fig, out: str, name: str) -> str:
+    """Save ``fig`` as ``out/name`` (PNG, 100 dpi), close it, return the path."""
+    path = os.path.join(out, name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    pyplot().close(fig)
+    return path

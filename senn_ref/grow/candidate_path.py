@@ -40,6 +40,7 @@ class CandidatePath:
     Attributes: ``w_shape`` the per-unit kernel shape ((in,) or (Cin, kh, kw)); ``act_names``
     the per-unit activation parameter names (("v", "c", "l") for Rational, () otherwise);
     ``q`` new consumer inputs per unit; ``T`` consumer locations; ``N`` batch size.
+    ``derivations/16-kfac-proposal.md`` sections 5-6.
     """
 
     def __init__(self, net, path) -> None:

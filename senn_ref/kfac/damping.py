@@ -234,7 +234,7 @@ def block_inverse(B, delta, rcond: float | None = None) -> np.ndarray:
 
 def block_solve(B, g, delta, rcond: float | None = None) -> np.ndarray:
     """Per-block pseudo-solves ``x_u = (B_u + delta I)^+ g_u``; ``B`` (U, k, k), ``g`` (U, k) -> (U, k).
-    Cut-off and warning as in :func:`block_inverse`."""
+    Cut-off and warning as in :func:`block_inverse`.  13-rational-curvature.md sections 3-4."""
     g = as_float_array(g, "g (block gradients)", ndim=2)
     Binv = block_inverse(B, delta, rcond)
     if g.shape != Binv.shape[:2]:

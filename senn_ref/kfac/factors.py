@@ -95,7 +95,8 @@ class KronAccumulator:
 
 
 def kfac_layers(net) -> list:
-    """The layers of ``net`` with a Kronecker block (Dense, Conv2D); ValueError if there are none."""
+    """The layers of ``net`` with a Kronecker block (Dense, Conv2D); ValueError if there are none.
+    11-kfac.md section 1."""
     layers = [la for la in net.layers if la.has_kfac_block]
     if not layers:
         raise ValueError(f"network has no layer with a Kronecker-factored block (Dense/Conv2D): "

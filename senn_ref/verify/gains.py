@@ -1,10 +1,12 @@
 """Claims 7 and 8: the exact width gain, its bounds, and the gradients of the lower bounds.
 
 Claim 7 (senn-math 11.7), on random networks grown by random units: ``gain_exact`` equals
-``eta(grown) - eta(before)`` (same damping and metric; error / lambda <= 1e-8); the lower bound
+``eta(grown) - eta(before)`` (same damping and metric; error / lambda <= 1e-8; at delta = 0 only
+on instances where undamped scores are well posed, ``cases.well_posed``); the lower bound
 never exceeds the conditioned bound, which never exceeds the gain (excess / lambda <= 1e-10);
-the lower bound equals the gain when the new unit's activation is uncorrelated with every old
-Jacobian column (a constructed instance, ``derivations/15-width-gain.md`` section 3); a
+the lower bound equals the gain (difference / lambda <= 1e-9) when the new unit's activation is
+uncorrelated with every old Jacobian column (a constructed instance,
+``derivations/15-width-gain.md`` section 3); a
 duplicate of existing units gains nothing (delta = 0; gain / lambda <= 1e-8).  Claim 8 (11.8):
 the analytic gradients of the K-FAC width lower bound (``WidthProposals.score(grad=True)``, in
 W, b and the activation parameters) and of the depth lower bound (``DepthProposals.score``, in
@@ -26,7 +28,7 @@ from .report import Outcome
 
 add_mod = import_module("senn_ref.grow.add_neurons")        # the package re-exports the function
 
-GAIN_TOL, BOUND_TOL, DUPLICATE_TOL, GRAD_TOL = 1e-8, 1e-10, 1e-8, 1e-6
+GAIN_TOL, BOUND_TOL, EQUAL_TOL, DUPLICATE_TOL, GRAD_TOL = 1e-8, 1e-10, 1e-9, 1e-8, 1e-6
 
 
 def _grow(pb, h: int, W, b, act):
@@ -59,7 +61,9 @@ def claim_width_gain(rng, trials: int) -> Outcome:
     diff, order, equal, dup = [], [], [], []
     nontrivial = skipped = compared = 0
     for _ in range(trials):
-        pb = random_problem(rng, N=int(rng.integers(4, 40)))
+        # tanh half the time: rational units have a nearly null scale direction (13-rational-curvature.md
+        # section 3), which makes most undamped rational instances ill-posed (cases.well_posed)
+        pb = random_problem(rng, N=int(rng.integers(4, 40)), act="tanh" if rng.random() < 0.5 else None)
         h = pb.hidden[int(rng.integers(len(pb.hidden)))]
         k = int(rng.integers(1, 3))
         grown, rec = _grow(pb, h, *random_units(rng, pb.net, h, k))
@@ -90,7 +94,7 @@ def claim_width_gain(rng, trials: int) -> Outcome:
             equal.append(abs(wg.gain_lower_bound(net, X, Y, loss, rec3.new_index, d) - g3) / lam3)
     out.add("|gain_exact - (eta_after - eta_before)| / lambda", diff, GAIN_TOL)
     out.add("lower <= conditioned <= exact: largest excess / lambda", order, BOUND_TOL)
-    out.add("|lower bound - gain| / lambda, uncorrelated new unit", equal, BOUND_TOL)
+    out.add("|lower bound - gain| / lambda, uncorrelated new unit", equal, EQUAL_TOL)
     out.add("duplicate unit: gain / lambda (delta = 0)", dup, DUPLICATE_TOL)
     out.measurements["non-trivial gains (> 1e-6 lambda)"] = f"{nontrivial} of {compared}"
     out.measurements["delta = 0 comparisons skipped as ill-posed (cases.well_posed)"] = f"{skipped} of {trials}"

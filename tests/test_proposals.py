@@ -4,7 +4,8 @@ import pytest
 
 from grow_cases import CASES, make_case
 from senn_ref.grow.kfac_proposal import WidthProposals
-from senn_ref.grow.proposals import Proposal, best_width_proposal, clip_singular_values, depth_candidates
+from senn_ref.grow.proposals import (Proposal, best_depth_proposal, best_width_proposal, clip_singular_values,
+                                     depth_candidates)
 from senn_ref.testing import assert_close
 
 DAMPING = 0.1
@@ -63,3 +64,29 @@ def test_depth_candidates_start_at_the_identity_and_stay_invertible(rng):
     Bs = np.diag([2.0, 1.0, 0.0])[None]
     sv_c = np.linalg.svd(clip_singular_values(Bs), compute_uv=False)[0]
     assert_close(sv_c, np.array([2.0, 1.0, 1e-3]), rtol=1e-12, name="clipped singular values")
+
+
+def test_search_on_a_subset_reports_whole_batch_scores_never_below_the_best_start():
+    case = make_case("mlp_deep", 4, N=40)
+    for i in case.hidden:
+        p = best_width_proposal(case.net, case.X, case.Y, case.loss, i, n_candidates=10,
+                                rng=np.random.default_rng(2), steps=5, damping=DAMPING, search_batch=12)
+        ctx = WidthProposals(case.net, case.X, case.Y, case.loss, i, damping=DAMPING)
+        act = {k: v[None] for k, v in p.params["act"].items()}
+        lb = ctx.score(p.params["W"][None], p.params["b"][None], act).lower_bound[0]
+        assert_close(p.lower_bound, lb, rtol=1e-12, name="whole-batch lower bound")
+        # the candidates drawn first are the same as without a subset: the start is never lost
+        W, b, act0 = ctx.random_candidates(10, np.random.default_rng(2))
+        start = ctx.score(W, b, act0).lower_bound.max()
+        assert_close(p.initial_best, start, rtol=1e-12, name="best start, whole batch")
+        assert p.lower_bound >= start
+        q = best_width_proposal(case.net, case.X, case.Y, case.loss, i, n_candidates=10,
+                                rng=np.random.default_rng(2), steps=5, damping=DAMPING, search_batch=12)
+        assert q.lower_bound == p.lower_bound
+    d = best_depth_proposal(case.net, case.X, case.Y, case.loss, 2, n_candidates=6, rng=np.random.default_rng(0),
+                            steps=3, damping=DAMPING, search_batch=12)
+    from senn_ref.grow.depth_gain import DepthProposals
+    full = DepthProposals(case.net, case.X, case.Y, case.loss, 2, damping=DAMPING)
+    assert_close(d.lower_bound, full.score(d.params["B"][None], d.params["s"][None]).lower_bound[0], rtol=1e-10,
+                 name="depth whole-batch lower bound")
+    assert d.lower_bound >= d.initial_best

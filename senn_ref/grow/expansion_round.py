@@ -145,7 +145,7 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
                 proposals.append(best_width_proposal(
                     net, X, Y, loss, i, n_candidates=config.n_candidates, rng=rng, method=config.search,
                     steps=config.search_steps, lr=config.search_lr, temperature=config.temperature,
-                    damping=damping, metric=metric))
+                    damping=damping, metric=metric, search_batch=config.search_batch))
         if depth_ok and num_linear_layers(net) < config.max_layers:
             from .depth_gain import depth_supported
             for i, la in enumerate(net.layers):
@@ -153,7 +153,8 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
                     proposals.append(best_depth_proposal(
                         net, X, Y, loss, i, n_candidates=config.n_candidates, rng=rng,
                         method=config.search, steps=config.search_steps, lr=config.search_lr,
-                        temperature=config.temperature, damping=damping, metric=metric))
+                        temperature=config.temperature, damping=damping, metric=metric,
+                        search_batch=config.search_batch))
         result.seconds_search += time.perf_counter() - t1
         if not proposals:
             break

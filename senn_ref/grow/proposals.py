@@ -63,19 +63,45 @@ def _split_width(p: dict):
     return p["W"], p["b"], act
 
 
+def search_subset(N: int, search_batch: int | None, rng) -> np.ndarray | None:
+    """Row indices (search_batch,) of the examples the search optimises on, drawn without
+    replacement from ``rng`` (sorted), or None when ``search_batch`` is None or >= N."""
+    if search_batch is None or search_batch >= N:
+        return None
+    return np.sort(rng.choice(N, search_batch, replace=False))
+
+
+def _pick(full_scores: np.ndarray, initial_scores: np.ndarray):
+    """Index into the stacked (searched points, initial candidates) of the best full-batch score."""
+    both = np.concatenate([full_scores, initial_scores])
+    both = np.where(np.isfinite(both), both, -np.inf)
+    return int(np.argmax(both))
+
+
 def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, method: str = "ascent",
                         steps: int = 20, lr: float = 0.1, temperature: float = 0.05,
-                        damping: float = 0.0, metric: str = "euclidean", k: int = 1) -> Proposal:
+                        damping: float = 0.0, metric: str = "euclidean", k: int = 1,
+                        search_batch: int | None = None) -> Proposal:
     """Search ``n_candidates`` new-unit candidates (k units each) for the hidden layer produced by
-    ``net.layers[layer]``; returns the best as a :class:`Proposal`.  ``derivations/20`` section 3."""
+    ``net.layers[layer]``; returns the best as a :class:`Proposal`.
+
+    X (N,) + in_shape, Y: the scoring batch.  With ``search_batch < N`` the search optimises the
+    lower bound on a random subset of ``search_batch`` rows (drawn from ``rng``), then every
+    candidate's initial and final point is re-scored on the whole batch and the best of those
+    2C points is returned, so the reported scores are whole-batch scores and never below the best
+    initial candidate's.  ``derivations/20-proposal-search.md`` section 3;
+    ``tests/test_proposals.py``."""
     from .kfac_proposal import WidthProposals
     ctx = WidthProposals(net, X, Y, loss, layer, damping=damping, metric=metric)
     W, b, act = ctx.random_candidates(n_candidates, rng, k=k)
     params = {"W": W, "b": b, **{f"act.{name}": v for name, v in act.items()}}
+    sub = search_subset(int(np.asarray(X).shape[0]), search_batch, rng)
+    sctx = ctx if sub is None else WidthProposals(net, X[sub], Y[sub], loss, layer, damping=damping,
+                                                  metric=metric)
 
     def objective(p, grad):
         W_, b_, act_ = _split_width(p)
-        sc = ctx.score(W_, b_, act_, grad=grad)
+        sc = sctx.score(W_, b_, act_, grad=grad)
         if not grad:
             return sc.lower_bound, None
         grads = {"W": sc.grad_W, "b": sc.grad_b,
@@ -83,13 +109,21 @@ def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, 
         return sc.lower_bound, grads
 
     res = search(objective, params, method=method, steps=steps, rng=rng, lr=lr, temperature=temperature)
-    best = res.best_params()
+    if sub is None:
+        best = res.best_params()
+        initial_best = float(np.max(res.initial))
+    else:
+        both = {key: np.concatenate([res.params[key], params[key]]) for key in params}
+        sc = ctx.score(*_split_width(both), grad=False).lower_bound
+        j = _pick(sc[:n_candidates], sc[n_candidates:])
+        best = {key: v[j].copy() for key, v in both.items()}
+        initial_best = float(np.max(sc[n_candidates:]))
     W_b, b_b, act_b = _split_width({key: v[None] for key, v in best.items()})
     final = ctx.score(W_b, b_b, act_b, grad=False)
     Wk, bk, actk = _split_width(best)
     return Proposal("width", int(layer), net.layers[layer].name, {"W": Wk, "b": bk, "act": actk},
                     float(final.lower_bound[0]), float(final.gain[0]), float(ctx.eta_layer),
-                    float(np.max(res.initial)), res.evaluations)
+                    initial_best, res.evaluations + (0 if sub is None else 1))
 
 
 def clip_singular_values(B: np.ndarray, floor: float = DEPTH_SV_FLOOR) -> np.ndarray:
@@ -113,17 +147,22 @@ def depth_candidates(k: int, n: int, rng, scale: float = 0.5):
 
 def best_depth_proposal(net, X, Y, loss, position: int, *, n_candidates: int, rng, method: str = "ascent",
                         steps: int = 20, lr: float = 0.1, temperature: float = 0.05,
-                        damping: float = 0.0, metric: str = "euclidean") -> Proposal:
-    """Search ``(B, s)`` candidates for a layer inserted before ``net.layers[position]``.
-    ``derivations/20-proposal-search.md`` section 3."""
+                        damping: float = 0.0, metric: str = "euclidean",
+                        search_batch: int | None = None) -> Proposal:
+    """Search ``(B, s)`` candidates for a layer inserted before ``net.layers[position]``; with
+    ``search_batch`` as :func:`best_width_proposal`.  ``derivations/20-proposal-search.md``
+    section 3; ``tests/test_proposals.py``."""
     from .depth_gain import DepthProposals
     natural = "exact" if net.num_params() <= EXACT_MAX_PARAMS else "cg"
     ctx = DepthProposals(net, X, Y, loss, position, damping=damping, metric=metric, natural=natural)
     k = net.layers[position].params["W"].shape[1]
     B, s = depth_candidates(k, n_candidates, rng)
+    sub = search_subset(int(np.asarray(X).shape[0]), search_batch, rng)
+    sctx = ctx if sub is None else DepthProposals(net, X[sub], Y[sub], loss, position, damping=damping,
+                                                  metric=metric, natural=natural)
 
     def objective(p, grad):
-        sc = ctx.score(p["B"], p["s"], grad=grad)
+        sc = sctx.score(p["B"], p["s"], grad=grad)
         lb = np.asarray(sc.lower_bound, dtype=np.float64)
         return lb, ({"B": sc.grad_B, "s": sc.grad_s} if grad else None)
 
@@ -136,7 +175,13 @@ def best_depth_proposal(net, X, Y, loss, position: int, *, n_candidates: int, rn
         project_fn = project
     res = search(objective, {"B": B, "s": s}, method=method, steps=steps, rng=rng, lr=lr,
                  temperature=temperature, project=project_fn)
-    best = res.best_params()
+    if sub is None:
+        best, value, initial_best = res.best_params(), float(res.values[res.best]), float(np.max(res.initial))
+    else:
+        bB, bs = np.concatenate([res.params["B"], B]), np.concatenate([res.params["s"], s])
+        sc = np.asarray(ctx.score(bB, bs).lower_bound, dtype=np.float64)
+        j = _pick(sc[:n_candidates], sc[n_candidates:])
+        best, value, initial_best = {"B": bB[j].copy(), "s": bs[j].copy()}, float(sc[j]), float(np.max(sc[n_candidates:]))
     return Proposal("depth", int(position), net.layers[position].name, {"B": best["B"], "s": best["s"]},
-                    float(res.values[res.best]), None, float(ctx.eta_layer), float(np.max(res.initial)),
-                    res.evaluations, eta_network=float(ctx.eta))
+                    value, None, float(ctx.eta_layer), initial_best,
+                    res.evaluations + (0 if sub is None else 1), eta_network=float(ctx.eta))

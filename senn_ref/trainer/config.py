@@ -69,6 +69,9 @@ class SENNConfig:
       search_steps=20   search iterations
       search_lr=0.1     relative step of the search
       temperature=0.05  Langevin temperature relative to the median initial score
+      search_batch=128  examples the search optimises on (a random subset of the scoring batch
+                        per proposal); every candidate's start and end point is then re-scored on
+                        the whole scoring batch, which decides.  None = the whole scoring batch
     Pruning (derivations/18-pruning-scores.md)
       prune=False       prune units whose freeze score and removal cost are both below
                         prune_tau * eta_c [released CIFAR: 3e-4]
@@ -107,6 +110,7 @@ class SENNConfig:
     search_steps: int = 20
     search_lr: float = 0.1
     temperature: float = 0.05
+    search_batch: int | None = 128
     prune: bool = False
     prune_tau: float = 3e-4
     min_width: int = 1
@@ -123,7 +127,7 @@ class SENNConfig:
             check_positive_int(getattr(self, name), name)
         for name in ("warmup", "width_cooldown", "depth_cooldown", "search_steps"):
             check_positive_int(getattr(self, name), name, minimum=0)
-        for name in ("batch_size", "score_batch"):
+        for name in ("batch_size", "score_batch", "search_batch"):
             if getattr(self, name) is not None:
                 check_positive_int(getattr(self, name), name)
         for name in ("lr", "tau", "alpha_rel", "depth_cost", "search_lr", "temperature", "prune_tau"):

@@ -131,3 +131,23 @@ def test_factor_and_exact_unchanged(rng, metric):
     B = ggn_factor(net, X, loss, metric=metric, Y=Y)
     assert_rel_error(B.T @ B, F, 1e-12, f"factor {metric}")
     assert_rel_error(ggn_factor(net, X, mse()), Jf.reshape(15, -1) / np.sqrt(5), 1e-12, "mse factor")
+
+
+def test_jacobian_benchmark_rows(capsys, monkeypatch):
+    """The benchmark checks the two modes equal, then prints one row per case (no speed asserted)."""
+    from senn_ref.bench import jacobian as bench
+    small = [("rational 1-3-1", mlp([1, 3, 1], seed=0), rng_data(4, 1)),
+             ("tanh 2-3-2", mlp([2, 3, 2], activation="tanh", seed=0), rng_data(3, 2))]
+    monkeypatch.setattr(bench, "cases", lambda quick: small)
+    monkeypatch.setattr(bench, "_settings", lambda quick: dict(min_rounds=2, max_rounds=2))
+    rows = bench.run(quick=True)
+    cap = capsys.readouterr()
+    assert len(cap.out.splitlines()) == 2 + len(small) and "[2/2] jacobian tanh 2-3-2" in cap.err
+    assert {(r["case"], r["method"]) for r in rows} == {(c[0], m) for c in small
+                                                        for m in ("reverse", "forward", "ggn")}
+    for r in rows:
+        assert r["seconds"] > 0 and (r["ratio"] == 1.0) == (r["method"] == "reverse")
+
+
+def rng_data(n, d):
+    return np.random.default_rng(n * 10 + d).standard_normal((n, d))

@@ -45,10 +45,15 @@ def cases(quick: bool = False) -> list:
     return out
 
 
+def _settings(quick: bool) -> dict:
+    """Stopping-rule arguments of :func:`~senn_ref.bench.timing.compare`."""
+    return (dict(min_rounds=3, max_rounds=8, budget_seconds=8.0) if quick
+            else dict(min_rounds=5, max_rounds=30, budget_seconds=60.0))
+
+
 def run(quick: bool = False) -> list[dict]:
     """Time every case; returns rows ``{"case", "P", "K", "method", "seconds", "ratio", "spread"}``."""
-    settings = (dict(min_rounds=3, max_rounds=8, budget_seconds=8.0) if quick
-                else dict(min_rounds=5, max_rounds=30, budget_seconds=60.0))
+    settings = _settings(quick)
     loss = mse()
     rows = []
     print(f"exact Jacobian: median seconds per call and ratio to reverse mode (interleaved rounds, "

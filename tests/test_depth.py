@@ -220,6 +220,32 @@ def test_inserted_dense_factors_follow_from_the_consumer():
     assert_close(new.G, M @ old.G @ M.T, rtol=1e-10, atol=1e-14, name="G of the inserted Dense")
 
 
+def test_kfac_transform_of_a_multichannel_conv_with_a_shift():
+    # 17-depth.md section 4: the grow_cases sites have no unpadded conv consumer with C > 1 input
+    # channels and a kernel larger than 1x1, where T's shift column (kron(s, 1): each s_c repeated
+    # over its kh kw patch entries) and kron(B, I) are both exercised; stride 2 and padding 0 here
+    from senn_ref.layers import Conv2D, Dense, Flatten, Tanh
+    from senn_ref.losses import mse
+    from senn_ref.network import Network
+    rng = np.random.default_rng(43)
+    net = Network([Conv2D(2, 3, 3, stride=2, padding=0, rng=rng, bias_std=0.5, in_hw=(9, 9)),
+                   Tanh((3, 4, 4)),
+                   Conv2D(3, 4, 2, stride=2, padding=0, rng=rng, bias_std=0.5, in_hw=(4, 4)),
+                   Flatten(in_shape=(4, 2, 2)), Dense(16, 2, rng)])
+    X, Y, loss = rng.standard_normal((7, 2, 9, 9)), rng.standard_normal((7, 2)), mse()
+    kf = KFAC(0.05, damping=0.1, ema=0.0)
+    at_step = net.copy()
+    kf.step(net, X, Y, loss)
+    B, s = np.eye(3) + 0.4 * rng.standard_normal((3, 3)), rng.standard_normal(3)
+    before = net.forward(X).copy()
+    name = net.layers[2].name
+    insert_layer(net, 2, B, s, optimizer=kf)
+    assert np.abs(net.forward(X) - before).max() < 1e-10
+    insert_layer(at_step, 2, B, s)
+    fresh = kfac_factors(at_step, X, Y, loss)[name]
+    assert_close(kf.factors[name].A, fresh.A, rtol=1e-10, atol=1e-12 * np.abs(fresh.A).max(), name="T A T^T")
+
+
 def test_psi_equals_identity_partials():
     z = np.array([-1e3, -2.0, -0.3, 0.0, 0.7, 5.0, 1e200])
     dv, dc, dl = identity_param_partials(z)

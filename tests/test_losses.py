@@ -257,6 +257,25 @@ def test_mse_errors(F, Y, exc, match):
 def test_cross_entropy_errors(F, Y, exc, match):
     with pytest.raises(exc, match=match):
         softmax_cross_entropy().value(F, Y)
+    with pytest.raises(exc, match=match):          # the one-pass value_and_grad checks alike
+        softmax_cross_entropy().value_and_grad(F, Y)
+
+
+def test_cross_entropy_value_and_grad_equals_the_generic_one():
+    """The fused value_and_grad (one exp, labels without one-hot rows) gives the very bits of
+    the generic ``(mean(per_example), output_grad)`` (07-losses.md section 2)."""
+    from senn_ref.losses.base import Loss
+    rng = np.random.default_rng(11)
+    ce = softmax_cross_entropy()
+    for N, K in [(1, 2), (7, 3), (300, 10)]:
+        F = 8.0 * rng.standard_normal((N, K))
+        y = rng.integers(0, K, N)
+        T = rng.random((N, K))
+        T /= T.sum(axis=1, keepdims=True)
+        for Y in (y, y.astype(np.uint8), list(y), T, np.eye(K)[y]):
+            value, E = ce.value_and_grad(F, Y)
+            ref_value, ref_E = Loss.value_and_grad(ce, F, Y)
+            assert value == ref_value and np.array_equal(E, ref_E)
 
 
 def test_unknown_metric_and_bad_vectors():

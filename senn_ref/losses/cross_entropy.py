@@ -57,19 +57,32 @@ class SoftmaxCrossEntropyLoss(Loss):
 
     def _check_targets(self, F: np.ndarray, Y) -> np.ndarray:
         N, K = F.shape
+        labels = self._check_labels(F, Y)
+        if labels is not None:
+            T = np.zeros((N, K))
+            T[np.arange(N), labels] = 1.0
+            return T
+        return self._check_probabilities(F, Y)
+
+    def _check_labels(self, F: np.ndarray, Y):
+        """The validated integer labels (N,) when ``Y`` holds labels, else None (then ``Y``
+        is checked as probability rows by :meth:`_check_probabilities`)."""
+        N, K = F.shape
         self._check_outputs(F)
         arr = Y if isinstance(Y, np.ndarray) else np.asarray(Y)
+        if arr.dtype.kind not in "iu":
+            return None
+        if arr.ndim != 1:
+            raise ValueError(f"Y (integer class labels): expected shape ({N},), got {arr.shape}")
+        check_shape(arr, (N,), "Y (integer class labels)")
+        if arr.size and (arr.min() < 0 or arr.max() >= K):
+            raise ValueError(f"Y (integer class labels): labels must lie in [0, {K}), "
+                             f"got range [{arr.min()}, {arr.max()}]")
+        return arr
+
+    def _check_probabilities(self, F: np.ndarray, Y) -> np.ndarray:
+        arr = Y if isinstance(Y, np.ndarray) else np.asarray(Y)
         kind = arr.dtype.kind
-        if kind in "iu":
-            if arr.ndim != 1:
-                raise ValueError(f"Y (integer class labels): expected shape ({N},), got {arr.shape}")
-            check_shape(arr, (N,), "Y (integer class labels)")
-            if arr.size and (arr.min() < 0 or arr.max() >= K):
-                raise ValueError(f"Y (integer class labels): labels must lie in [0, {K}), "
-                                 f"got range [{arr.min()}, {arr.max()}]")
-            T = np.zeros((N, K))
-            T[np.arange(N), arr] = 1.0
-            return T
         if kind == "f":
             if arr.ndim == 1:
                 raise TypeError("Y: class labels of shape (N,) must be integers, got dtype "
@@ -96,6 +109,28 @@ class SoftmaxCrossEntropyLoss(Loss):
         """``e_n = softmax(f_n) - t_n`` (N, K)."""
         _, Z, s = _shifted(F)
         return np.exp(Z) / s[:, None] - T
+
+    def value_and_grad(self, F, Y):
+        """``(L, E)`` as :meth:`Loss.value_and_grad`, the same numbers, computed from one
+        evaluation of the shifted exponentials ``exp(f_n - m_n)``; integer labels are used
+        directly (``t_n . f_n = f_{n, y_n}``, ``e_n = p_n - 1_{y_n}``) instead of through
+        one-hot rows (both are exact: the other terms are zeros).  07-losses.md section 2."""
+        F = as_float_array(F, "F (network outputs)", ndim=2)
+        labels = self._check_labels(F, Y)
+        T = None if labels is not None else self._check_probabilities(F, Y)
+        m = F.max(axis=1)
+        E = F - m[:, None]
+        np.exp(E, out=E)                                   # exp(Z), Z = F - m
+        s = E.sum(axis=1)
+        E /= s[:, None]                                    # p
+        if labels is None:
+            fy = np.sum(T * F, axis=1)
+            E -= T
+        else:
+            rows = np.arange(F.shape[0])
+            fy = F[rows, labels]
+            E[rows, labels] -= 1.0
+        return float(np.mean((m - fy) + np.log(s))), E
 
     # -------------------------------------------------------------- metric
     def _true_metric(self, F, T):

@@ -228,7 +228,7 @@ PENDING = {f"senn_ref/{entry}: no derivations pointer in the docstring" for entr
     "grow/expansion_round.py::architecture", "grow/expansion_round.py::num_linear_layers",
     "grow/expansion_round.py::exact_gain_of", "grow/expansion_round.py::apply_proposal",
     "grow/expansion_round.py::expansion_round", "grow/proposals.py::clip_singular_values",
-    "grow/proposals.py::depth_candidates", "grow/pruning_round.py::pruning_round",
+    "grow/proposals.py::depth_candidates", "grow/proposals.py::search_subset", "grow/pruning_round.py::pruning_round",
     "grow/record.py::layout", "grow/record.py::local_map", "grow/record.py::shrink_map",
     "grow/record.py::build_record", "grow/structure.py::is_linear_map", "grow/structure.py::unit_layers",
     "grow/structure.py::shape_layers")}

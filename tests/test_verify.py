@@ -136,3 +136,17 @@ def test_run_refuses_bad_arguments():
         verify.run(seed=-1, verbose=False)
     with pytest.raises(ValueError, match="claim"):
         verify.run(claims=["12"], verbose=False)
+
+
+def test_every_claim_cites_existing_derivation_sections():
+    from pathlib import Path
+    import re
+    root = Path(__file__).resolve().parents[1] / "derivations"
+    for number, name, section, _, _ in verify.CLAIMS:
+        for cite in section.split(", "):
+            md, secs = cite.split(" ")
+            text = (root / md).read_text()
+            for sec in re.findall(r"\d+(?:\.\d+)?", secs) + ([str(n) for n in range(int(secs.split("-")[0]),
+                                                                                   int(secs.split("-")[1]) + 1)]
+                                                           if "-" in secs else []):
+                assert re.search(rf"^#{{2,3}} {re.escape(sec)}[. ]", text, re.M), (name, md, sec)

@@ -12,12 +12,13 @@ measurements}`` and prints the table or the JSON document.  ``derivations/README
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 
 from .._validate import check_positive_int
 from . import curvature, gains, growth, passes, rounds
-from .report import row, table, to_json
+from .report import Outcome, row, table, to_json
 
 #: (number, name, derivation section, module, function name) in senn-math 11 order
 CLAIMS = (
@@ -57,7 +58,8 @@ def run(seed: int = 0, trials: int = DEFAULT_TRIALS, claims=None, verbose: bool 
     """Run the selected claims with ``trials`` random instances each (a claim may build several
     objects per instance); print the table (or, with ``as_json``, the JSON document) when
     ``verbose``; return the rows.  A claim that raises is a failed row whose check names the
-    exception.  Arguments are checked before anything runs."""
+    exception; warnings raised inside a claim are counted in its measurements.  Arguments are
+    checked before anything runs.  ``derivations/README.md`` ("senn-ref verify")."""
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
     trials = check_positive_int(trials, "trials")
@@ -66,13 +68,19 @@ def run(seed: int = 0, trials: int = DEFAULT_TRIALS, claims=None, verbose: bool 
     rows = []
     for number, name, section, module, fname in chosen:
         rng = np.random.default_rng([int(seed), number])
-        try:
-            outcome = getattr(module, fname)(rng, trials)
-        except Exception as exc:                       # a crash is a failed claim, not a traceback
-            from .report import Outcome
-            outcome = Outcome(trials)
-            outcome.add(f"raised {type(exc).__name__}: {exc}", float("nan"), 0.0)
+        t1 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                outcome = getattr(module, fname)(rng, trials)
+            except Exception as exc:                   # a crash is a failed claim, not a traceback
+                outcome = Outcome(trials)
+                outcome.add(f"raised {type(exc).__name__}: {exc}", float("nan"), 0.0)
+        if caught:                                     # reported beside the verdict, not on stderr
+            first = str(caught[0].message).splitlines()[0][:90]
+            outcome.measurements["warnings"] = f"{len(caught)} (first: {caught[0].category.__name__}: {first})"
         rows.append(row(name, number, section, outcome))
+        rows[-1]["seconds"] = round(time.perf_counter() - t1, 3)
     seconds = time.perf_counter() - t0
     if verbose:
         print(to_json(int(seed), rows, seconds) if as_json else table(int(seed), rows, seconds))

@@ -56,7 +56,8 @@ def _uncorrelated(rng, groups: int):
 
 
 def claim_width_gain(rng, trials: int) -> Outcome:
-    """Claim 7 (module docstring)."""
+    """Claim 7: ``|Delta eta - (eta_after - eta_before)| / lambda``, bound ordering, equality and
+    duplicates (module docstring).  ``derivations/15-width-gain.md`` sections 2-6."""
     out = Outcome(trials)
     diff, order, equal, dup = [], [], [], []
     nontrivial = skipped = compared = 0

@@ -44,7 +44,8 @@ def _convnet(rng):
 
 
 def claim_preservation(rng, trials: int) -> Outcome:
-    """Claim 6 (module docstring): max |f_after(X) - f_before(X)| per operation."""
+    """Claim 6 (module docstring): max |f_after(X) - f_before(X)| per operation (X (N,) + in_shape).
+    ``derivations/14-growth-operations.md`` section 3, ``17-depth.md`` section 2."""
     out = Outcome(trials)
     widen, deepen, prune = [], [], []
     for _ in range(trials):
@@ -99,7 +100,8 @@ def _brute_force(F, g, c, t):
 
 
 def claim_pruning_scores(rng, trials: int) -> Outcome:
-    """Claim 10 (module docstring): |score - brute force| / eta, every unit and one pair."""
+    """Claim 10 (module docstring): |score - brute force| / eta, every unit and one pair.
+    ``derivations/18-pruning.md`` sections 2-4."""
     out = Outcome(trials)
     errs, obs = [], []
     for _ in range(trials):
@@ -190,7 +192,8 @@ def _kfac_diff(opt, before: dict, net, h: int, units_old: int) -> float:
 
 
 def claim_growth_state(rng, trials: int) -> Outcome:
-    """Claim 11 (module docstring): worst absolute change of surviving state (must be 0)."""
+    """Claim 11 (module docstring): worst absolute change of surviving state (must be 0).
+    ``derivations/14-growth-operations.md`` section 4, ``18-pruning.md`` section 6."""
     from ..optim import KFAC, SGD, Adam
     out = Outcome(trials)
     first, kfac_w, other = [], [], []

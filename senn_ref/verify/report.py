@@ -83,10 +83,10 @@ def to_json(seed: int, rows: list, seconds: float) -> str:
 
 def table(seed: int, rows: list, seconds: float) -> str:
     """The human-readable table: one line per claim, then its measurements, then a summary."""
-    head = f"{'#':>2} {'claim':<16} {'derivation':<34} {'trials':>6} {'worst':>10} {'tolerance':>9}  result  (worst check)"
+    head = f"{'#':>2} {'claim':<16} {'derivation':<60} {'trials':>6} {'worst':>10} {'tolerance':>9}  result  (worst check)"
     lines = [f"senn-ref verify, seed {seed}", head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['number']:>2} {r['name']:<16} {r['section']:<34} {r['trials']:>6} "
+        lines.append(f"{r['number']:>2} {r['name']:<16} {r['section']:<60} {r['trials']:>6} "
                      f"{r['worst']:>10.2e} {r['tolerance']:>9.1e}  {'pass' if r['passed'] else 'FAIL':<6}  "
                      f"({r['check']})")
         for c in r["checks"]:

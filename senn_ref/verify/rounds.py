@@ -112,7 +112,8 @@ def _draw(rng):
 
 
 def claim_rate_bound(rng, trials: int) -> Outcome:
-    """Claim 9 (module docstring): ``trials`` exact rounds and ``trials`` K-FAC rounds."""
+    """Claim 9 (module docstring): ``trials`` exact rounds (N_s / (1 + ln(1/alpha_rel)/ln(1 + tau))
+    < 1) and ``trials`` K-FAC rounds (measured).  ``derivations/19-criterion.md`` section 2."""
     out = Outcome(trials)
     frac, sums, ceil, side = [], [], [], []
     for _ in range(trials):

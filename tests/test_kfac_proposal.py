@@ -122,6 +122,24 @@ def test_equality_and_duplicates():
     assert dup.lower_bound[0] < 1e-25 and dup.gain[0] < 1e-20 * ctx.eta_layer + 1e-25
 
 
+def test_gain_resolves_nearly_collinear_inputs():
+    """Review regression: a candidate whose q consumer inputs are nearly collinear (a saturated
+    unit's pooled map, or two near-identical units) has Sigma_h eigenvalues far below 1e-10
+    max(A_h) that carry real gain.  Sigma_h = A_h - B A^+ B^T formed by subtraction lost them
+    (cut at SCHUR_RCOND), so the gain fell below the lower bound (by 2-15 % of eta_layer measured);
+    the Gram form E[h_perp h_perp^T] keeps them.  At damping 0 both scores depend only on span(h),
+    so inputs (u, u + 1e-6 w) must score as (u, w) (to the Gram matrices' 1e-4 accuracy there)."""
+    case = make_case("mlp_tanh", 0, N=20)
+    ctx = WidthProposals(case.net, case.X, case.Y, case.loss, 0)
+    rng = np.random.default_rng(5)
+    u, w = rng.standard_normal((2, 6, 20, 1, 1))
+    near = ctx.score_activations(np.concatenate([u, u + 1e-6 * w], axis=3))
+    ref = ctx.score_activations(np.concatenate([u, w], axis=3))
+    assert_close(near.lower_bound, ref.lower_bound, 2e-3, name="lower bound, span(u, u + 1e-6 w)")
+    assert_close(near.gain, ref.gain, 2e-3, name="gain, span(u, u + 1e-6 w)")
+    assert np.all(near.lower_bound <= near.gain * (1 + 1e-9))
+
+
 def _fd_check(f, x, analytic, eps, name):
     """Central differences of the scalar-per-candidate ``f`` at every entry of ``x`` (C, ...)."""
     fd = np.zeros_like(x)

@@ -31,9 +31,11 @@ from ..kfac.factors import folded_inputs, input_factor
 from .candidate_path import CandidatePath
 from .structure import hidden_path
 
-#: Sigma_h eigenvalues at or below this fraction of A_h~'s largest count as zero (the
-#: subtraction forming Sigma_h loses absolute accuracy of about eps ||A_h~|| times A_c's condition)
-SCHUR_RCOND = 1e-10
+#: Sigma_h eigenvalues at or below this fraction of A_h~'s largest count as zero.  Sigma_h is
+#: formed as a Gram matrix of h_perp (no cancellation); at damping 0 WidthProposals projects with
+#: an orthonormal basis of the consumer inputs, so h_perp is accurate to about eps ||h|| whatever
+#: A_c's condition, and Sigma_h to about eps ||A_h~||, as A_h~ itself (derivations/16 section 3)
+SCHUR_RCOND = 1e-14
 EPS = np.finfo(np.float64).eps
 
 
@@ -81,7 +83,10 @@ def kfac_width_gain(H, R, G_inv, a, A_inv, shift: float = 0.0, grad: bool = Fals
     With ``grad``: ``dLB/dh_{n,t} = (2/N) A_h~^+ D^T G~^+ (r_{n,t} - D A_h~^+ h_{n,t})`` and
     ``dGain/dh_{n,t} = (2/N) Sigma_h^+ D^T G~^+ (r_{n,t} - D Sigma_h^+ (h_{n,t} - B A_inv a_{n,t}))``.
     Cost per candidate O(N T q (m + n) + q^3 + q m^2 + q n^2), nothing depends on other layers.
-    A_h~ eigenvalues <= q eps max count as zero; Sigma_h's <= SCHUR_RCOND max(A_h~).
+    A_h~ eigenvalues <= q eps max count as zero; Sigma_h's <= SCHUR_RCOND max(A_h~).  Sigma_h is
+    formed as ``E[h_perp h_perp^T] + shift (I + X^T X)``, ``X = A_inv B^T``; at shift 0 pass an
+    orthonormal ``a`` (``E[a a^T] = I``, ``A_inv = I``, as :class:`WidthProposals` does) so that
+    ``h_perp`` does not inherit A_c's condition number.
     ``derivations/16-kfac-proposal.md`` sections 2-4; tests
     ``tests/test_kfac_proposal.py::test_activation_gradients_match_finite_differences``.
     """
@@ -103,7 +108,12 @@ def kfac_width_gain(H, R, G_inv, a, A_inv, shift: float = 0.0, grad: bool = Fals
     Dt = np.matmul(np.swapaxes(Hf, 1, 2), Rf) / N                       # (C, q, m)
     Ah = np.matmul(np.swapaxes(Hf, 1, 2), Hf) / N + shift * np.eye(q)
     B = np.matmul(np.swapaxes(Hf, 1, 2), af) / N                         # (C, q, n)
-    Sigma = Ah - B @ A_inv @ np.swapaxes(B, 1, 2)
+    X = A_inv @ np.swapaxes(B, 1, 2)                                     # (C, n, q) = A_c~^+ E[a h^T]
+    h_perp = Hf - af @ X                                                 # (C, NT, q)
+    # Sigma_h = A_h~ - B A_c~^+ B^T = E[h_perp h_perp^T] + s (I + X^T X) (exact for an exact
+    # A_inv, see derivations/16 section 3): a sum of PSD Gram terms, without the cancellation
+    # of the subtraction, which lost the small eigenvalues of nearly collinear candidate inputs
+    Sigma = np.matmul(np.swapaxes(h_perp, 1, 2), h_perp) / N + shift * (np.eye(q) + np.swapaxes(X, 1, 2) @ X)
     top = np.linalg.eigvalsh(0.5 * (Ah + np.swapaxes(Ah, 1, 2)))[:, -1]
     Ah_inv = _psd_pinv(Ah, q * EPS * np.abs(top))
     S_inv = _psd_pinv(Sigma, SCHUR_RCOND * np.abs(top))
@@ -116,7 +126,6 @@ def kfac_width_gain(H, R, G_inv, a, A_inv, shift: float = 0.0, grad: bool = Fals
         out.grad_lower_bound = ((2.0 / N) * (Rf @ np.swapaxes(M, 1, 2) - Hf @ P)).reshape(H.shape)
         Mg = S_inv @ GD
         Pg = S_inv @ Q @ S_inv
-        h_perp = Hf - af @ (A_inv @ np.swapaxes(B, 1, 2))                  # (C, NT, q)
         out.grad_gain = ((2.0 / N) * (Rf @ np.swapaxes(Mg, 1, 2) - h_perp @ Pg)).reshape(H.shape)
     return out
 
@@ -171,7 +180,19 @@ class WidthProposals:
         self.A_inv = sym_inverse(A_d, "A (consumer, damped)")
         self.G_inv = sym_inverse(G_d, "G (consumer, damped)")
         self.V = np.einsum("ntm,ntj->mj", self.delta, self.a, optimize=True) / self.N
-        self.R = self.delta - self.a @ (self.A_inv @ self.V.T)
+        # what the candidate scores project on: at damping 0 an orthonormal basis of the consumer
+        # inputs' span (columns over the N T rows), scaled so that its A is I: the projection
+        # a A_c^+ a^T / N is then computed without A_c's condition number (derivations/16 section 3)
+        self._a_score, self._A_inv_score = self.a, self.A_inv
+        if delta == 0.0:
+            af = self.a.reshape(-1, self.a.shape[2])
+            U, sv, _ = np.linalg.svd(af, full_matrices=False)
+            keep = sv ** 2 > af.shape[1] * EPS * sv[0] ** 2        # sym_inverse's cut on A_c = a^T a / N
+            Q = U[:, keep] * np.sqrt(self.N)
+            self._a_score = Q.reshape(self.a.shape[:2] + (Q.shape[1],))
+            self._A_inv_score = np.eye(Q.shape[1])
+        self.R = self.delta - self._a_score @ (self._A_inv_score @ (
+            np.einsum("ntm,ntj->mj", self.delta, self._a_score, optimize=True) / self.N).T)
         self.eta_layer = float(np.sum(self.V * (self.G_inv @ self.V @ self.A_inv)))
         self.candidates = CandidatePath(net, path)
 
@@ -223,7 +244,7 @@ class WidthProposals:
         dS/dH (C, N, T, q).  The depth code may call it with its own H.
         ``derivations/16-kfac-proposal.md`` sections 3-4; ``tests/test_kfac_proposal.py::test_equality_and_duplicates``."""
         check_shape(np.asarray(H), (None, self.N, self.candidates.T, None), "H (candidate inputs)")
-        return kfac_width_gain(H, self.R, self.G_inv, self.a, self.A_inv, self.shift, grad)
+        return kfac_width_gain(H, self.R, self.G_inv, self._a_score, self._A_inv_score, self.shift, grad)
 
     def score(self, W, b, act, grad: bool = False) -> WidthScore:
         """Lower bound (C,) and K-FAC gain (C,) of C candidates ``W`` (C, k) + w_shape, ``b`` (C, k),
@@ -235,7 +256,7 @@ class WidthProposals:
         if not isinstance(grad, (bool, np.bool_)):
             raise TypeError(f"grad: expected a bool, got {type(grad).__name__}")
         H, tape = self.candidates.forward(W, b, act)
-        sc = kfac_width_gain(H, self.R, self.G_inv, self.a, self.A_inv, self.shift, grad)
+        sc = kfac_width_gain(H, self.R, self.G_inv, self._a_score, self._A_inv_score, self.shift, grad)
         out = WidthScore(sc.lower_bound, sc.gain)
         if grad:
             out.grad_W, out.grad_b, out.grad_act = self.candidates.backward(sc.grad_lower_bound, tape, W)

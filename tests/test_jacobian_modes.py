@@ -151,3 +151,22 @@ def test_jacobian_benchmark_rows(capsys, monkeypatch):
 
 def rng_data(n, d):
     return np.random.default_rng(n * 10 + d).standard_normal((n, d))
+
+
+def test_output_cotangents_equal_the_full_backward_bitwise(rng):
+    """K-FAC's cotangent-only reverse pass (``Layer.backward_input``) gives the very arrays of
+    ``net.backward(dY).output_grads``, and the factors are unchanged (11-kfac.md section 3)."""
+    from senn_ref.kfac.columns import output_cotangents
+    for which in ("numba", "numpy"):
+        with backend.using(which):
+            for name, net, X in _cases(rng):
+                out = net.forward(X)
+                dY = rng.standard_normal(out.shape)
+                full = net.backward(dY, need_input_grad=True)
+                fast = output_cotangents(net, dY)
+                assert fast.grads == {} and fast.input_grad is None
+                for i, (a, b) in enumerate(zip(fast.output_grads, full.output_grads)):
+                    assert np.array_equal(a, b), f"{name} ({which}): layer {i} output cotangent"
+                for i, layer in enumerate(net.layers):
+                    assert np.array_equal(layer.backward_input(full.output_grads[i]),
+                                          layer.backward(full.output_grads[i])[0]), f"{name} layer {i}"

@@ -29,6 +29,7 @@ import numpy as np
 
 from .._validate import check_option, check_positive_int
 from ..losses.base import METRICS, check_loss
+from ..network import Gradients
 
 MODES = ("exact", "mc", "code")
 
@@ -86,13 +87,29 @@ def metric_columns(F, E, Y, loss, metric: str, mode: str, n_samples: int, rng):
     return cols, np.full(n_samples, 1.0 / n_samples)
 
 
+def output_cotangents(net, dY) -> Gradients:
+    """The reverse pass of ``dY`` (N,) + out_shape keeping only what the accumulators read:
+    ``output_grads[i]`` is the cotangent of layer i's output, the same arrays as
+    ``net.backward(dY).output_grads``; ``grads`` is empty and the parameter gradients are
+    never formed (``Layer.backward_input``; layer 0's input cotangent is not needed).
+    11-kfac.md section 3."""
+    outgrads: list = [None] * len(net.layers)
+    g = dY
+    for i in range(len(net.layers) - 1, -1, -1):
+        outgrads[i] = g
+        if i > 0:
+            g = net.layers[i].backward_input(g)
+    return Gradients({}, None, outgrads)
+
+
 def run_columns(net, X, Y, loss, metric: str, mode: str, n_samples: int, rng,
                 accumulators) -> ForwardRecord:
     """Forward ``X``, then one batched backward pass per metric column.
 
     Each accumulator gets ``start(net, N)`` right after the forward pass (the
     layer caches then hold ``X``), ``add(grads, weight)`` for every column
-    (``grads`` a ``network.Gradients``), and ``finish()`` at the end.  The
+    (``grads`` a ``network.Gradients`` from :func:`output_cotangents`: the layers' output
+    cotangents only, no parameter gradients), and ``finish()`` at the end.  The
     network output is flattened per example to ``K = prod(out_shape)`` before
     the loss sees it; cotangents are reshaped back.  Returns the forward record.
     """
@@ -105,7 +122,7 @@ def run_columns(net, X, Y, loss, metric: str, mode: str, n_samples: int, rng,
         acc.start(net, N)
     cols, weights = metric_columns(F, E, Y, loss, metric, mode, n_samples, rng)
     for col, w in zip(cols, weights):
-        grads = net.backward(col.reshape(out.shape))
+        grads = output_cotangents(net, col.reshape(out.shape))
         for acc in accumulators:
             acc.add(grads, float(w))
     for acc in accumulators:

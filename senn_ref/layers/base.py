@@ -102,6 +102,13 @@ class Layer:
     def jvp(self, dX: np.ndarray | None, dparams: dict | None = None) -> np.ndarray:
         raise NotImplementedError
 
+    def backward_input(self, dY: np.ndarray) -> np.ndarray:
+        """Only the input cotangent ``dX`` of :meth:`backward` (the same numbers), for passes
+        that need no parameter gradients (the K-FAC factors back-propagate metric columns and
+        read only the layers' output cotangents).  Layers whose parameter gradients cost
+        real work (Dense, Conv2D, Rational) override it to skip them."""
+        return self.backward(dY, need_input_grad=True)[0]
+
     def backward_per_example(self, dY: np.ndarray, need_input_grad: bool = True):
         """VJP keeping the batch axis of the parameter gradients: ``(dX, grads)`` with
         ``grads[name][n] = J_n^T dY_n`` for that parameter, shape ``(N,) + params[name].shape``

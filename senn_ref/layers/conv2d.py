@@ -237,7 +237,7 @@ class Conv2D(Layer):
 
     def backward(self, dY: np.ndarray, need_input_grad: bool = True):
         """VJP: ``dW = sum_n dY[n] P[n]^T``, ``db = sum_{n,t} dY[n,:,t]``, ``dX = fold(Wm^T dY)``."""
-        dX, g1 = self._vjp(dY, need_input_grad, per_example=False)
+        dX, g1 = self._vjp(dY, need_input_grad, "sum")
         grads = {"W": g1[:, :-1].reshape(self.params["W"].shape), "b": g1[:, -1].copy()}
         return dX, grads
 
@@ -245,14 +245,20 @@ class Conv2D(Layer):
         """VJP per example: ``dW[n] = dY[n] P[n]^T`` (N, O, C, kh, kw), ``db[n] = sum_t dY[n,:,t]``
         (N, O), ``dX`` as in :meth:`backward`: one batched GEMM of the output gradients with
         the augmented columns per chunk.  ``derivations/03-convolution.md`` section 4."""
-        dX, G1 = self._vjp(dY, need_input_grad, per_example=True)
+        dX, G1 = self._vjp(dY, need_input_grad, "per_example")
         N = G1.shape[0]
         grads = {"W": G1[:, :, :-1].reshape((N,) + self.params["W"].shape), "b": G1[:, :, -1].copy()}
         return dX, grads
 
-    def _vjp(self, dY, need_input_grad: bool, per_example: bool):
-        """Shared body of the two backward passes: ``dX`` and ``[dWm | db]``, either summed
-        over the batch (O, K+1) or per example (N, O, K+1)."""
+    def backward_input(self, dY: np.ndarray) -> np.ndarray:
+        """``dX = fold(Wm^T dY)`` only: no columns, no weight GEMM.  ``Layer.backward_input``."""
+        return self._vjp(dY, True, "none")[0]
+
+    def _vjp(self, dY, need_input_grad: bool, params: str):
+        """Shared body of the backward passes: ``dX`` and ``[dWm | db]``, summed over the
+        batch (O, K+1) for ``params="sum"``, per example (N, O, K+1) for ``"per_example"``,
+        not formed (None) for ``"none"``."""
+        per_example = params == "per_example"
         cache = self._cached()
         X, stamp = cache["X"], cache["stamp"]
         N = X.shape[0]
@@ -266,18 +272,20 @@ class Conv2D(Layer):
         fold_into = kernels_into(self.backend)[1]
 
         def job(sl):
-            P1 = self._columns(X, sl, stamp)
             if need_input_grad:
-                G = self._buffer("G", (P1.shape[0], Wm.shape[1], P1.shape[2]))
+                G = self._buffer("G", (sl.stop - sl.start, Wm.shape[1], D.shape[2]))
                 np.matmul(Wm.T, D[sl], out=G)
                 fold_into(G, dX[sl], *self._geometry())
+            if params == "none":
+                return None
+            P1 = self._columns(X, sl, stamp)
             if per_example:
                 np.matmul(D[sl], P1.transpose(0, 2, 1), out=G1[sl])
                 return None
             return np.matmul(D[sl], P1.transpose(0, 2, 1)).sum(axis=0)    # [dWm | db] of the chunk
 
         parts = self._map_chunks(job, N)
-        if per_example:
+        if params != "sum":
             return dX, G1
         g1 = np.zeros((O, Wm.shape[1] + 1))
         for part in parts:                         # fixed chunk order: deterministic sums

@@ -73,6 +73,11 @@ class Dense(Layer):
         dA = dS @ self.params["W"] if need_input_grad else None
         return dA, grads
 
+    def backward_input(self, dY: np.ndarray) -> np.ndarray:
+        """``dA = dS W`` (N, in) only (``Layer.backward_input``)."""
+        A = self._cached()["A"]
+        return self._check_like(dY, (A.shape[0], self.n_out), "output cotangent") @ self.params["W"]
+
     def backward_per_example(self, dY: np.ndarray, need_input_grad: bool = True):
         """VJP per example: ``dW[n] = dS[n] A[n]^T`` (an outer product, (N, out, in)),
         ``db[n] = dS[n]`` (N, out), ``dA = dS W`` (N, in).  ``derivations/02-dense.md``

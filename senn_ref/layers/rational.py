@@ -227,6 +227,11 @@ class Rational(Layer):
         grads = {"v": g_v, "c": g_c, "l": g_l}
         return (dX.reshape(shape) if need_input_grad else None), grads
 
+    def backward_input(self, dY: np.ndarray) -> np.ndarray:
+        """``dX = dY * dsigma/dx`` only (the product both backward kernels form; ``Layer.backward_input``)."""
+        cache = self._cached()
+        return self._check_like(dY, cache["shape"], "output cotangent") * cache["dx"]
+
     def backward_per_example(self, dY: np.ndarray, need_input_grad: bool = True):
         """VJP per example: ``grads[p][n, j] = sum_{spatial} dY[n, j, .] * dsigma/dp[n, j, .]``
         for ``p`` in v, c, l (each (N, units)); ``dX = dY * dsigma/dx``.  Plain NumPy (one

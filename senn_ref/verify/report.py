@@ -95,6 +95,6 @@ def table(seed: int, rows: list, seconds: float) -> str:
         for k, v in r["measurements"].items():
             lines.append(f"{'':>6}measured: {k}: {v:.4g}" if isinstance(v, float) else f"{'':>6}measured: {k}: {v}")
     bad = [r["name"] for r in rows if not r["passed"]]
-    lines.append(f"{len(rows) - len(bad)} of {len(rows)} claims passed in {seconds:.1f} s"
-                 + (f"; failed: {', '.join(bad)}" if bad else ""))
+    lines.append(f"{len(rows) - len(bad)} passed, {len(bad)} failed of {len(rows)} claims in {seconds:.1f} s"
+                 + (f": {', '.join(bad)}" if bad else ""))
     return "\n".join(lines)

@@ -44,6 +44,22 @@ def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None,
     return arr
 
 
+def checked_or_none(x, shape: tuple):
+    """Internal fast path of :func:`as_float_array` + :func:`check_shape` for the arrays that
+    layers pass each other: ``x`` itself when it is already a C-contiguous, non-empty float64
+    ``ndarray`` of ``shape`` (``None`` entries match anything) with only finite entries,
+    else ``None``, and the caller then runs the full check, which converts or raises the
+    usual error.  No message is built here (names cost string formatting on every call).
+    The accepted set is exactly what the full check returns unchanged."""
+    if (type(x) is not np.ndarray or x.dtype != np.float64 or x.ndim != len(shape)
+            or not x.flags.c_contiguous or x.size == 0):
+        return None
+    for e, s in zip(shape, x.shape):
+        if e is not None and e != s:
+            return None
+    return x if np.isfinite(x).all() else None
+
+
 def check_shape(arr: np.ndarray, expected: tuple, name: str) -> None:
     """Raise ValueError unless ``arr.shape == expected`` (``None`` entries match anything)."""
     if arr.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected, arr.shape)):

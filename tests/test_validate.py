@@ -78,3 +78,22 @@ def test_string_loss_is_refused_naming_the_argument(call):
 def test_negative_seed_is_refused_naming_seed(build):
     with pytest.raises(ValueError, match="seed"):
         build(-1)
+
+
+def test_internal_fast_path_accepts_only_what_the_full_check_returns_unchanged():
+    """``checked_or_none`` (the layers' fast path) returns the array itself only when
+    ``as_float_array`` + ``check_shape`` would return that very array; otherwise None, so the
+    full check runs and raises or converts as before."""
+    from senn_ref._validate import as_float_array, check_shape, checked_or_none
+    good = np.arange(6.0).reshape(2, 3)
+    assert checked_or_none(good, (None, 3)) is good and checked_or_none(good, (2, 3)) is good
+    assert as_float_array(good, "x", ndim=2) is good
+    bad = [good.astype(np.float32), good.T, good[:, ::2], np.array([[1.0, np.nan, 2.0]]),
+           np.array([[np.inf, 0.0, 1.0]]), np.zeros((0, 3)), good.tolist(), good.astype(int),
+           good.reshape(3, 2), good.reshape(6), np.ma.masked_array(good)]
+    for x in bad:
+        assert checked_or_none(x, (None, 3)) is None
+    big = np.full((2, 3), 1.7e308)                  # finite entries whose sum overflows
+    with np.errstate(all="raise"):
+        assert checked_or_none(big, (None, 3)) is big
+    check_shape(big, (None, 3), "big")

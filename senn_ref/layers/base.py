@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float_array, check_positive_int, check_shape
+from .._validate import as_float_array, check_positive_int, check_shape, checked_or_none
 
 
 class Layer:
@@ -152,6 +152,9 @@ class Layer:
 
     def _check_input(self, X, name: str = "X") -> np.ndarray:
         """Validate a forward input: float dtype, finite, per-example shape == in_shape."""
+        arr = checked_or_none(X, (None,) + tuple(self.in_shape))
+        if arr is not None:
+            return arr
         arr = as_float_array(X, f"{self._label()} input {name}", ndim=len(self.in_shape) + 1)
         check_shape(arr, (None,) + tuple(self.in_shape), f"{self._label()} input {name}")
         return arr
@@ -183,12 +186,18 @@ class Layer:
         """Validate a cotangent of the layer output for the curvature hooks:
         float, finite, shape ``(N,) + output_shape(in_shape)`` for any batch size ``N``."""
         out_shape = tuple(self.output_shape(self.in_shape))
+        arr = checked_or_none(dY, (None,) + out_shape)
+        if arr is not None:
+            return arr
         arr = as_float_array(dY, f"{self._label()} output cotangent", ndim=len(out_shape) + 1)
         check_shape(arr, (None,) + out_shape, f"{self._label()} output cotangent")
         return arr
 
     def _check_like(self, arr, shape: tuple, what: str) -> np.ndarray:
         """Validate a cotangent/tangent against an exact shape (batch included)."""
+        out = checked_or_none(arr, tuple(shape))
+        if out is not None:
+            return out
         out = as_float_array(arr, f"{self._label()} {what}", ndim=len(shape))
         check_shape(out, tuple(shape), f"{self._label()} {what}")
         return out

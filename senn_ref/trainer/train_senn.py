@@ -24,6 +24,7 @@ from .._validate import check_batch, check_positive_int
 from ..grow.criterion import rate_bound
 from ..grow.expansion_round import RoundState, architecture, expansion_round, num_linear_layers
 from ..grow.structure import growable_layers, is_linear_map
+from ..losses.base import check_loss
 from ..network import Network
 from ..optim import SGD, Adam, KFAC, NaturalGradientCG
 from ..train import _check_targets, evaluate
@@ -45,13 +46,6 @@ def make_optimizer(config: SENNConfig):
     if config.optimizer == "adam":
         return Adam(lr=config.lr, weight_decay=config.weight_decay)
     return SGD(lr=config.lr)
-
-
-def _check_loss(loss) -> None:
-    for attr in ("value_and_grad", "metric_sqrt", "ceiling", "value"):
-        if not callable(getattr(loss, attr, None)):
-            raise TypeError(f"loss: expected a senn_ref.losses loss object (mse(), "
-                            f"softmax_cross_entropy()), got {type(loss).__name__}")
 
 
 def _check_network(net, config) -> None:
@@ -107,7 +101,7 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
     if not isinstance(config, SENNConfig):
         raise TypeError(f"config: expected a SENNConfig, got {type(config).__name__}")
     config.validate()
-    _check_loss(loss)
+    check_loss(loss)
     _check_network(net, config)
     X = check_batch(X, net.in_shape, "X")
     N = X.shape[0]

@@ -98,8 +98,34 @@ def _matvec_off(monkeypatch):
     monkeypatch.setattr(fisher, "matvec", lambda *a, **k: real(*a, **k) * (1 + 1e-8))
 
 
+def _width_gradient_off(monkeypatch):
+    from senn_ref.grow import kfac_proposal
+    real = kfac_proposal.WidthProposals.score
+
+    def score(self, W, b, act, grad=False):
+        out = real(self, W, b, act, grad)
+        if grad:
+            out.grad_b = out.grad_b * 1.001
+        return out
+    monkeypatch.setattr(kfac_proposal.WidthProposals, "score", score)
+
+
+def _insert_layer_moves_the_bias(monkeypatch):
+    import importlib
+    mod = importlib.import_module("senn_ref.grow.insert_layer")     # the package re-exports the function
+    real = mod.insert_layer
+
+    def insert(net, position, B, s=None, optimizer=None):
+        rec = real(net, position, B, s, optimizer)
+        cons = [la for la in net.layers if "W" in la.params][-1]
+        cons.params["b"] += 1e-9
+        return rec
+    monkeypatch.setattr(mod, "insert_layer", insert)
+
+
 @pytest.mark.parametrize("patch, claim", [
-    (_double_lower_bound, "width-gain"), (_conv_backward_drops_bias, "passes"),
+    (_width_gradient_off, "gain-gradient"), (_insert_layer_moves_the_bias, "preservation"),
+    (_double_lower_bound, "width-gain"), (_conv_backward_drops_bias, "passes"),  # the two examples
     (_accept_everything, "rate-bound"), (_freeze_off_by_a_percent, "pruning-scores"),
     (_kron_solve_adds_damping, "damped-inverses"), (_matvec_off, "fisher-products")])
 def test_a_claim_made_false_fails_alone(monkeypatch, patch, claim):

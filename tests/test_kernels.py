@@ -168,3 +168,25 @@ def test_unfold_fold_where_padding_dominates(backend, W, kw, sw, pw, rng):
     assert_close(F, fold(Y, (2, 3, W), (2, kw), (1, sw), (1, pw), backend="numpy"), rtol=1e-12, atol=1e-12,
                  name="fold")
     assert abs(np.vdot(P, Y) - np.vdot(X, F)) <= 1e-12 * (np.linalg.norm(P) * np.linalg.norm(Y) + 1e-300)
+
+
+@settings(max_examples=30, deadline=None)
+@given(W=st.integers(16, 30), H=st.integers(1, 6), kw=st.integers(1, 5), kh=st.integers(1, 3),
+       pw=st.integers(0, 3), ph=st.integers(0, 2), sh=st.integers(1, 2), seed=st.integers(0, 2**31 - 1))
+def test_fold_wide_rows_equal_numpy_twin(W, H, kw, kh, pw, ph, sh, seed):
+    """Rows of at least 12 output columns at stride 1 take the sliced, branch-free fold
+    (``unfold_numba._fold_rows_sliced``); it equals the NumPy twin (1e-12) and the adjoint
+    identity holds.  The generic geometries above rarely reach that width."""
+    if kh > H + 2 * ph:
+        return
+    rng = np.random.default_rng(seed)
+    C = 2
+    Ho, Wo = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, 1, pw)
+    assert Wo >= 12
+    P = rng.standard_normal((2, C * kh * kw, Ho * Wo))
+    Xnb = fold(P, (C, H, W), (kh, kw), (sh, 1), (ph, pw), backend="numba")
+    assert_close(Xnb, fold(P, (C, H, W), (kh, kw), (sh, 1), (ph, pw), backend="numpy"),
+                 rtol=1e-12, atol=1e-12, name="wide fold numba vs numpy")
+    X = rng.standard_normal((2, C, H, W))
+    lhs = np.vdot(unfold(X, (kh, kw), (sh, 1), (ph, pw), backend="numba"), P)
+    assert abs(lhs - np.vdot(X, Xnb)) <= 1e-12 * max(1.0, abs(lhs)) * P.size

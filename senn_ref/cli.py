@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON document instead of the table")
     p.set_defaults(func=_cmd_verify, parser=p)
     p = sub.add_parser("bench", help="benchmarks, printed as ratios measured side by side")
-    p.add_argument("what", choices=("kernels", "rational", "eta", "optimizers", "gain", "senn", "jacobian"))
+    p.add_argument("what", choices=("kernels", "rational", "eta", "optimizers", "gain", "senn",
+                                            "jacobian", "peers"))
     p.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("info", help="versions and the active kernel backend")

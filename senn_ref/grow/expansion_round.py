@@ -8,10 +8,10 @@ preserves the function).  Each iteration:
    own K-FAC score (``"layer"``); with ``gain="exact"`` the exact damped score of the network
    (or of the consumer's parameter block);
 2. the best width proposal of every growable hidden layer below ``max_width`` and the best
-   depth proposal before every Dense consumer (while fewer than ``max_layers`` Dense/Conv2D
+   depth proposal before every Dense/Conv2D that accepts an insertion (while fewer than ``max_layers`` Dense/Conv2D
    layers exist and depth is not cooling down);
 3. each proposal's decision gain (its K-FAC lower bound, its exact K-FAC gain, or its exact
-   Schur gain on a grown copy) divided by ``depth_cost`` for depth, judged by
+   gain eta(grown copy) - eta(net)) divided by ``depth_cost`` for depth, judged by
    :func:`senn_ref.grow.criterion.decide`;
 4. the accepted proposal with the largest score is applied through ``add_neurons`` /
    ``insert_layer`` (optimiser state carried); without ``recursive`` the round ends here.
@@ -58,11 +58,14 @@ class RoundResult:
 
 
 def architecture(net) -> list:
-    """Units per hidden layer, in order (the producers' output widths)."""
+    """Units per hidden layer, in order (the producers' output widths), as a list of ints.
+    ``derivations/19-criterion.md`` section 4."""
     return [int(net.layers[i].params["W"].shape[0]) for i in growable_layers(net)]
 
 
 def num_linear_layers(net) -> int:
+    """Number of Dense/Conv2D layers (what ``max_layers`` limits).  ``derivations/19-criterion.md``
+    section 4."""
     return sum(1 for la in net.layers if is_linear_map(la))
 
 

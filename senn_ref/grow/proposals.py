@@ -1,10 +1,11 @@
 """The best width and depth proposal of one layer: draw candidates, search, score.
 
 For a hidden layer (width) or a consuming layer (depth) this draws ``n_candidates``
-candidates, improves them together with :func:`senn_ref.grow.search.search` on the K-FAC
-lower bound (``WidthProposals`` / ``DepthProposals``), keeps the best, and reports the
+candidates, improves them together with :func:`senn_ref.grow.search.search` on a lower bound
+of the gain (width: the K-FAC lower bound of ``WidthProposals``; depth: the exact-GGN (v, c)
+lower bound of ``DepthProposals``), keeps the best, and reports the
 numbers the criterion needs: its lower bound, its exact K-FAC gain (width) and the consuming
-layer's K-FAC score.  The exact Schur gain of the chosen proposal, when asked for, is
+layer's K-FAC score.  The exact gain of the chosen proposal, when asked for, is
 computed on a copy of the network grown by the real operation.
 ``derivations/20-proposal-search.md`` section 3; ``tests/test_proposals.py``.
 """

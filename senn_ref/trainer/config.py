@@ -56,7 +56,7 @@ class SENNConfig:
                         "layer": the consuming layer's own score (the released code's form)
       gain="lower_bound"  what drives decisions: "lower_bound" the K-FAC lower bound
                         Delta eta' (default, cheap), "kfac" the exact K-FAC gain (Sigma_h form),
-                        "exact" the exact Schur gain (small networks only; eta_c then exact too)
+                        "exact" the exact gain eta(grown) - eta (small networks only; eta_c then exact too)
       score_damping=None  damping of the scores; None = ``damping``.  Undamped scores of rational
                         nets sit at ~99 % of lambda (near-null (v, c, l) scale directions), so
                         decisions need damping; see derivations/19-criterion.md section 3

@@ -90,8 +90,9 @@ def exact_gain_of(net, X, Y, loss, proposal, damping, metric, eta_before: float)
     """Exact gain ``Delta eta = eta(grown) - eta(net)`` of a proposal under the damped exact GGN
     (the definition; senn-math section 6), with ``eta(grown)`` evaluated on a copy of ``net``
     grown by the real operation and ``eta_before`` the current exact score.  (By block
-    elimination this equals the Schur form ``r_p^T S_p^+ r_p``; the difference is used because
-    it is the quantity the rate bound is about.)"""
+    elimination this equals the Schur form ``r_p^T S_p^+ r_p`` of ``width_gain.gain_exact``; the
+    difference serves width and depth alike and is the quantity the rate bound is about.)
+    ``derivations/19-criterion.md`` section 4."""
     trial = net.copy()
     apply_proposal(trial, proposal)
     return float(_score.eta(trial, X, Y, loss, damping=damping, metric=metric)) - float(eta_before)

@@ -57,7 +57,7 @@ def checked_or_none(x, shape: tuple):
     for e, s in zip(shape, x.shape):
         if e is not None and e != s:
             return None
-    return x if np.isfinite(x).all() else None
+    return x if np.logical_and.reduce(np.isfinite(x), axis=None) else None
 
 
 def check_shape(arr: np.ndarray, expected: tuple, name: str) -> None:

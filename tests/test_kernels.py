@@ -190,3 +190,21 @@ def test_fold_wide_rows_equal_numpy_twin(W, H, kw, kh, pw, ph, sh, seed):
     X = rng.standard_normal((2, C, H, W))
     lhs = np.vdot(unfold(X, (kh, kw), (sh, 1), (ph, pw), backend="numba"), P)
     assert abs(lhs - np.vdot(X, Xnb)) <= 1e-12 * max(1.0, abs(lhs)) * P.size
+
+
+def test_numba_is_imported_only_when_a_numba_kernel_is_used():
+    """kernels.dispatch imports the Numba kernel modules on first use (cold start): importing
+    the package and running the NumPy backend never loads numba (loading it takes ~1 s, so
+    the numba side is left to every other kernel test)."""
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np\n"
+            "import senn_ref, senn_ref.network, senn_ref.layers, senn_ref.fisher, senn_ref.kfac\n"
+            "assert 'numba' not in sys.modules, 'import'\n"
+            "from senn_ref import backend, mlp\n"
+            "net = mlp([2, 3, 1])\n"
+            "with backend.using('numpy'):\n"
+            "    net.forward(np.ones((4, 2)))\n"
+            "assert 'numba' not in sys.modules, 'numpy backend'\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

@@ -48,14 +48,14 @@ def _one_line_error(capsys, argv, code=2):
 
 def test_cli_errors_name_the_flag(capsys, tmp_path, monkeypatch):
     """Issue 11 item 5."""
-    assert "--width" in _one_line_error(capsys, ["demo", "--width", "0"])
+    assert "--steps" in _one_line_error(capsys, ["demo", "--steps", "0"])
     assert "--seed" in _one_line_error(capsys, ["demo", "--seed", "-1"])
     assert "--seed" in _one_line_error(capsys, ["verify", "--seed", "x"])
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    import senn_ref.demo_regression as demo
+    import senn_ref.demos.runner as runner
     trained = []
-    monkeypatch.setattr(demo, "run", lambda **kw: trained.append(kw))
+    monkeypatch.setattr(runner, "run_demo", lambda *a, **kw: trained.append(kw))
     # a folder inside a regular file can never be created: refused before any training
     err = _one_line_error(capsys, ["demo", "--out", str(blocker / "sub"), "--quick"])
     assert "--out" in err and trained == []

@@ -225,8 +225,7 @@ def test_derivations_name_only_existing_code_and_tests():
 #: warns once an entry is no longer needed so that it can be deleted from here
 PENDING = {f"senn_ref/{entry}: no derivations pointer in the docstring" for entry in (
     "kfac/columns.py::check_options", "kfac/columns.py::metric_columns", "kfac/columns.py::run_columns",
-    "grow/expansion_round.py::architecture", "grow/expansion_round.py::num_linear_layers",
-    "grow/expansion_round.py::exact_gain_of", "grow/expansion_round.py::apply_proposal",
+    "grow/expansion_round.py::apply_proposal",
     "grow/expansion_round.py::expansion_round", "grow/proposals.py::clip_singular_values",
     "grow/proposals.py::depth_candidates", "grow/proposals.py::search_subset", "grow/pruning_round.py::pruning_round",
     "grow/record.py::layout", "grow/record.py::local_map", "grow/record.py::shrink_map",

@@ -224,13 +224,9 @@ def test_derivations_name_only_existing_code_and_tests():
 #: (issue 9 report); they are listed, not excused: each one still needs a pointer, and the test
 #: warns once an entry is no longer needed so that it can be deleted from here
 PENDING = {f"senn_ref/{entry}: no derivations pointer in the docstring" for entry in (
-    "kfac/columns.py::check_options", "kfac/columns.py::metric_columns", "kfac/columns.py::run_columns",
     "grow/expansion_round.py::apply_proposal",
     "grow/expansion_round.py::expansion_round", "grow/proposals.py::clip_singular_values",
-    "grow/proposals.py::depth_candidates", "grow/proposals.py::search_subset", "grow/pruning_round.py::pruning_round",
-    "grow/record.py::layout", "grow/record.py::local_map", "grow/record.py::shrink_map",
-    "grow/record.py::build_record", "grow/structure.py::is_linear_map", "grow/structure.py::unit_layers",
-    "grow/structure.py::shape_layers")}
+    "grow/proposals.py::depth_candidates", "grow/proposals.py::search_subset", "grow/pruning_round.py::pruning_round")}
 
 
 def test_public_functions_point_to_existing_derivation_sections():

@@ -64,7 +64,8 @@ class Growth:
 
 
 def layout(net) -> dict:
-    """Key -> ``(start, shape)`` of every parameter in ``net.get_flat()`` order (a snapshot)."""
+    """Key -> ``(start, shape)`` of every parameter in ``net.get_flat()`` order (a snapshot).
+    ``derivations/14-growth-operations.md`` section 2."""
     out, start = {}, 0
     for key, p in net.named_params().items():
         out[key] = (start, tuple(p.shape))
@@ -74,13 +75,15 @@ def layout(net) -> dict:
 
 def local_map(new_shape, old_index) -> np.ndarray:
     """For a parameter grown so that ``new[old_index]`` holds the old array: an int array shaped
-    like the old array whose entries are the new *local* (row-major) positions of the old ones."""
+    like the old array whose entries are the new *local* (row-major) positions of the old ones.
+    ``derivations/14-growth-operations.md`` section 2."""
     return np.arange(int(np.prod(new_shape, dtype=np.int64)), dtype=np.int64).reshape(new_shape)[old_index]
 
 
 def shrink_map(old_shape, keep_index) -> np.ndarray:
     """For a parameter shrunk to ``new = old[keep_index]``: int array shaped like the old array,
-    the new local position of each kept entry and -1 for removed ones."""
+    the new local position of each kept entry and -1 for removed ones.
+    ``derivations/14-growth-operations.md`` section 2."""
     m = -np.ones(old_shape, dtype=np.int64)
     kept = m[keep_index]
     m[keep_index] = np.arange(kept.size, dtype=np.int64).reshape(kept.shape)
@@ -92,7 +95,7 @@ def build_record(kind: str, before: dict, net, maps: dict, layers, added_layers=
     """Assemble a :class:`Growth` from the ``before`` layout (:func:`layout`), the grown ``net``
     and ``maps``: key -> int array shaped like the old parameter with new local positions
     (-1 removed).  Keys missing from ``maps`` keep their shape and map entry for entry; old
-    keys absent from ``net`` are removed whole."""
+    keys absent from ``net`` are removed whole.  ``derivations/14-growth-operations.md`` section 2."""
     after = layout(net)
     P_before = sum(int(np.prod(s, dtype=np.int64)) for _, s in before.values())
     P_after = sum(int(np.prod(s, dtype=np.int64)) for _, s in after.values())

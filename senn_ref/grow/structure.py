@@ -37,7 +37,8 @@ UNITWISE = (Rational, Elementwise, AvgPool2D, MaxPool2D, GlobalAvgPool, Flatten)
 
 
 def is_linear_map(layer) -> bool:
-    """True for the layers that produce or consume hidden units (Dense, Conv2D)."""
+    """True for the layers that produce or consume hidden units (Dense, Conv2D).
+    ``derivations/14-growth-operations.md`` section 1."""
     return isinstance(layer, (Dense, Conv2D))
 
 
@@ -130,11 +131,13 @@ def growable_layers(net) -> list[int]:
 
 def unit_layers(net, path: HiddenPath) -> list:
     """The layers on the path that carry per-unit parameters ((units,)-shaped arrays), e.g.
-    Rational; the layers whose arrays width growth must extend besides producer and consumer."""
+    Rational; the layers whose arrays width growth must extend besides producer and consumer.
+    ``derivations/14-growth-operations.md`` section 1."""
     return [net.layers[j] for j in path.between if net.layers[j].param_names]
 
 
 def shape_layers(net, path: HiddenPath) -> list:
-    """The parameter-free layers on the path (their ``in_shape`` first entry is the unit count)."""
+    """The parameter-free layers on the path (their ``in_shape`` first entry is the unit count).
+    ``derivations/14-growth-operations.md`` section 1."""
     return [net.layers[j] for j in path.between
             if isinstance(net.layers[j], ParameterFree)]

@@ -50,7 +50,8 @@ class ForwardRecord:
 
 def check_options(metric: str, mode: str, n_samples, rng):
     """Validate metric / mode / n_samples / rng (ValueError or TypeError naming the option);
-    returns ``(n_samples, rng)`` with ``default_rng(0)`` for mc when ``rng`` is None."""
+    returns ``(n_samples, rng)`` with ``default_rng(0)`` for mc when ``rng`` is None.
+    ``derivations/11-kfac.md`` section 3."""
     if not isinstance(metric, str):
         raise TypeError(f"metric: expected a string, got {type(metric).__name__}")
     check_option(metric, METRICS, "metric")
@@ -71,7 +72,7 @@ def metric_columns(F, E, Y, loss, metric: str, mode: str, n_samples: int, rng):
     ``F`` (N, K) outputs, ``E`` (N, K) output gradients.  See the module
     docstring for the three modes.  ``sum_s w_s C_s[n] C_s[n]^T`` equals ``M_n``
     (exact), is an unbiased estimate of it (mc, ``xi`` (S, N, r) independent per
-    example), or is ``e_n e_n^T/||e_n||^2`` (code).
+    example), or is ``e_n e_n^T/||e_n||^2`` (code).  ``derivations/11-kfac.md`` sections 3 and 5.
     """
     if mode == "code":
         norms = np.linalg.norm(E, axis=1, keepdims=True)
@@ -112,6 +113,7 @@ def run_columns(net, X, Y, loss, metric: str, mode: str, n_samples: int, rng,
     cotangents only, no parameter gradients), and ``finish()`` at the end.  The
     network output is flattened per example to ``K = prod(out_shape)`` before
     the loss sees it; cotangents are reshaped back.  Returns the forward record.
+    ``derivations/11-kfac.md`` section 3.
     """
     check_loss(loss)
     out = net.forward(X)

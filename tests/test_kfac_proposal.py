@@ -185,6 +185,76 @@ def test_candidate_gradients_match_finite_differences(name, layer):
         _fd_check(lambda v: lb(W, b, {**act, key: v}), act[key], sc.grad_act[key], 1e-6, f"{name} dLB/d{key}")
 
 
+@pytest.mark.parametrize("name, layer", CAND_CASES)
+def test_kernel_grad_equals_einsum(name, layer):
+    """The producer backward's matmul (kernel_grad) against the einsum it replaced, through
+    CandidatePath.backward on real tapes (dense and conv producers, k = 2) and on random arrays
+    with T_p > 1: equal to 1e-12 relative (the same sums in another order)."""
+    from senn_ref.grow.candidate_path import kernel_grad
+    if name == "maxpool":
+        net, X, Y, loss = _maxpool_case()
+    else:
+        c = make_case(name, 0)
+        net, X, Y, loss = c.net, c.X, c.Y, c.loss
+    ctx = WidthProposals(net, X, Y, loss, layer, damping=0.01)
+    cp = ctx.candidates
+    W, b, act = ctx.random_candidates(5, np.random.default_rng(4), k=2)
+    H, tape = cp.forward(W, b, act)
+    dh = np.random.default_rng(5).standard_normal(H.shape)
+    dW, db, _ = cp.backward(dh, tape, W)
+    # the reference: the same backward with the producer step done by the einsum
+    g = cp._from_consumer(dh, tape[-1])
+    for la, saved in zip(reversed(cp.stages), reversed(tape[:-1])):
+        g = cp._stage_backward(la, g, saved, {})
+    dz = g.reshape(W.shape[0], cp.N, W.shape[1], -1)
+    ref = np.einsum("cnkt,nft->ckf", dz, cp.x, optimize=True).reshape(W.shape)
+    assert_close(dW, ref, 1e-12, atol=1e-12 * np.abs(ref).max(), name=f"{name} dW")
+    assert np.array_equal(db, dz.sum(axis=(1, 3)))
+    rng = np.random.default_rng(6)
+    dz, x = rng.standard_normal((4, 7, 3, 6)), rng.standard_normal((7, 5, 6))
+    ref = np.einsum("cnkt,nft->ckf", dz, x)
+    got = kernel_grad(dz, np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(-1, 5))
+    assert_close(got, ref, 1e-12, atol=1e-12 * np.abs(ref).max(), name="kernel_grad T_p = 6")
+
+
+@pytest.mark.parametrize("name, layer", [("mlp_rational", 0), ("conv_flatten", 3), ("maxpool", 0)])
+def test_lower_bound_only_path_gives_the_same_numbers(name, layer):
+    """score(gain=False) (what the search calls) returns the very same lower bound and gradients
+    as score(); kfac_width_gain's q = 1 path (no LAPACK) equals the eigh pseudo-inverse bit for bit;
+    the candidates' fused rational kernel equals the public rational_partials bit for bit."""
+    from senn_ref.grow.candidate_path import candidate_rational
+    from senn_ref.grow.kfac_proposal import _psd_pinv, _psd_pinv_top
+    from senn_ref.layers.rational import rational_partials
+    if name == "maxpool":
+        net, X, Y, loss = _maxpool_case()
+    else:
+        c = make_case(name, 0)
+        net, X, Y, loss = c.net, c.X, c.Y, c.loss
+    ctx = WidthProposals(net, X, Y, loss, layer, damping=0.01)
+    for k in (1, 2):
+        W, b, act = ctx.random_candidates(4, np.random.default_rng(7), k=k)
+        full, fast = ctx.score(W, b, act, grad=True), ctx.score(W, b, act, grad=True, gain=False)
+        assert fast.gain is None and np.all(np.isfinite(full.gain))
+        for field in ("lower_bound", "grad_W", "grad_b"):
+            assert np.array_equal(getattr(full, field), getattr(fast, field)), field
+        for key in act:
+            assert np.array_equal(full.grad_act[key], fast.grad_act[key]), key
+    M = np.random.default_rng(8).standard_normal((6, 1, 1)) ** 2
+    M[2] = 0.0
+    got, top = _psd_pinv_top(M, 1e-14)
+    assert np.array_equal(got, _psd_pinv(M, 1e-14 * np.abs(np.linalg.eigvalsh(M)[:, -1])))
+    assert np.array_equal(top, M[:, 0, 0]) and got[2, 0, 0] == 0.0
+    rng = np.random.default_rng(9)
+    for shape in ((5, 7, 3), (5, 7, 3, 2, 4)):
+        y = 3.0 * rng.standard_normal(shape)
+        act = {n: rng.standard_normal((5, 3)) for n in "vcl"}
+        bshape = (5, 1, 3) + (1,) * (len(shape) - 3)
+        ref = rational_partials(y, *[act[n].reshape(bshape) for n in "vcl"], eps=1e-8)
+        for backend in ("numpy", "numba"):
+            for got, want in zip(candidate_rational(y, act, 1e-8, backend), ref):
+                assert got.shape == want.shape and np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("name, layer", [("mlp_deep", 2), ("conv_flatten", 0), ("conv_strided", 0)])
 def test_vectorised_equals_loop(name, layer):
     c = make_case(name, 1)

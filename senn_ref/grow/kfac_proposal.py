@@ -103,27 +103,58 @@ def kfac_width_gain(H, R, G_inv, a, A_inv, shift: float = 0.0, grad: bool = Fals
     if not isinstance(grad, (bool, np.bool_)):
         raise TypeError(f"grad: expected a bool, got {type(grad).__name__}")
     shift = check_scalar(shift, "shift", minimum=0.0)
+    return _width_scores(H, R, G_inv, a, A_inv, shift, grad_lower_bound=grad, gain=True, grad_gain=grad)
+
+
+def _psd_pinv_top(M: np.ndarray, rel: float, top: np.ndarray | None = None):
+    """``(_psd_pinv(M, rel |top|), top)`` with ``top`` (C,) the largest eigenvalue of ``M``
+    (C, q, q) unless given.  For ``q = 1`` the same numbers without LAPACK: the eigenvalue of a
+    1 x 1 matrix is its entry and its eigenvector +-1, so the result is bit-identical."""
+    if M.shape[1] == 1:
+        m = M[:, 0, 0]
+        top = m if top is None else top
+        keep = m > rel * np.abs(top)
+        inv = np.divide(1.0, m, out=np.zeros_like(m), where=keep)
+        return inv[:, None, None], top
+    if top is None:
+        top = np.linalg.eigvalsh(0.5 * (M + np.swapaxes(M, 1, 2)))[:, -1]
+    return _psd_pinv(M, rel * np.abs(top)), top
+
+
+def _width_scores(H, R, G_inv, a, A_inv, shift, *, grad_lower_bound: bool, gain: bool,
+                  grad_gain: bool) -> ActivationScore:
+    """The arithmetic of :func:`kfac_width_gain` on validated arrays, computing only what is
+    asked for: the lower bound always, its gradient with ``grad_lower_bound``, the gain (the
+    Schur complement Sigma_h and its pseudo-inverse) with ``gain``, the gain's gradient with
+    ``grad_gain`` (needs ``gain``).  What is computed is computed exactly as before, so every
+    returned number is the same; the proposal search asks for the lower bound and its gradient
+    only (derivations/21-trainer.md section 5)."""
+    C, N, T, q = H.shape
     Hf = H.reshape(C, N * T, q)
+    Ht = np.swapaxes(Hf, 1, 2)
     Rf, af = R.reshape(N * T, -1), a.reshape(N * T, -1)
-    Dt = np.matmul(np.swapaxes(Hf, 1, 2), Rf) / N                       # (C, q, m)
-    Ah = np.matmul(np.swapaxes(Hf, 1, 2), Hf) / N + shift * np.eye(q)
-    B = np.matmul(np.swapaxes(Hf, 1, 2), af) / N                         # (C, q, n)
+    Dt = np.matmul(Ht, Rf) / N                                          # (C, q, m)
+    Ah = np.matmul(Ht, Hf) / N + shift * np.eye(q)
+    Ah_inv, top = _psd_pinv_top(Ah, q * EPS)
+    GD = Dt @ G_inv                                                        # (C, q, m) = D^T G~^+
+    Q = GD @ np.swapaxes(Dt, 1, 2)                                         # D^T G~^+ D (C, q, q)
+    out = ActivationScore(np.einsum("cij,cji->c", Ah_inv, Q), None)
+    if grad_lower_bound:
+        M = Ah_inv @ GD                                                    # (C, q, m)
+        P = Ah_inv @ Q @ Ah_inv
+        out.grad_lower_bound = ((2.0 / N) * (Rf @ np.swapaxes(M, 1, 2) - Hf @ P)).reshape(H.shape)
+    if not gain:
+        return out
+    B = np.matmul(Ht, af) / N                                              # (C, q, n)
     X = A_inv @ np.swapaxes(B, 1, 2)                                     # (C, n, q) = A_c~^+ E[a h^T]
     h_perp = Hf - af @ X                                                 # (C, NT, q)
     # Sigma_h = A_h~ - B A_c~^+ B^T = E[h_perp h_perp^T] + s (I + X^T X) (exact for an exact
     # A_inv, see derivations/16 section 3): a sum of PSD Gram terms, without the cancellation
     # of the subtraction, which lost the small eigenvalues of nearly collinear candidate inputs
     Sigma = np.matmul(np.swapaxes(h_perp, 1, 2), h_perp) / N + shift * (np.eye(q) + np.swapaxes(X, 1, 2) @ X)
-    top = np.linalg.eigvalsh(0.5 * (Ah + np.swapaxes(Ah, 1, 2)))[:, -1]
-    Ah_inv = _psd_pinv(Ah, q * EPS * np.abs(top))
-    S_inv = _psd_pinv(Sigma, SCHUR_RCOND * np.abs(top))
-    GD = Dt @ G_inv                                                        # (C, q, m) = D^T G~^+
-    Q = GD @ np.swapaxes(Dt, 1, 2)                                         # D^T G~^+ D (C, q, q)
-    out = ActivationScore(np.einsum("cij,cji->c", Ah_inv, Q), np.einsum("cij,cji->c", S_inv, Q))
-    if grad:
-        M = Ah_inv @ GD                                                    # (C, q, m)
-        P = Ah_inv @ Q @ Ah_inv
-        out.grad_lower_bound = ((2.0 / N) * (Rf @ np.swapaxes(M, 1, 2) - Hf @ P)).reshape(H.shape)
+    S_inv, _ = _psd_pinv_top(Sigma, SCHUR_RCOND, top)
+    out.gain = np.einsum("cij,cji->c", S_inv, Q)
+    if grad_gain:
         Mg = S_inv @ GD
         Pg = S_inv @ Q @ S_inv
         out.grad_gain = ((2.0 / N) * (Rf @ np.swapaxes(Mg, 1, 2) - h_perp @ Pg)).reshape(H.shape)
@@ -246,17 +277,22 @@ class WidthProposals:
         check_shape(np.asarray(H), (None, self.N, self.candidates.T, None), "H (candidate inputs)")
         return kfac_width_gain(H, self.R, self.G_inv, self._a_score, self._A_inv_score, self.shift, grad)
 
-    def score(self, W, b, act, grad: bool = False) -> WidthScore:
+    def score(self, W, b, act, grad: bool = False, *, gain: bool = True) -> WidthScore:
         """Lower bound (C,) and K-FAC gain (C,) of C candidates ``W`` (C, k) + w_shape, ``b`` (C, k),
         ``act`` name -> (C, k); with ``grad``, the lower bound's gradients ``grad_W``, ``grad_b``,
         ``grad_act`` (same shapes), chained by :meth:`CandidatePath.backward` from
-        ``dLB/dH`` (:func:`kfac_width_gain`).  ``derivations/16-kfac-proposal.md`` sections 2-5;
+        ``dLB/dH`` (:func:`kfac_width_gain`).  ``gain=False`` skips the K-FAC gain (``gain`` is
+        then None; the lower bound and its gradients are the same numbers): the proposal search
+        follows the lower bound only.  The gain's own gradient is never formed here.
+        ``derivations/16-kfac-proposal.md`` sections 2-5;
         ``tests/test_kfac_proposal.py::test_candidate_gradients_match_finite_differences``."""
         W, b, act = self._check_candidates(W, b, act)
-        if not isinstance(grad, (bool, np.bool_)):
-            raise TypeError(f"grad: expected a bool, got {type(grad).__name__}")
+        for name, flag in (("grad", grad), ("gain", gain)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name}: expected a bool, got {type(flag).__name__}")
         H, tape = self.candidates.forward(W, b, act)
-        sc = kfac_width_gain(H, self.R, self.G_inv, self._a_score, self._A_inv_score, self.shift, grad)
+        sc = _width_scores(H, self.R, self.G_inv, self._a_score, self._A_inv_score, self.shift,
+                           grad_lower_bound=bool(grad), gain=bool(gain), grad_gain=False)
         out = WidthScore(sc.lower_bound, sc.gain)
         if grad:
             out.grad_W, out.grad_b, out.grad_act = self.candidates.backward(sc.grad_lower_bound, tape, W)

@@ -102,7 +102,7 @@ def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, 
 
     def objective(p, grad):
         W_, b_, act_ = _split_width(p)
-        sc = sctx.score(W_, b_, act_, grad=grad)
+        sc = sctx.score(W_, b_, act_, grad=grad, gain=False)      # the search follows the lower bound
         if not grad:
             return sc.lower_bound, None
         grads = {"W": sc.grad_W, "b": sc.grad_b,
@@ -115,7 +115,7 @@ def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, 
         initial_best = float(np.max(res.initial))
     else:
         both = {key: np.concatenate([res.params[key], params[key]]) for key in params}
-        sc = ctx.score(*_split_width(both), grad=False).lower_bound
+        sc = ctx.score(*_split_width(both), grad=False, gain=False).lower_bound
         j = _pick(sc[:n_candidates], sc[n_candidates:])
         best = {key: v[j].copy() for key, v in both.items()}
         initial_best = float(np.max(sc[n_candidates:]))

@@ -1,7 +1,7 @@
-"""The main demo: a rational MLP on the paper's Figure-2 regression task, tracking eta.
+"""The main demo: the paper's Figure-2 experiment with growth (regression1d).
 
 Same as ``senn-ref demo``; the code lives in the package (see ``senn_ref/cli.py``).
-Usage: ``python demos/regression_demo.py [--quick]``.
+Usage: ``python demos/regression_demo.py [NAME] [--quick]`` (NAME: see ``senn-ref demo --list``).
 """
 import sys
 

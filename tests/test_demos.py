@@ -67,7 +67,7 @@ def test_digits_teacher_conv_quick(tmp_path):
 
 
 def test_width_vs_data_quick(tmp_path):
-    s, out = run_cli(tmp_path, "width-vs-data")
+    s, out = run_cli(tmp_path, "width-vs-data", "--no-baselines")
     rows = s["width_vs_data"]
     assert [r["n_train"] for r in rows] == [100, s["info"]["n_train"]]
     assert (out / "width_vs_data.png").stat().st_size > 10_000

@@ -38,11 +38,12 @@ def training_figure(log, path: str, title: str) -> str:
     ax0.set_title(f"{title}: loss and expansion events")
     ax0.legend(fontsize=8)
     depth = max((len(h["widths"]) for h in hist), default=0)
-    for j in range(depth):
-        w = [h["widths"][j] if j < len(h["widths"]) else np.nan for h in hist]
-        ax1.step(steps, w, where="post", label=f"hidden layer {j + 1}")
+    for j in range(depth):          # drawn slightly apart so equal widths stay visible
+        w = [h["widths"][j] + 0.08 * j if j < len(h["widths"]) else np.nan for h in hist]
+        ax1.step(steps, w, where="post", lw=2, label=f"hidden layer {j + 1}")
+    ax1.step(steps, [len(h["widths"]) for h in hist], "k--", where="post", lw=1, label="number of hidden layers")
     ax1.set_xlabel("optimiser step")
-    ax1.set_ylabel("units (channels) per hidden layer")
+    ax1.set_ylabel("units (channels) per hidden layer  (layer j drawn +0.08 j)")
     ax1.set_title("architecture during training")
     if depth:
         ax1.legend(fontsize=8)

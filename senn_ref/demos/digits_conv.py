@@ -6,7 +6,8 @@ avg-pool -> flatten -> dense 10.  Channel growth adds output channels to either 
 layer can be inserted before the dense head (insertions before a zero-padded conv are not
 offered by the trainer, see ``grow.insert_layer.depth_supported``).  SENNConfig fields the demo
 sets: ``depth=True`` (layer growth is part of the experiment), ``max_width=32`` (channels per
-layer), ``weight_decay=1e-3`` (the paper's MNIST value), ``steps=200``.  ``--quick`` (CI):
+layer), ``weight_decay=1e-3`` and ``tau=0.007`` (the paper's MNIST values; with the default
+tau = 1 no channel was added in the first 90 steps), ``steps=200``.  ``--quick`` (CI):
 300 training images, 13 steps, a round every 6 steps (``expand_every=6``).
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ def task(seed: int = 0, quick: bool = False) -> Task:
     if quick:               # CI smoke run: 300 training images, a round every 6 steps
         X, y = X[:300], y[:300]
     notes = {"depth": "layer growth is part of this experiment", "max_width": "32 channels per layer",
-             "weight_decay": "paper (MNIST): 1e-3", "steps": "200 full-batch steps"}
+             "weight_decay": "paper (MNIST): 1e-3", "tau": "paper (MNIST): 0.007", "steps": "200 full-batch steps"}
 
     def build(widths):
         """Two conv layers of widths[:2] channels, then a dense hidden layer per further entry."""
@@ -48,7 +49,7 @@ def task(seed: int = 0, quick: bool = False) -> Task:
 
     return Task(X, y, Xt, yt, losses.softmax_cross_entropy(), True,
                 start=lambda: convnet(8, channels=(4, 4), seed=seed), build=build,
-                config=SENNConfig(steps=200, depth=True, max_width=32, weight_decay=1e-3,
+                config=SENNConfig(steps=200, depth=True, max_width=32, weight_decay=1e-3, tau=0.007,
                                   expand_every=6 if quick else 30), quick_steps=13,
                 config_notes=notes, info={"n_train": int(y.size), "n_test": int(yt.size)})
 

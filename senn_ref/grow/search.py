@@ -140,36 +140,78 @@ def search(objective, params, method: str = "ascent", steps: int = 20, rng=None,
     return _mala(objective, params, steps, lr, temperature, rng, project)
 
 
+class _Packed:
+    """The candidates' arrays side by side in one (C, P) array, so that Adam's elementwise
+    update is a few whole-array operations instead of a few per array (the same operations on
+    every entry, so the same numbers); ``views(flat)`` gives name -> (C, ...) views back."""
+
+    def __init__(self, params: dict) -> None:
+        self.names = list(params)
+        self.shapes = {k: v.shape for k, v in params.items()}
+        sizes = [int(np.prod(v.shape[1:], dtype=np.int64)) for v in params.values()]
+        self.bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.C = next(iter(params.values())).shape[0]
+
+    def pack(self, d: dict) -> np.ndarray:
+        return np.concatenate([np.asarray(d[k], dtype=np.float64).reshape(self.C, -1) for k in self.names], axis=1)
+
+    def views(self, flat: np.ndarray) -> dict:
+        """name -> C-contiguous (C, ...) copies of the columns of ``flat`` (what the objective sees
+        is laid out as before, so BLAS takes the same path)."""
+        return {k: np.ascontiguousarray(flat[:, self.bounds[i]:self.bounds[i + 1]]).reshape(self.shapes[k])
+                for i, k in enumerate(self.names)}
+
+    def per_column(self, values: dict) -> np.ndarray:
+        """(P,) with every column of array ``k`` holding the scalar ``values[k]``."""
+        return np.concatenate([np.full(self.bounds[i + 1] - self.bounds[i], float(values[k]))
+                               for i, k in enumerate(self.names)])
+
+    def finite_grads(self, grads: dict, ok: np.ndarray) -> np.ndarray:
+        """:func:`_finite_grads` packed: a candidate's gradient of one array is zeroed where that
+        array's gradient has a non-finite entry or the candidate's score is not finite."""
+        g = self.pack(grads)
+        fin = np.isfinite(g)
+        if fin.all():
+            g[~ok] = 0.0
+            return g
+        for i in range(len(self.names)):
+            seg = slice(self.bounds[i], self.bounds[i + 1])
+            bad = ~np.all(fin[:, seg], axis=1) | ~ok
+            g[bad, seg] = 0.0
+        return g
+
+
 def _adam_ascent(objective, params, steps, lr, beta1, beta2, project) -> SearchResult:
     step = _step_sizes(params, lr)
+    pk = _Packed(params)
+    step_col = pk.per_column(step)
     values, grads = objective(params, True)
     values = _finite_scores(values)
     initial = values.copy()
-    best_p = {k: v.copy() for k, v in params.items()}
+    cur = pk.pack(params)
+    best = cur.copy()
     best_v = values.copy()
-    m = {k: np.zeros_like(v) for k, v in params.items()}
-    s = {k: np.zeros_like(v) for k, v in params.items()}
-    cur = {k: v.copy() for k, v in params.items()}
+    m = np.zeros_like(cur)
+    s = np.zeros_like(cur)
     evals = 1
     for t in range(1, steps + 1):
-        g = _finite_grads(grads, np.isfinite(values))
-        for k in cur:
-            m[k] = beta1 * m[k] + (1.0 - beta1) * g[k]
-            s[k] = beta2 * s[k] + (1.0 - beta2) * g[k] * g[k]
-            m_hat = m[k] / (1.0 - beta1 ** t)
-            s_hat = s[k] / (1.0 - beta2 ** t)
-            cur[k] = cur[k] + step[k] * m_hat / (np.sqrt(s_hat) + 1e-300)
+        g = pk.finite_grads(grads, np.isfinite(values))
+        m = beta1 * m + (1.0 - beta1) * g
+        s = beta2 * s + (1.0 - beta2) * g * g
+        m_hat = m / (1.0 - beta1 ** t)
+        s_hat = s / (1.0 - beta2 ** t)
+        cur = cur + step_col * m_hat / (np.sqrt(s_hat) + 1e-300)
         if project is not None:
-            cur = project(cur)
-        values, grads = objective(cur, t < steps)
+            cur = pk.pack(project(pk.views(cur)))
+        values, grads = objective(pk.views(cur), t < steps)
         values = _finite_scores(values)
         evals += 1
         better = values > best_v
-        for k in cur:
-            best_p[k][better] = cur[k][better]
+        best[better] = cur[better]
         best_v = np.where(better, values, best_v)
         if grads is None:
             break
+    best_p = pk.views(best)
     return SearchResult(best_p, best_v, initial, int(np.argmax(best_v)), evals)
 
 

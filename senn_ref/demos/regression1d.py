@@ -34,8 +34,8 @@ def task(seed: int = 0, quick: bool = False) -> Task:
                 config=SENNConfig(steps=2000), quick_steps=300,
                 config_notes={"(none)": "the trainer's defaults are the paper's 1-D settings"},
                 fixed_widths=(1, 2, 4, 8, 16, 32),
-                info={"teacher": "rational MLP [1,16,16,16,16,1]", "n_train": 50, "n_test": 1000,
-                      "teacher_obj": teacher})
+                info={"teacher": "rational MLP [1,16,16,16,16,1]", "n_train": 50, "n_test": 1000},
+                objects={"teacher": teacher})
 
 
 def make_callback(task, config):
@@ -72,7 +72,7 @@ def figures(task, net, log, extra, config, out) -> list:
     """``figure2.png`` (module docstring); adds the landscape facts to the summary."""
     from .figures import pyplot, save
     plt = pyplot()
-    teacher = task.info.pop("teacher_obj")
+    teacher = task.objects["teacher"]
     snaps = dict(extra["snapshots"])
     snaps["end"] = (net, config.steps)
     panels = [k for k in PANELS if k in snaps]

@@ -78,8 +78,7 @@ def run_demo_threads(name: str = "regression1d", out: str = "senn-ref-demo/regre
         if not quiet:
             print(text, flush=True)
 
-    say(f"[{name}] SENN: start {task.start().__class__.__name__} widths "
-        f"{measure_widths(task.start())}, {config.steps} steps, seed {seed}")
+    say(f"[{name}] SENN from hidden widths {measure_widths(task.start())}, {config.steps} steps, seed {seed}")
     callback, extra = (module.make_callback(task, config) if hasattr(module, "make_callback") else (None, {}))
     t0 = time.perf_counter()
     net, log = train_senn(task.start(), task.X, task.Y, task.loss, config, X_val=task.X_test,

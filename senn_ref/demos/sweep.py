@@ -121,7 +121,11 @@ def run_sweep(name, seeds, sets=None, out="senn-ref-sweep", jobs: int = 1, sched
         rows = _run_dask(args, scheduler, progress)
     else:
         from joblib import Parallel, delayed
-        rows = Parallel(n_jobs=jobs, verbose=0)(delayed(one_run)(*a) for a in args)
+        rows = []
+        for row in Parallel(n_jobs=jobs, return_as="generator")(delayed(one_run)(*a) for a in args):
+            rows.append(row)
+            progress(f"  run {len(rows)}/{len(args)}: {row['setting']} seed {row['seed']}: widths "
+                     f"{row['hidden_widths']}, test loss {row['final_test_loss']:.4g}")
     progress(f"sweep {name}: done in {time.perf_counter() - t0:.1f} s")
     table = aggregate(rows)
     write_table(table, out)

@@ -28,6 +28,7 @@ class Task:
     fixed_widths : widths of the fixed-width sweep baseline (empty: no sweep)
     info : free-form facts written to summary.json (data sizes, teacher width, ...)
     extra_baselines : {name: () -> Network} more fixed networks to train (e.g. logistic regression)
+    objects : anything the demo's figures need that is not written (e.g. the teacher network)
     """
     X: np.ndarray
     Y: np.ndarray
@@ -43,6 +44,7 @@ class Task:
     fixed_widths: tuple = ()
     info: dict = field(default_factory=dict)
     extra_baselines: dict = field(default_factory=dict)
+    objects: dict = field(default_factory=dict)
 
 
 def parse_option(options: dict, defaults: dict, demo: str) -> dict:

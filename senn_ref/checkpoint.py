@@ -8,8 +8,9 @@ File layout (``format = "senn-ref-network"``, ``version = 1``):
   the network (bit-for-bit round trip).
 
 Safety: :func:`save` writes to a temporary file in the target folder, flushes it to
-disk and renames it over the target in one step (``os.replace``), so an interrupted
-save never leaves a half-written file, and it refuses to replace an existing file
+disk, renames it over the target in one step (``os.replace``) and fsyncs the folder
+(:func:`atomic_write_npz`, shared with the run checkpoints of ``senn_ref/runstate/``), so an
+interrupted save never leaves a half-written file, and it refuses to replace an existing file
 unless ``overwrite=True``.  :func:`load` reads with ``allow_pickle=False`` and trusts
 nothing in the file: it checks the format, every layer class and configuration, that each
 layer's parameter list is exactly its ``param_names``, every shape and dtype, that every
@@ -49,10 +50,17 @@ def save(net: Network, path, overwrite: bool = False) -> str:
     target = _target(path)
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-    folder = os.path.dirname(os.path.abspath(target))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"folder {folder} does not exist")
-    meta = {"format": FORMAT, "version": VERSION, "name_counts": dict(net._name_counts), "layers": []}
+    meta, arrays = network_payload(net)
+    meta = {"format": FORMAT, "version": VERSION, **meta}
+    return atomic_write_npz(target, meta, arrays)
+
+
+def network_payload(net: Network, prefix: str = "param/") -> tuple:
+    """``(meta, arrays)`` describing ``net``: meta holds ``name_counts`` and ``layers`` (class, name,
+    config, parameter names); arrays maps ``<prefix><layer>/<param>`` to the parameter arrays
+    (not copied).  Read back by :func:`network_from_payload`.  Also used by run checkpoints
+    (``senn_ref/runstate/``)."""
+    meta = {"name_counts": dict(net._name_counts), "layers": []}
     arrays = {}
     for layer in net.layers:
         cls = type(layer).__name__
@@ -61,7 +69,19 @@ def save(net: Network, path, overwrite: bool = False) -> str:
         meta["layers"].append({"class": cls, "name": layer.name, "config": layer.config(),
                                "params": list(layer.param_names)})
         for k in layer.param_names:
-            arrays[f"param/{layer.name}/{k}"] = layer.params[k]
+            arrays[f"{prefix}{layer.name}/{k}"] = layer.params[k]
+    return meta, arrays
+
+
+def atomic_write_npz(target: str, meta: dict, arrays: dict) -> str:
+    """Write ``meta`` (JSON, stored as the array ``meta``) and ``arrays`` to the ``.npz`` file
+    ``target`` atomically: a temporary file in the same folder is written, flushed and fsynced,
+    renamed over ``target`` in one step (``os.replace``), and the folder is fsynced so that the
+    rename itself survives a power cut.  An exception at any point removes the temporary file
+    and leaves any previous ``target`` untouched.  Returns ``target``."""
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=".senn-ref-", suffix=".npz.tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -73,7 +93,23 @@ def save(net: Network, path, overwrite: bool = False) -> str:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    fsync_dir(folder)
     return target
+
+
+def fsync_dir(folder: str) -> None:
+    """fsync a folder so that renames and deletions in it are on disk (a no-op where the
+    platform cannot open folders, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load(path) -> Network:
@@ -83,6 +119,23 @@ def load(path) -> Network:
         target = _target(target)
     if not os.path.exists(target):
         raise FileNotFoundError(f"{target}: no such file")
+    meta, arrays = read_npz(target)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{target}: not a senn-ref network checkpoint")
+    if meta.get("version") != VERSION:
+        raise ValueError(f"{target}: checkpoint version {meta.get('version')!r}; this code reads {VERSION}")
+    try:
+        return network_from_payload(meta, arrays, target)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(target):
+            raise
+        raise ValueError(f"{target}: malformed checkpoint metadata ({type(exc).__name__}: {exc})") from exc
+
+
+def read_npz(target: str) -> tuple:
+    """``(meta dict or whatever the JSON held, {name: array})`` of a ``.npz`` written by
+    :func:`atomic_write_npz`, read with ``allow_pickle=False``; ValueError starting with
+    ``target`` for anything that is not a readable archive with a JSON ``meta``."""
     # anything that is not a zip archive (a pickle, a .npy, text) is refused here, before NumPy
     # can suggest loading it "unsafely"; NumPy's own messages are not quoted when they mention
     # pickling, so the error never advises allow_pickle
@@ -96,25 +149,24 @@ def load(path) -> Network:
         with np.load(target, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             arrays = {k: np.array(data[k]) for k in data.files if k != "meta"}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+    except Exception as exc:    # noqa: BLE001 - a damaged archive fails in many ways (a flipped byte
+        # in a .npy header even reaches tokenize.TokenError); every one means "unreadable"
         if isinstance(exc, FileNotFoundError):
             raise
         detail = str(exc) if "pickle" not in str(exc).lower() else "it holds object (pickled) data"
         raise ValueError(f"{target}: not a readable senn-ref checkpoint ({detail})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{target}: not a senn-ref network checkpoint")
-    if meta.get("version") != VERSION:
-        raise ValueError(f"{target}: checkpoint version {meta.get('version')!r}; this code reads {VERSION}")
-    try:
-        layers, names = _build_layers(meta, arrays, target)
-        counts = meta.get("name_counts", {})
-        if not isinstance(counts, dict) or not all(isinstance(v, int) and v >= 0 for v in counts.values()):
-            raise ValueError(f"name_counts must map names to counters >= 0, got {counts!r}")
-        return Network.restore(layers, names, counts)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        if isinstance(exc, ValueError) and str(exc).startswith(target):
-            raise
-        raise ValueError(f"{target}: malformed checkpoint metadata ({type(exc).__name__}: {exc})") from exc
+    return meta, arrays
+
+
+def network_from_payload(meta: dict, arrays: dict, target: str) -> Network:
+    """The network described by ``meta`` (``layers``, ``name_counts``) with parameters from
+    ``arrays`` (exactly the ``param/...`` arrays: shapes, dtypes, finiteness and leftovers are
+    checked); ValueError starting with ``target`` otherwise."""
+    layers, names = _build_layers(meta, arrays, target)
+    counts = meta.get("name_counts", {})
+    if not isinstance(counts, dict) or not all(isinstance(v, int) and v >= 0 for v in counts.values()):
+        raise ValueError(f"name_counts must map names to counters >= 0, got {counts!r}")
+    return Network.restore(layers, names, counts)
 
 
 def _build_layers(meta: dict, arrays: dict, target: str):

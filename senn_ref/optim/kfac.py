@@ -35,7 +35,7 @@ import numpy as np
 from .._validate import check_positive_int, check_scalar
 from ..kfac.columns import check_options, run_columns
 from ..kfac.damping import block_inverse, factored_damping, sym_inverse
-from ..kfac.factors import KronAccumulator, kfac_layers
+from ..kfac.factors import KronAccumulator, KroneckerFactors, kfac_layers
 from ..kfac.layout import fold, has_bias, unfold
 from .state import LearningRate, check_keep_index
 from ..kfac.rational_block import RATIONAL_RCOND, RationalAccumulator, unit_gradients
@@ -292,6 +292,70 @@ class KFAC(LearningRate):
             d.pop(name, None)
         return had
 
+    # ----------------------------------------------------------- persistence
+    def state_dict(self) -> dict:
+        """Copies of everything a K-FAC step reads besides the hyperparameters:
+        ``{"optimizer": "KFAC", "t", "last_scale", "factors": {name: {"A", "G", "with_bias",
+        "n_locations"}}, "inverses": {name: (A_inv, G_inv)}, "blocks": {name: (units, 3, 3)},
+        "block_inverses": {name: (units, 3, 3)}, "rng": bit-generator state or None}``.
+        Dicts keep their order.  ``derivations/22-run-checkpoints.md`` section 2."""
+        return {"optimizer": "KFAC", "t": int(self.t), "last_scale": float(self.last_scale),
+                "factors": {k: {"A": f.A.copy(), "G": f.G.copy(), "with_bias": bool(f.with_bias),
+                                "n_locations": int(f.n_locations)} for k, f in self.factors.items()},
+                "inverses": {k: (a.copy(), g.copy()) for k, (a, g) in self.inverses.items()},
+                "blocks": {k: b.copy() for k, b in self.blocks.items()},
+                "block_inverses": {k: b.copy() for k, b in self.block_inverses.items()},
+                "rng": None if self.rng is None else self.rng.bit_generator.state}
+
+    def load_state_dict(self, d) -> None:
+        """Replace the state by copies of ``d`` (from :meth:`state_dict`) after checking all of it:
+        keys, square float64 finite factors, inverses shaped like their factors, blocks and
+        block inverses (units, 3, 3) with the same layers.  Nothing changes on an error
+        (ValueError/TypeError naming the entry).  Hyperparameters are kept."""
+        keys = {"optimizer", "t", "last_scale", "factors", "inverses", "blocks", "block_inverses", "rng"}
+        if not isinstance(d, dict) or set(d) != keys:
+            raise ValueError(f"load_state_dict: expected a dict with keys {sorted(keys)}")
+        if d["optimizer"] != "KFAC":
+            raise ValueError(f"load_state_dict: state of a {d['optimizer']} optimiser, this is KFAC")
+        t = check_positive_int(d["t"], "load_state_dict: t", minimum=0)
+        last_scale = check_scalar(d["last_scale"], "load_state_dict: last_scale", minimum=0.0)
+        factors, inverses = {}, {}
+        for name, f in _entries(d["factors"], "factors"):
+            if not isinstance(f, dict) or set(f) != {"A", "G", "with_bias", "n_locations"}:
+                raise ValueError(f"load_state_dict: factors[{name!r}] needs A, G, with_bias, n_locations")
+            A, G = _square(f["A"], f"factors[{name!r}].A"), _square(f["G"], f"factors[{name!r}].G")
+            if not isinstance(f["with_bias"], (bool, np.bool_)):
+                raise TypeError(f"load_state_dict: factors[{name!r}].with_bias must be True or False")
+            n_loc = check_positive_int(f["n_locations"], f"load_state_dict: factors[{name!r}].n_locations")
+            factors[name] = KroneckerFactors(A, G, bool(f["with_bias"]), n_loc)
+        for name, pair in _entries(d["inverses"], "inverses"):
+            if name not in factors or not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"load_state_dict: inverses[{name!r}] must be a pair for a layer with factors")
+            A_inv = _square(pair[0], f"inverses[{name!r}][0]", factors[name].A.shape[0])
+            G_inv = _square(pair[1], f"inverses[{name!r}][1]", factors[name].G.shape[0])
+            inverses[name] = (A_inv, G_inv)
+        blocks = {name: _unit_blocks(b, f"blocks[{name!r}]") for name, b in _entries(d["blocks"], "blocks")}
+        block_inverses = {}
+        for name, b in _entries(d["block_inverses"], "block_inverses"):
+            if name not in blocks:
+                raise ValueError(f"load_state_dict: block_inverses[{name!r}] has no blocks")
+            block_inverses[name] = _unit_blocks(b, f"block_inverses[{name!r}]", blocks[name].shape[0])
+        if set(block_inverses) != set(blocks):
+            raise ValueError("load_state_dict: blocks and block_inverses name different layers")
+        rng_state = d["rng"]
+        if (rng_state is None) != (self.rng is None):
+            raise ValueError(f"load_state_dict: rng state {'missing' if rng_state is None else 'given'} "
+                             f"but this optimiser {'has' if self.rng is not None else 'has no'} rng (mode {self.mode!r})")
+        if rng_state is not None:
+            probe = type(self.rng.bit_generator)()
+            try:
+                probe.state = rng_state
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ValueError(f"load_state_dict: rng: not a {type(probe).__name__} state ({exc})") from exc
+            self.rng.bit_generator.state = rng_state
+        self.t, self.last_scale = t, last_scale
+        self.factors, self.inverses, self.blocks, self.block_inverses = factors, inverses, blocks, block_inverses
+
     def __repr__(self) -> str:
         return (f"KFAC(lr={self.lr}, damping={self.damping}, weight_decay={self.weight_decay}, "
                 f"ema={self.ema}, inverse_every={self.inverse_every}, metric={self.metric!r}, "
@@ -319,3 +383,30 @@ def _pad(M, idx, fill: float) -> np.ndarray:
     new[fresh, fresh] = fill
     new[np.ix_(old, old)] = M
     return new
+
+
+def _entries(d, what: str):
+    if not isinstance(d, dict) or not all(isinstance(k, str) for k in d):
+        raise ValueError(f"load_state_dict: {what} must be a dict keyed by layer name")
+    return list(d.items())
+
+
+def _square(a, what: str, n: int | None = None) -> np.ndarray:
+    """A float64 finite (n, n) copy of ``a`` (any n when None), else an error naming ``what``."""
+    a = np.asarray(a)
+    if a.dtype != np.float64 or a.ndim != 2 or a.shape[0] != a.shape[1] or (n is not None and a.shape[0] != n):
+        raise ValueError(f"load_state_dict: {what} must be a float64 ({n if n is not None else 'n'}, "
+                         f"{n if n is not None else 'n'}) matrix, got {a.dtype} {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"load_state_dict: {what} contains NaN or infinite values")
+    return a.copy()
+
+
+def _unit_blocks(a, what: str, units: int | None = None) -> np.ndarray:
+    """A float64 finite (units, 3, 3) copy of ``a``, else an error naming ``what``."""
+    a = np.asarray(a)
+    if a.dtype != np.float64 or a.ndim != 3 or a.shape[1:] != (3, 3) or (units is not None and a.shape[0] != units):
+        raise ValueError(f"load_state_dict: {what} must be float64 (units, 3, 3), got {a.dtype} {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"load_state_dict: {what} contains NaN or infinite values")
+    return a.copy()

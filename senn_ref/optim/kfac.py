@@ -26,6 +26,9 @@ exact inverses of the padded damped factors they were computed from; with ``pi="
 are dropped and recomputed at the next step).
 Pruning: :meth:`KFAC.shrink_state` keeps the surviving rows/columns bit for bit and recomputes
 the stored inverse of every factor that lost rows (18-pruning.md section 6).
+Persistence: :meth:`KFAC.state_dict` / :meth:`KFAC.load_state_dict` copy all of the above (and
+the Monte-Carlo stream's state), checked before anything is replaced; run checkpoints store them
+(``derivations/22-run-checkpoints.md`` section 2, ``tests/test_run_state.py``).
 Tests: ``tests/test_kfac_optim.py``.
 """
 from __future__ import annotations

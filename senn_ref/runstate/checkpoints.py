@@ -7,8 +7,9 @@ numerical failures, so that the trainer only calls it at four places.
     if saved: state, log = run.restore(saved, net, opt, rngs, N)
     ... after every step:  run.step_done(step, round_ran, capture)
     ... on a non-finite loss / parameter / factor:  raise run.failure(step, what, log)
+    run.finish(next_step, capture)                          # the final state, for a later resume
 
-``capture()`` returns ``(net, opt, TrainerState, log)`` and is only called when a checkpoint is
+``capture(next_step)`` returns ``(net, opt, TrainerState, log)`` and is only called when a checkpoint is
 due: every ``every`` steps, after every step that ran an expansion round (``after_rounds``),
 when ``seconds`` have passed since the last save, and when Ctrl-C was pressed inside
 :func:`interrupt.deferred_interrupt`.  Which of these fire never changes the run: a checkpoint
@@ -98,7 +99,7 @@ class RunCheckpoints:
                              "checkpoint folder")
         self.folder = None if folder is None else os.fspath(folder)
         self.every, self.seconds, self.resume, self.after_rounds = every, seconds, bool(resume), bool(after_rounds)
-        self.quiet, self.identity, self.last_path = quiet, None, None
+        self.quiet, self.identity, self.last_path, self.last_step = quiet, None, None, None
         self.last_time = time.monotonic()
 
     def _say(self, text: str) -> None:
@@ -161,7 +162,7 @@ class RunCheckpoints:
         for rng, s in zip(rngs, state.rng_states):
             rng.bit_generator.state = s
         net.layers, net._name_counts = saved.net.layers, saved.net._name_counts
-        self.last_path = saved.path
+        self.last_path, self.last_step = saved.path, state.step
         return state, log
 
     def step_done(self, step: int, round_ran: bool, capture) -> None:
@@ -182,13 +183,19 @@ class RunCheckpoints:
         """Write the checkpoint whose next step is ``next_step`` (nothing without a folder)."""
         if self.folder is None:
             return None
-        net, opt, state, log = capture()
+        net, opt, state, log = capture(next_step)
         bad = non_finite(net, opt)
         if bad is not None:
             raise self.failure(next_step - 1, f"{bad} is not finite", log)
         self.last_path = write_run(self.folder, next_step, net, opt, state, log, self.identity)
-        self.last_time = time.monotonic()
+        self.last_time, self.last_step = time.monotonic(), next_step
         return self.last_path
+
+    def finish(self, next_step: int, capture) -> None:
+        """The checkpoint of the run's last state (unless that one is already on disk), so that a
+        resume after training only redoes what followed it."""
+        if self.folder is not None and self.last_step != next_step:
+            self.save(next_step, capture)
 
     def failure(self, step: int, what: str, log) -> NumericalFailure:
         """The error to raise for a numerical failure at ``step``; records it in ``log`` (and, with a

@@ -72,7 +72,7 @@ def overhead(task: str, quick: bool = False, seed: int = 0, budget_seconds: floa
         net, _ = train_senn(build(widths), X, Y, loss, fixed_cfg, seed=seed)
         assert architecture(net) == widths
 
-    res = compare({"senn": senn, "fixed": fixed}, baseline="fixed", warmup=1, min_rounds=3,
+    res = compare({"senn": senn, "fixed": fixed}, baseline="fixed", warmup=1, min_rounds=5,
                   max_rounds=10, rtol=0.05, budget_seconds=budget_seconds, label=f"senn overhead, {task}")
     return {"task": task, "ratio": res["senn"].ratio, "cell": ratio_cell(res["senn"]), "stable": res.stable,
             "rounds": res.rounds, "senn_seconds": res["senn"].seconds, "fixed_seconds": res["fixed"].seconds,

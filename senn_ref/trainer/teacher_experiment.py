@@ -71,7 +71,7 @@ def senn_run(seed: int, steps: int = STEPS, config=None, **changes) -> dict:
     """``train_senn`` from ``mlp([1, 1, 1], seed=seed)`` on teacher ``seed`` for ``steps`` steps.
 
     ``config``: a SENNConfig (None = the defaults), with ``steps`` and ``changes`` applied, quiet.
-    Returns {seed, steps, test_mse, train_mse, inside_mse, widths, additions, seconds, log}.
+    Returns {seed, steps, test_mse, train_mse, inside_mse, widths, additions, seconds, log, net}.
     ``derivations/21-trainer.md`` section 4; ``tests/test_teacher.py``."""
     from .config import SENNConfig
     from .train_senn import train_senn
@@ -85,7 +85,7 @@ def senn_run(seed: int, steps: int = STEPS, config=None, **changes) -> dict:
     return {"seed": seed, "steps": steps, "test_mse": mse_of(net, Xt, Yt), "train_mse": mse_of(net, X, Y),
             "inside_mse": inside_mse(net, X, Xt, Yt),
             "widths": log.final["widths"], "additions": log.count(accepted=True), "seconds": dt,
-            "log": log}
+            "log": log, "net": net}
 
 
 def teacher_table(seeds=range(5), widths=WIDTHS, steps: int = STEPS, config=None, senn: bool = True,

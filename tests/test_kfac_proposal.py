@@ -33,6 +33,14 @@ def _maxpool_case(seed=0, N=10):
     return net, rng.standard_normal((N,) + net.in_shape), rng.standard_normal((N, 2)), mse()
 
 
+def _case(name):
+    """(net, X, Y, loss) of a grow_cases case at seed 0, or of the max-pooling case."""
+    if name == "maxpool":
+        return _maxpool_case()
+    c = make_case(name, 0)
+    return c.net, c.X, c.Y, c.loss
+
+
 def _grown(net, layer, W, b, act):
     """A copy of ``net`` grown by ``add_neurons`` with one candidate (k units) and its record."""
     g = net.copy()
@@ -168,11 +176,7 @@ CAND_CASES = [("mlp_rational", 0), ("mlp_tanh", 0), ("mlp_silu", 0), ("conv_flat
 
 @pytest.mark.parametrize("name, layer", CAND_CASES)
 def test_candidate_gradients_match_finite_differences(name, layer):
-    if name == "maxpool":
-        net, X, Y, loss = _maxpool_case()
-    else:
-        c = make_case(name, 0)
-        net, X, Y, loss = c.net, c.X, c.Y, c.loss
+    net, X, Y, loss = _case(name)
     ctx = WidthProposals(net, X, Y, loss, layer, damping=0.01)
     W, b, act = ctx.random_candidates(2, np.random.default_rng(3), k=2)
     sc = ctx.score(W, b, act, grad=True)
@@ -191,11 +195,7 @@ def test_kernel_grad_equals_einsum(name, layer):
     CandidatePath.backward on real tapes (dense and conv producers, k = 2) and on random arrays
     with T_p > 1: equal to 1e-12 relative (the same sums in another order)."""
     from senn_ref.grow.candidate_path import kernel_grad
-    if name == "maxpool":
-        net, X, Y, loss = _maxpool_case()
-    else:
-        c = make_case(name, 0)
-        net, X, Y, loss = c.net, c.X, c.Y, c.loss
+    net, X, Y, loss = _case(name)
     ctx = WidthProposals(net, X, Y, loss, layer, damping=0.01)
     cp = ctx.candidates
     W, b, act = ctx.random_candidates(5, np.random.default_rng(4), k=2)
@@ -225,11 +225,7 @@ def test_lower_bound_only_path_gives_the_same_numbers(name, layer):
     from senn_ref.grow.candidate_path import candidate_rational
     from senn_ref.grow.kfac_proposal import _psd_pinv, _psd_pinv_top
     from senn_ref.layers.rational import rational_partials
-    if name == "maxpool":
-        net, X, Y, loss = _maxpool_case()
-    else:
-        c = make_case(name, 0)
-        net, X, Y, loss = c.net, c.X, c.Y, c.loss
+    net, X, Y, loss = _case(name)
     ctx = WidthProposals(net, X, Y, loss, layer, damping=0.01)
     for k in (1, 2):
         W, b, act = ctx.random_candidates(4, np.random.default_rng(7), k=k)

@@ -9,7 +9,7 @@ numerical failures, so that the trainer only calls it at four places.
     ... on a non-finite loss / parameter / factor:  raise run.failure(step, what, log)
     run.finish(next_step, capture)                          # the final state, for a later resume
 
-``capture(next_step)`` returns ``(net, opt, TrainerState, log)`` and is only called when a checkpoint is
+``capture(next_step)`` returns ``(net, opt, TrainerState, log[, callback])`` and is only called when a checkpoint is
 due: every ``every`` steps, after every step that ran an expansion round (``after_rounds``),
 when ``seconds`` have passed since the last save, and when Ctrl-C was pressed inside
 :func:`interrupt.deferred_interrupt`.  Which of these fire never changes the run: a checkpoint
@@ -31,7 +31,7 @@ from ..demo_regression import check_out_dir
 from ..optim.kfac import KFAC
 from . import interrupt
 from .files import list_runs, read_run, write_run
-from .state import restore_log, restore_optimizer_state, restore_trainer
+from .state import restore_callback, restore_log, restore_optimizer_state, restore_trainer
 
 
 class NumericalFailure(FloatingPointError):
@@ -145,20 +145,27 @@ class RunCheckpoints:
         self._say(f"resume: continuing from {path} (step {step})")
         return saved
 
-    def restore(self, saved, net, opt, rngs, n_examples):
-        """Load ``saved`` into the fresh optimiser ``opt``, the random streams ``rngs`` and ``net``
-        (whose layers are replaced by the saved ones); returns ``(TrainerState, SENNLog)``.
-        Everything is checked before anything is changed."""
+    def restore(self, saved, net, opt, rngs, n_examples, callback=None):
+        """Load ``saved`` into the fresh optimiser ``opt``, the random streams ``rngs``, ``net``
+        (whose layers are replaced by the saved ones) and a callback with ``load_state_dict``;
+        returns ``(TrainerState, SENNLog)``.  Everything is checked before anything is changed."""
         state = restore_trainer(saved.trainer, saved.arrays, n_examples, len(rngs), saved.path)
         log = restore_log(saved.log, saved.path)
         opt_state = restore_optimizer_state(saved.optimizer, saved.arrays, opt, saved.path)
-        used = {"trainer/order"} | {k for k in saved.arrays if k.startswith("opt/")}
+        cb_state = restore_callback(saved.callback, saved.arrays, saved.path)
+        if (cb_state is not None) != hasattr(callback, "load_state_dict"):
+            raise ValueError(f"{saved.path}: the checkpoint {'holds' if cb_state is not None else 'has no'} "
+                             f"callback state but the callback {'has no' if cb_state is not None else 'has a'} "
+                             f"load_state_dict")
+        used = {"trainer/order"} | {k for k in saved.arrays if k.startswith(("opt/", "callback/"))}
         if set(saved.arrays) != used:
             raise ValueError(f"{saved.path}: arrays {sorted(set(saved.arrays) - used)} belong to nothing")
         try:
             opt.load_state_dict(opt_state)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{saved.path}: optimiser state: {exc}") from exc
+        if cb_state is not None:
+            callback.load_state_dict(cb_state)
         for rng, s in zip(rngs, state.rng_states):
             rng.bit_generator.state = s
         net.layers, net._name_counts = saved.net.layers, saved.net._name_counts
@@ -183,11 +190,12 @@ class RunCheckpoints:
         """Write the checkpoint whose next step is ``next_step`` (nothing without a folder)."""
         if self.folder is None:
             return None
-        net, opt, state, log = capture(next_step)
+        net, opt, state, log, *callback = capture(next_step)
         bad = non_finite(net, opt)
         if bad is not None:
             raise self.failure(next_step - 1, f"{bad} is not finite", log)
-        self.last_path = write_run(self.folder, next_step, net, opt, state, log, self.identity)
+        self.last_path = write_run(self.folder, next_step, net, opt, state, log, self.identity,
+                                   callback[0] if callback else None)
         self.last_time, self.last_step = time.monotonic(), next_step
         return self.last_path
 

@@ -4,8 +4,9 @@ File ``<folder>/run-<step, 8 digits>.npz`` (``format = "senn-ref-run"``, ``versi
 
 * member ``meta``: JSON with ``format``, ``version``, ``identity`` (the run's config, seed and
   SHA-256 fingerprints of the data and of the starting network), ``network`` (as in
-  ``senn_ref.checkpoint``), ``optimizer``, ``trainer`` and ``log`` (``state.py``);
-* arrays ``param/<layer>/<name>`` (network), ``opt/...`` (optimiser), ``trainer/order``;
+  ``senn_ref.checkpoint``), ``optimizer``, ``trainer``, ``log`` and ``callback`` (``state.py``);
+* arrays ``param/<layer>/<name>`` (network), ``opt/...`` (optimiser), ``trainer/order``,
+  ``callback/<name>/<layer>/<param>`` (networks the callback keeps);
 * member ``digest``: SHA-256 over the meta text and every array's name, dtype, shape and bytes,
   so a flipped byte that the zip CRC does not catch is still refused.
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from ..checkpoint import atomic_write_npz, fsync_dir, network_from_payload, network_payload, read_npz
 from ..network import Network
-from .state import TrainerState, log_payload, optimizer_payload
+from .state import TrainerState, callback_payload, log_payload, optimizer_payload
 
 FORMAT, VERSION = "senn-ref-run", 1
 #: how many checkpoints a folder keeps (the newest ones)
@@ -41,8 +42,9 @@ class RunFile:
     """A checkpoint read and checked by :func:`read_run`; nothing live has been touched.
 
     net : the saved :class:`Network`; identity / optimizer / trainer / log : the meta parts;
-    arrays : every array of the file (``opt/...`` and ``trainer/...`` are still to be checked
-    by ``state.restore_*`` against the run that resumes); path : the file."""
+    arrays : every array of the file (``opt/...``, ``trainer/...`` and ``callback/...`` are still
+    to be checked by ``state.restore_*`` against the run that resumes); callback : the callback's
+    meta part (None without one); path : the file."""
     path: str
     net: Network
     identity: dict
@@ -50,6 +52,7 @@ class RunFile:
     trainer: dict
     log: dict
     arrays: dict
+    callback: dict | None = None
 
 
 def run_path(folder, step: int) -> str:
@@ -76,16 +79,18 @@ def digest(meta_text: str, arrays: dict) -> str:
     return h.hexdigest()
 
 
-def write_run(folder, step: int, net, opt, trainer: TrainerState, log, identity: dict) -> str:
+def write_run(folder, step: int, net, opt, trainer: TrainerState, log, identity: dict, callback=None) -> str:
     """Write the checkpoint of ``step`` atomically, then delete all but the newest :data:`KEEP`.
-    Returns its path."""
+    ``callback``: stored too when it has ``state_dict``.  Returns the path."""
     net_meta, arrays = network_payload(net)
     opt_meta, opt_arrays = optimizer_payload(opt)
     tr_meta, tr_arrays = trainer.payload()
+    cb_meta, cb_arrays = callback_payload(callback)
     arrays.update(opt_arrays)
     arrays.update(tr_arrays)
+    arrays.update(cb_arrays)
     meta = {"format": FORMAT, "version": VERSION, "identity": identity, "network": net_meta,
-            "optimizer": opt_meta, "trainer": tr_meta, "log": log_payload(log)}
+            "optimizer": opt_meta, "trainer": tr_meta, "log": log_payload(log), "callback": cb_meta}
     text = json.dumps(meta)
     meta["digest"] = digest(text, arrays)
     # the digest covers the meta text as written without it; read_run recomputes it the same way
@@ -127,4 +132,5 @@ def read_run(path) -> RunFile:
         if isinstance(exc, ValueError) and str(exc).startswith(target):
             raise
         raise ValueError(f"{target}: malformed network in run checkpoint ({type(exc).__name__}: {exc})") from exc
-    return RunFile(target, net, meta["identity"], meta["optimizer"], meta["trainer"], meta["log"], others)
+    return RunFile(target, net, meta["identity"], meta["optimizer"], meta["trainer"], meta["log"], others,
+                   meta.get("callback"))

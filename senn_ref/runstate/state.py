@@ -6,7 +6,9 @@
 * the optimiser - SGD / Adam / NGD-CG slots (``optim/state.py``) or the K-FAC running factors,
   inverses, rational blocks, step count and scale (``optim/kfac.py``);
 * the log - :class:`senn_ref.trainer.SENNLog` as JSON that keeps every float exactly (``repr``
-  round trip, non-finite values as JSON's ``NaN`` / ``Infinity``).
+  round trip, non-finite values as JSON's ``NaN`` / ``Infinity``);
+* the callback's own state, when the callback has ``state_dict()`` / ``load_state_dict(d)``
+  (``d = {"info": JSON value, "networks": {name: Network}}``; the demos keep figure snapshots so).
 
 ``meta`` parts are plain JSON values; array parts are float64/int64 arrays named under a prefix
 (``opt/`` for the optimiser, ``trainer/`` for the trainer).  Every ``restore_*`` function
@@ -180,3 +182,38 @@ def restore_log(meta, target: str):
         if not isinstance(meta[key], kind):
             raise ValueError(f"{target}: log field {key} must be a {kind.__name__}")
     return SENNLog(**meta)
+
+
+def callback_payload(callback) -> tuple:
+    """``(meta, arrays)`` of ``callback.state_dict()`` (arrays under ``callback/<name>/``), or
+    ``(None, {})`` for a callback without state."""
+    from ..checkpoint import network_payload
+    if not hasattr(callback, "state_dict"):
+        return None, {}
+    d = callback.state_dict()
+    meta, arrays = {"info": jsonable(d.get("info")), "networks": {}}, {}
+    for name, net in d.get("networks", {}).items():
+        net_meta, net_arrays = network_payload(net, prefix=f"callback/{name}/")
+        meta["networks"][str(name)] = net_meta
+        arrays.update(net_arrays)
+    return meta, arrays
+
+
+def restore_callback(meta, arrays: dict, target: str):
+    """``{"info", "networks": {name: Network}}`` saved by :func:`callback_payload` (None if none)."""
+    from ..checkpoint import network_from_payload
+    if meta is None:
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("networks"), dict):
+        raise ValueError(f"{target}: malformed callback state")
+    nets = {}
+    for name, net_meta in meta["networks"].items():
+        prefix = f"callback/{name}/"
+        own = {"param/" + k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        try:
+            nets[name] = network_from_payload(net_meta, own, target)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            if isinstance(exc, ValueError) and str(exc).startswith(target):
+                raise
+            raise ValueError(f"{target}: malformed callback network {name!r} ({exc})") from exc
+    return {"info": meta.get("info"), "networks": nets}

@@ -56,6 +56,9 @@ def test_moons_inserts_a_layer(tmp_path):
     assert s["baselines"]["fixed_start"]["hidden_widths"] == []
 
 
+# with tau = 0.007 the conv net grows within the quick run, and NGD-CG then reaches its iteration
+# cap on some steps (a trainer warning, reported; not what this test checks)
+@pytest.mark.filterwarnings("ignore::senn_ref.natural_gradient.CGWarning")
 def test_digits_teacher_conv_quick(tmp_path):
     s, _ = run_cli(tmp_path, "digits", "--steps", "20")
     assert s["final_test_accuracy"] > 0.15                    # 20 steps: measured 0.24 (chance 0.1)

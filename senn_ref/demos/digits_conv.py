@@ -8,7 +8,8 @@ offered by the trainer, see ``grow.insert_layer.depth_supported``).  SENNConfig 
 sets: ``depth=True`` (layer growth is part of the experiment), ``max_width=32`` (channels per
 layer), ``weight_decay=1e-3`` and ``tau=0.007`` (the paper's MNIST values; with the default
 tau = 1 no channel was added in the first 90 steps), ``steps=200``.  ``--quick`` (CI):
-300 training images, 13 steps, a round every 6 steps (``expand_every=6``).
+300 training images, 13 steps and ``QUICK`` (a round every 6 steps, at most 2 additions per
+round, 20 candidates).  In the full run (seed 0) one round added 30 channels/units at step 30.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from ..datasets import digits
 from ..trainer import SENNConfig
 from .task import Task
 
+#: --quick (CI smoke run) only: a round every 6 steps, at most 2 additions per round, 20 candidates
+QUICK = {"expand_every": 6, "max_additions_per_round": 2, "n_candidates": 20}
 NAME = "digits-conv"
 SUMMARY = "conv net on the 8x8 digits from 4+4 channels: channel and layer growth"
 OPTIONS = {}
@@ -50,7 +53,7 @@ def task(seed: int = 0, quick: bool = False) -> Task:
     return Task(X, y, Xt, yt, losses.softmax_cross_entropy(), True,
                 start=lambda: convnet(8, channels=(4, 4), seed=seed), build=build,
                 config=SENNConfig(steps=200, depth=True, max_width=32, weight_decay=1e-3, tau=0.007,
-                                  expand_every=6 if quick else 30), quick_steps=13,
+                                  **(QUICK if quick else {})), quick_steps=13,
                 config_notes=notes, info={"n_train": int(y.size), "n_test": int(yt.size)})
 
 

@@ -86,6 +86,21 @@ def test_non_recursive_rounds_add_at_most_one_unit_and_capacity_is_respected():
     assert res.additions == 2
 
 
+def test_eta_after_is_the_kfac_score_of_the_final_network_bit_for_bit():
+    """eta_after is reused from the last scoring when nothing was added after it, recomputed when
+    the round ended on an addition (recursive=False, max_additions_per_round); either way it is
+    exactly kfac_eta of the network the round leaves."""
+    from senn_ref.kfac import kfac_eta
+    net, X, Y, loss = _growing_case()
+    for kw in ({}, {"recursive": False}, {"max_additions_per_round": 2}, {"tau": 1e6}):
+        trial = net.copy()
+        res = expansion_round(trial, X, Y, loss, _config(tau=kw.pop("tau", 0.05), alpha_rel=1e-3, **kw),
+                              np.random.default_rng(0))
+        again = float(kfac_eta(trial, X, Y, loss, damping=0.1)[0])
+        assert res.eta_after == again, (kw, res.additions, res.eta_after, again)
+        assert (res.additions == 0) == (res.eta_after == res.eta_before)
+
+
 def test_width_cooldown_skips_rounds_after_an_addition():
     net, X, Y, loss = _growing_case()
     cfg = _config(tau=0.05, alpha_rel=1e-3, width_cooldown=2)

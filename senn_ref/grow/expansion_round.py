@@ -137,6 +137,7 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
         else:
             det = None
             eta_net, per_layer = kfac_eta(net, X, Y, loss, damping=damping, metric=metric)
+        scored_is_current = True            # eta_net is the score of the network as it is now
         if result.additions == 0:
             result.eta_before = float(eta_net)
         result.seconds_score += time.perf_counter() - t0
@@ -188,6 +189,7 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
         iteration = result.additions
         if chosen is not None:
             growth = apply_proposal(net, proposals[chosen], optimizer)
+            scored_is_current = False
             result.growths.append(growth)
             result.additions += 1
             added_width |= proposals[chosen].kind == "width"
@@ -206,6 +208,8 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
             depth_ok = False                # no second insertion within the round
     if config.gain == "exact":
         result.eta_after = float(_score.eta(net, X, Y, loss, damping=damping, metric=metric))
+    elif scored_is_current:                 # nothing added since the last K-FAC score: the same number
+        result.eta_after = float(eta_net)
     else:
         result.eta_after = float(kfac_eta(net, X, Y, loss, damping=damping, metric=metric)[0])
     state.width_wait = config.width_cooldown if added_width else max(0, state.width_wait - 1)

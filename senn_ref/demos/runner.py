@@ -116,6 +116,7 @@ def run_demo_threads(name: str = "regression1d", out: str = "senn-ref-demo/regre
 
 
 def measure_widths(net) -> list:
+    """Units per hidden layer of ``net`` (the trainer's ``architecture``)."""
     from ..grow.expansion_round import architecture
     return architecture(net)
 

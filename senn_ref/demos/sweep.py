@@ -41,6 +41,7 @@ def parse_seeds(text: str) -> list:
 
 
 def _value(text: str):
+    """A --set value typed: int, float, true/false/none, else the text."""
     for kind in (int, float):
         try:
             return kind(text)
@@ -74,6 +75,7 @@ def settings_grid(sets: dict) -> list:
 
 
 def label(setting: dict) -> str:
+    """"key=value,key=value" of a setting ("default" when empty): the table's row name."""
     return ",".join(f"{k}={v}" for k, v in setting.items()) or "default"
 
 

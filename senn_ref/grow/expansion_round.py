@@ -100,7 +100,8 @@ def exact_gain_of(net, X, Y, loss, proposal, damping, metric, eta_before: float)
 
 def apply_proposal(net, proposal, optimizer=None):
     """Apply a :class:`Proposal` in place through ``add_neurons`` (width) or ``insert_layer``
-    (depth), carrying ``optimizer``'s state; returns the Growth record."""
+    (depth), carrying ``optimizer``'s state; returns the Growth record.
+    ``derivations/19-criterion.md`` section 4."""
     p = proposal.params
     if proposal.kind == "width":
         from .add_neurons import add_neurons
@@ -115,6 +116,7 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
 
     X (N,) + in_shape, Y targets (the scoring batch); config a validated SENNConfig; rng a
     numpy Generator (candidates and Langevin noise).  Returns a :class:`RoundResult`.
+    ``derivations/19-criterion.md`` section 4.
     """
     state = RoundState() if state is None else state
     damping, metric = config.scoring_damping, config.metric

@@ -66,7 +66,8 @@ def _split_width(p: dict):
 
 def search_subset(N: int, search_batch: int | None, rng) -> np.ndarray | None:
     """Row indices (search_batch,) of the examples the search optimises on, drawn without
-    replacement from ``rng`` (sorted), or None when ``search_batch`` is None or >= N."""
+    replacement from ``rng`` (sorted), or None when ``search_batch`` is None or >= N.
+    ``derivations/20-proposal-search.md`` section 3."""
     if search_batch is None or search_batch >= N:
         return None
     return np.sort(rng.choice(N, search_batch, replace=False))
@@ -129,7 +130,8 @@ def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, 
 
 def clip_singular_values(B: np.ndarray, floor: float = DEPTH_SV_FLOOR) -> np.ndarray:
     """``B`` (C, k, k) with every singular value raised to at least ``floor`` times their mean
-    (one batched SVD); keeps candidate insertions invertible."""
+    (one batched SVD); keeps candidate insertions invertible.
+    ``derivations/20-proposal-search.md`` section 3."""
     U, S, Vt = np.linalg.svd(B)
     S = np.maximum(S, floor * S.mean(axis=1, keepdims=True))
     return np.einsum("cij,cj,cjk->cik", U, S, Vt)
@@ -137,7 +139,8 @@ def clip_singular_values(B: np.ndarray, floor: float = DEPTH_SV_FLOOR) -> np.nda
 
 def depth_candidates(k: int, n: int, rng, scale: float = 0.5):
     """``n`` candidates ``(B (n, k, k), s (n, k))``: the identity (B = I, s = 0) first, then
-    ``B = I + scale G / sqrt(k)`` with ``G`` standard normal and ``s ~ N(0, scale^2)``."""
+    ``B = I + scale G / sqrt(k)`` with ``G`` standard normal and ``s ~ N(0, scale^2)``.
+    ``derivations/20-proposal-search.md`` section 3."""
     B = np.broadcast_to(np.eye(k), (n, k, k)).copy()
     s = np.zeros((n, k))
     if n > 1:

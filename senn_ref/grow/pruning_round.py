@@ -28,7 +28,8 @@ def pruning_round(net, X, Y, loss, config, optimizer=None, step: int = 0, round_
 
     X (N,) + in_shape, Y the targets of the scoring batch; config a validated SENNConfig
     (``prune_tau``, ``min_width``, ``gain``, ``scoring_damping``, ``metric``, ``recursive``);
-    optimizer: its state is shrunk alongside (``prune_neurons``)."""
+    optimizer: its state is shrunk alongside (``prune_neurons``).
+    ``derivations/18-pruning.md`` section 7."""
     from .prune_neurons import prune_neurons
     from .pruning import obs_compensation, pruning_scores
     curvature = "exact" if config.gain == "exact" else "kfac"

@@ -34,6 +34,11 @@ from .files import list_runs, read_run, write_run
 from .state import restore_callback, restore_log, restore_optimizer_state, restore_trainer
 
 
+class CheckpointError(ValueError):
+    """A run checkpoint cannot be resumed: unreadable, corrupt, of another version or of another
+    run.  The message starts with the file's path."""
+
+
 class NumericalFailure(FloatingPointError):
     """A non-finite loss, parameter, gradient or curvature factor stopped the run.  ``step``: where;
     ``checkpoint``: the last good checkpoint (None without a folder); ``log``: the run's log, whose
@@ -134,21 +139,30 @@ class RunCheckpoints:
         except ValueError as exc:
             older = f"; the previous checkpoint {runs[-2][1]} may be loadable: move {path} away " \
                     f"to resume from it" if len(runs) > 1 else ""
-            raise ValueError(f"{exc}{older}") from exc
+            raise CheckpointError(f"{exc}{older}") from exc
         diff = [k for k in ("seed", "data", "start_network") if saved.identity.get(k) != self.identity[k]]
         old_cfg = saved.identity.get("config", {})
         diff += [f"config.{k} ({old_cfg.get(k)!r} in the file, {v!r} now)"
                  for k, v in self.identity["config"].items() if old_cfg.get(k) != v]
         if diff:
-            raise ValueError(f"{path}: belongs to a different run (differs in {', '.join(diff)}); resume "
-                             f"with the original settings or use another checkpoint_dir")
+            raise CheckpointError(f"{path}: belongs to a different run (differs in {', '.join(diff)}); "
+                                  f"resume with the original settings or use another checkpoint_dir")
         self._say(f"resume: continuing from {path} (step {step})")
         return saved
 
     def restore(self, saved, net, opt, rngs, n_examples, callback=None):
         """Load ``saved`` into the fresh optimiser ``opt``, the random streams ``rngs``, ``net``
         (whose layers are replaced by the saved ones) and a callback with ``load_state_dict``;
-        returns ``(TrainerState, SENNLog)``.  Everything is checked before anything is changed."""
+        returns ``(TrainerState, SENNLog)``.  Everything is checked before anything is changed
+        (:class:`CheckpointError` otherwise)."""
+        try:
+            return self._restore(saved, net, opt, rngs, n_examples, callback)
+        except ValueError as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(str(exc)) from exc
+
+    def _restore(self, saved, net, opt, rngs, n_examples, callback):
         state = restore_trainer(saved.trainer, saved.arrays, n_examples, len(rngs), saved.path)
         log = restore_log(saved.log, saved.path)
         opt_state = restore_optimizer_state(saved.optimizer, saved.arrays, opt, saved.path)

@@ -95,7 +95,9 @@ class RunCheckpoints:
         if every is not None:
             check_positive_int(every, "checkpoint_every")
         if seconds is not None:
-            check_scalar(seconds, "checkpoint_seconds", minimum=0.0, strict=True)
+            if not isinstance(seconds, (int, float, np.integer, np.floating)):
+                raise TypeError(f"checkpoint_seconds: expected a number of seconds, got {type(seconds).__name__}")
+            seconds = check_scalar(seconds, "checkpoint_seconds", minimum=0.0, strict=True)
         for name, flag in (("resume", resume), ("after_rounds", after_rounds)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"{name}: expected True or False, got {flag!r}")
@@ -126,9 +128,13 @@ class RunCheckpoints:
                 raise OSError(f"checkpoint_dir: {exc}".replace("out_dir: ", "")) from exc
 
     def resume_from(self):
-        """The newest checkpoint of this run (a :class:`files.RunFile`), or None to start afresh."""
+        """The newest checkpoint of this run (a :class:`files.RunFile`), or None to start afresh.
+        Temporary files of writes that a kill interrupted are deleted first."""
         if not self.resume:
             return None
+        for name in os.listdir(self.folder):      # torn writes of a killed run: never read, removed
+            if name.startswith(".senn-ref-") and name.endswith(".npz.tmp"):
+                os.remove(os.path.join(self.folder, name))
         runs = list_runs(self.folder)
         if not runs:
             self._say(f"resume: no checkpoint in {self.folder} yet; starting from step 0")

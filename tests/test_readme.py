@@ -38,3 +38,29 @@ def test_readme_kfac_dense_layers_sentence():
     assert np.isclose(dense_only, per_layer["dense0"] + per_layer["dense1"], rtol=1e-12)
     assert f"{dense_only:.4f}" == dense and f"{score.ceiling(net, X, Y, losses.mse()):.4f}" == ceil
     assert "include_rational=True" in text and dense_only > float(ceil) and total > dense_only
+
+
+def test_readme_growth_example_output():
+    """The "Growing a network" example prints what the README shows, and the sentence after it
+    quotes the same network kept at one unit (``SENNConfig(width=False)``) correctly."""
+    import senn_ref
+    from senn_ref import losses
+    from senn_ref.datasets import teacher_regression
+    text = README.read_text()
+    section = text[text.index("## Growing a network"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    shown = re.search(r"```python\n.*?```\s*prints[^`]*```\n(.*?)```", section, re.S).group(1)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        exec(compile(code, "README growth example", "exec"), {})
+    assert buf.getvalue() == shown, (buf.getvalue(), shown)
+    quoted, ratio = re.search(r"reaches a test MSE of\s+([0-9.e+-]+) \(`SENNConfig\(width=False\)`\), "
+                              r"([0-9]+) times worse", section).groups()
+    X, Y, X_test, Y_test, _ = teacher_regression(seed=0)
+    net = senn_ref.mlp([1, 1, 1], activation="rational", seed=0)
+    config = senn_ref.SENNConfig(steps=600, quiet=True, width=False)
+    net, log = senn_ref.train_senn(net, X, Y, losses.mse(), config, seed=0)
+    fixed = losses.mse().value(net.forward(X_test), Y_test)
+    grown = float(shown.splitlines()[2].split()[-1])
+    assert log.final["widths"] == [1] and f"{fixed:.3e}" == quoted
+    assert round(fixed / grown) == int(ratio)

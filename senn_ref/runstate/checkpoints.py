@@ -98,7 +98,7 @@ class RunCheckpoints:
             if not isinstance(seconds, (int, float, np.integer, np.floating)):
                 raise TypeError(f"checkpoint_seconds: expected a number of seconds, got {type(seconds).__name__}")
             seconds = check_scalar(seconds, "checkpoint_seconds", minimum=0.0, strict=True)
-        for name, flag in (("resume", resume), ("after_rounds", after_rounds)):
+        for name, flag in (("resume", resume), ("checkpoint_rounds", after_rounds)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"{name}: expected True or False, got {flag!r}")
         if folder is None and (resume or every is not None or seconds is not None):

@@ -57,3 +57,14 @@ def test_decide_refuses_negative_scores():
         decide(0.1, -1.0, 1.0, 1.0, 0.01)
     with pytest.raises(ValueError, match="cost"):
         decide(0.1, 1.0, 1.0, 1.0, 0.01, cost=0.0)
+
+
+def test_the_absolute_threshold_scales_with_lambda():
+    # alpha = alpha_rel * lambda: the same gain passes under a small ceiling and fails under a large one
+    d = decide(0.05, 0.01, 2.0, 1.0, 0.01)
+    assert d.alpha == pytest.approx(0.02, rel=1e-15) and d.accepted
+    d = decide(0.05, 0.01, 10.0, 1.0, 0.01)
+    assert d.alpha == pytest.approx(0.1, rel=1e-15) and not d.passes_absolute and not d.accepted
+    # both tests are strict inequalities
+    assert not decide(0.02, 0.01, 2.0, 1.0, 0.01).passes_absolute
+    assert not decide(0.01, 0.01, 2.0, 1.0, 1e-3).passes_relative

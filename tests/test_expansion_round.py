@@ -120,3 +120,92 @@ def test_layer_eta_c_accepts_against_the_consumer_score(gain):
     for e in res.events:
         assert e["eta_c"] <= e["eta_network"] * (1 + 1e-9) + 1e-15, e
         assert e["passed"] == (e["score"] > 0.05 * e["eta_c"] and e["score"] > e["alpha"])
+
+
+def test_round_events_log_the_decision_they_claim():
+    """Depth and width together, every decision model: lambda is the ceiling of the net the round
+    started from, alpha = alpha_rel * lambda, the score is the model's gain over depth_cost, eta_c is
+    the score of the model derivations/19 section 3 names (checked at the first iteration against a
+    fresh computation), and the applied proposal is the best-scoring passing one."""
+    from senn_ref import score as S
+    from senn_ref.grow.expansion_round import _layer_indices
+    from senn_ref.grow.structure import hidden_path
+    from senn_ref.kfac import kfac_eta
+    checked_best = 0
+    for gain in ("lower_bound", "kfac", "exact"):
+        for eta_c in ("network", "layer"):
+            for seed in (1, 3):
+                net, X, Y, loss = random_case(seed)
+                ref = net.copy()
+                cfg = _config(tau=0.05, alpha_rel=1e-3, gain=gain, eta_c=eta_c, depth=True, depth_cost=3.0,
+                              n_candidates=5, search_steps=2, max_additions_per_round=4)
+                res = expansion_round(net, X, Y, loss, cfg, np.random.default_rng(seed))
+                lam = S.ceiling(ref, X, Y, loss)
+                assert res.lam == pytest.approx(lam, rel=1e-13)
+                total, per = kfac_eta(ref, X, Y, loss, damping=0.1)
+                det = S.eta_exact_details(ref, X, Y, loss, damping=0.1)
+                kinds = {e["kind"] for e in res.events}
+                assert kinds == {"width", "depth"}, kinds
+                for it in sorted({e["iteration"] for e in res.events}):
+                    evs = [e for e in res.events if e["iteration"] == it]
+                    passed = [e for e in evs if e["passed"]]
+                    acc = [e for e in evs if e["accepted"]]
+                    assert len(acc) == (1 if passed else 0)
+                    if passed:
+                        assert acc[0]["score"] == max(e["score"] for e in passed)
+                        checked_best += len(passed) > 1
+                    for e in evs:
+                        assert e["lambda"] == res.lam and e["alpha"] == pytest.approx(1e-3 * lam, rel=1e-13)
+                        raw = {"lower_bound": e["lower_bound"], "exact": e["exact_gain"],
+                               "kfac": e["lower_bound"] if e["kfac_gain"] is None else e["kfac_gain"]}[gain]
+                        assert e["score"] == pytest.approx(raw / (3.0 if e["kind"] == "depth" else 1.0), rel=1e-14)
+                        if it > 0:
+                            continue
+                        cons = hidden_path(ref, e["index"]).consumer if e["kind"] == "width" else e["index"]
+                        name = ref.layers[cons].name
+                        if gain == "exact" and eta_c == "layer":
+                            idx = _layer_indices(ref, name)
+                            F = det.F[np.ix_(idx, idx)] + 0.1 * np.eye(idx.size)
+                            want = float(det.g[idx] @ np.linalg.solve(F, det.g[idx]))
+                        elif gain == "exact" or (e["kind"] == "depth" and eta_c == "network"):
+                            want = det.eta
+                        else:
+                            want = per[name] if eta_c == "layer" else total
+                        assert e["eta_c"] == pytest.approx(want, rel=1e-9), (gain, eta_c, e["kind"])
+    assert checked_best >= 3, "too few iterations with several passing proposals"
+
+
+def test_depth_and_width_cooldowns_count_rounds_and_expire():
+    net, X, Y, loss = _growing_case()
+    for depth in (False, True):        # depth on (never accepted): the cooling rounds still score
+        cfg = _config(tau=0.05, alpha_rel=1e-3, width_cooldown=1, max_additions_per_round=1, depth=depth,
+                      depth_cost=1e12)
+        state, trial = RoundState(), net.copy()
+        counts = [expansion_round(trial, X, Y, loss, cfg, np.random.default_rng(r), state=state).additions
+                  for r in range(3)]
+        assert counts == [1, 0, 1], (depth, counts)
+    # depth: random_case(10) inserts 3 layers in one round without a cooldown; with depth_cooldown=1
+    # a round inserts one, and the next round proposes none
+    kw = dict(tau=0.05, alpha_rel=1e-3, depth=True, width=False, depth_cost=1.0, max_layers=6,
+              n_candidates=4, search_steps=2)
+    net, X, Y, loss = random_case(10)
+    assert expansion_round(net.copy(), X, Y, loss, _config(depth_cooldown=0, **kw),
+                           np.random.default_rng(10)).additions >= 2
+    state = RoundState()
+    r0 = expansion_round(net, X, Y, loss, _config(depth_cooldown=1, **kw), np.random.default_rng(10), state=state)
+    assert r0.additions == 1 and state.depth_wait == 1
+    r1 = expansion_round(net, X, Y, loss, _config(depth_cooldown=1, **kw), np.random.default_rng(10), state=state)
+    assert r1.additions == 0 and not r1.events and state.depth_wait == 0
+
+
+def test_max_layers_limits_insertions():
+    net, X, Y, loss = random_case(1)
+    from senn_ref.grow.expansion_round import num_linear_layers
+    n0 = num_linear_layers(net)
+    cfg = _config(tau=0.05, alpha_rel=1e-3, depth=True, width=False, depth_cost=1.0, depth_cooldown=0,
+                  max_layers=n0 + 1, n_candidates=4, search_steps=2, max_additions_per_round=6)
+    expansion_round(net, X, Y, loss, cfg, np.random.default_rng(0))
+    assert num_linear_layers(net) <= n0 + 1
+    cfg = _config(tau=0.05, alpha_rel=1e-3, depth=True, width=False, max_layers=num_linear_layers(net))
+    res = expansion_round(net, X, Y, loss, cfg, np.random.default_rng(0))
+    assert res.additions == 0 and not res.events

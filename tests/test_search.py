@@ -113,3 +113,74 @@ def test_bad_params_are_refused():
         search(_quadratic(np.zeros(1)), {"x": np.zeros((2, 1)), "y": np.zeros((3, 1))})
     with pytest.raises(ValueError, match="NaN"):
         search(_quadratic(np.zeros(1)), {"x": np.full((2, 1), np.nan)})
+
+
+def test_ascent_is_adam_with_bias_correction_and_per_array_steps(rng):
+    # an independent per-array Adam loop (bias-corrected moments, step lr * rms(initial array),
+    # best point kept) must give the same numbers as the packed implementation
+    A0, b0 = rng.standard_normal((5, 3, 2)), 5.0 * rng.standard_normal((5, 4))
+    tA, tb = rng.standard_normal((3, 2)), rng.standard_normal(4)
+
+    def objective(p, grad):
+        dA, db = p["A"] - tA, p["b"] - tb
+        v = -np.sum(np.sin(dA) ** 2, axis=(1, 2)) - np.sum(np.abs(db) ** 1.5, axis=1)
+        return v, ({"A": -np.sin(2 * dA), "b": -1.5 * np.sign(db) * np.sqrt(np.abs(db))} if grad else None)
+    steps, lr = 12, 0.1
+    res = search(objective, {"A": A0, "b": b0}, steps=steps, lr=lr)
+    cur = {"A": A0.copy(), "b": b0.copy()}
+    step = {k: lr * np.sqrt(np.mean(v * v)) for k, v in cur.items()}
+    m = {k: np.zeros_like(v) for k, v in cur.items()}
+    s = {k: np.zeros_like(v) for k, v in cur.items()}
+    v, g = objective(cur, True)
+    best, best_v = {k: x.copy() for k, x in cur.items()}, v.copy()
+    for t in range(1, steps + 1):
+        for k in cur:
+            m[k] = 0.9 * m[k] + 0.1 * g[k]
+            s[k] = 0.999 * s[k] + 0.001 * g[k] ** 2
+            cur[k] = cur[k] + step[k] * (m[k] / (1 - 0.9 ** t)) / np.sqrt(s[k] / (1 - 0.999 ** t))
+        v, g = objective(cur, True)
+        better = v > best_v
+        for k in cur:
+            best[k][better] = cur[k][better]
+        best_v = np.where(better, v, best_v)
+    np.testing.assert_allclose(res.values, best_v, rtol=1e-12, atol=1e-14)
+    for k in best:
+        np.testing.assert_allclose(res.params[k], best[k], rtol=1e-12, atol=1e-14)
+
+
+def test_mala_samples_an_asymmetric_target_with_two_step_sizes():
+    # 1-D skewed target score = x - x^4/4 (exact moments by quadrature) and a second, independent
+    # array with its own step size: both must be sampled at temperature T (the q-ratio matters
+    # with eps this large; the first three moments of x are checked).
+    C, T = 8000, 0.7
+    rng = np.random.default_rng(11)
+
+    def objective(params, grad):
+        x, y = params["x"][:, 0], params["y"][:, 0]
+        v = x - x ** 4 / 4 - 2.0 * y * y
+        return v, ({"x": (1 - x ** 3)[:, None], "y": (-4.0 * y)[:, None]} if grad else None)
+    grid = np.linspace(-6, 6, 200001)
+    w = np.exp((grid - grid ** 4 / 4) / T)
+    w /= w.sum()
+    m1 = np.sum(grid * w)
+    v1, s1 = np.sum((grid - m1) ** 2 * w), np.sum((grid - m1) ** 3 * w)
+    cur = {"x": np.zeros((C, 1)), "y": np.full((C, 1), 2.0)}
+    values, grads = objective(cur, True)
+    eps = {"x": np.full(C, 0.5), "y": np.full(C, 0.3)}
+    for _ in range(400):
+        cur, values, grads, _acc = mala_step(objective, cur, values, grads, eps, T, rng)
+    x, y = cur["x"][:, 0], cur["y"][:, 0]
+    assert abs(x.mean() - m1) < 5 * np.sqrt(v1 / C), (x.mean(), m1)
+    assert abs(x.var() / v1 - 1) < 0.08, (x.var(), v1)
+    assert abs(np.mean((x - x.mean()) ** 3) - s1) < 0.05, (np.mean((x - x.mean()) ** 3), s1)
+    assert abs(y.mean()) < 5 * np.sqrt(T / 4 / C) and abs(y.var() / (T / 4) - 1) < 0.08, (y.mean(), y.var())
+
+
+def test_langevin_temperature_is_relative_to_the_score_scale():
+    # T = temperature * median |initial score|: scaling the score scales T, so the chain is the same
+    target = np.array([0.5, -0.5])
+    x0 = np.random.default_rng(2).standard_normal((16, 2)) * 2
+    a = search(_quadratic(target), {"x": x0}, method="langevin", steps=30, rng=np.random.default_rng(4))
+    b = search(_quadratic(target, 1e-7), {"x": x0}, method="langevin", steps=30, rng=np.random.default_rng(4))
+    np.testing.assert_allclose(a.params["x"], b.params["x"], rtol=0, atol=1e-9)
+    assert a.accept_rate == b.accept_rate

@@ -79,8 +79,24 @@ def _cmd_demo(args) -> int:
         check_out_dir(out)          # before training, not after it
     except OSError as exc:
         args.parser.error(f"argument --out: {exc}")
-    run_demo(name, out=out, seed=args.seed, steps=args.steps, quick=args.quick, quiet=args.quiet,
-             overrides=overrides, options=options, baselines=not args.no_baselines)
+    from .runstate import CheckpointError, NumericalFailure, RunInterrupted
+    try:
+        run_demo(name, out=out, seed=args.seed, steps=args.steps, quick=args.quick, quiet=args.quiet,
+                 overrides=overrides, options=options, baselines=not args.no_baselines, resume=args.resume,
+                 ctrl_c=True)
+    except (RunInterrupted, KeyboardInterrupt) as exc:
+        import shlex
+        saved = getattr(exc, "path", None)
+        again = " ".join(shlex.quote(a) for a in args.argv if a != "--resume")
+        print("\nsenn-ref demo: interrupted; " + (f"checkpoint {saved} written. " if saved else
+              f"the checkpoints in {os.path.join(out, 'checkpoints')} are kept. ") +
+              f"Continue with: senn-ref {again} --resume", file=sys.stderr)
+        return 130
+    except (CheckpointError, NumericalFailure, OSError) as exc:
+        print(f"senn-ref demo: error: {exc}" + ("" if not isinstance(exc, OSError) else
+              f" (the checkpoints in {os.path.join(out, 'checkpoints')} are kept; add --resume to "
+              f"continue)"), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -161,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="regression1d (default), moons, digits, teacher, digits-conv, width-vs-data, mnist")
     p.add_argument("--list", action="store_true", help="list the demos and exit")
     p.add_argument("--no-baselines", action="store_true", help="skip the baseline runs")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run from OUT/NAME/checkpoints (from the start if it holds none)")
     _demo_flags(p, "senn-ref-demo")
     p.set_defaults(func=_cmd_demo, parser=p)
     p = sub.add_parser("sweep", help="run a demo over seeds and settings in parallel (joblib or Dask)")
@@ -192,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     from .datasets import MissingExtraError
     try:
         return args.func(args)

@@ -38,21 +38,36 @@ def task(seed: int = 0, quick: bool = False) -> Task:
 
 
 def make_callback(task, config):
-    """Copy the network at the start and one step after every change of the number of layers."""
-    extra = {"snapshots": []}
-    state = {"layers": None}
+    """Copy the network at the start and one step after every change of the number of layers
+    (saved with run checkpoints: derivations/22-run-checkpoints.md section 4)."""
+    callback = LayerSnapshots()
+    return callback, callback.extra
 
-    def callback(step, net, log):
+
+class LayerSnapshots:
+    """The callback of :func:`make_callback`; ``extra["snapshots"]`` lists (label, net)."""
+
+    def __init__(self):
+        self.extra, self.layers = {"snapshots": []}, None
+
+    def __call__(self, step, net, log):
         from ..grow.expansion_round import num_linear_layers
         n = num_linear_layers(net)
-        if state["layers"] is None:
-            extra["snapshots"].append(("start (after step 0)", net.copy()))
-        elif n != state["layers"]:
-            extra["snapshots"].append((f"after depth insertion (step {step})", net.copy()))
-        state["layers"] = n
+        if self.layers is None:
+            self.extra["snapshots"].append(("start (after step 0)", net.copy()))
+        elif n != self.layers:
+            self.extra["snapshots"].append((f"after depth insertion (step {step})", net.copy()))
+        self.layers = n
         return False
 
-    return callback, extra
+    def state_dict(self) -> dict:
+        snaps = self.extra["snapshots"]
+        return {"info": {"layers": self.layers, "labels": [label for label, _ in snaps]},
+                "networks": {str(i): net for i, (_, net) in enumerate(snaps)}}
+
+    def load_state_dict(self, d) -> None:
+        self.layers = d["info"]["layers"]
+        self.extra["snapshots"] = [(label, d["networks"][str(i)]) for i, label in enumerate(d["info"]["labels"])]
 
 
 def targets(summary) -> dict:

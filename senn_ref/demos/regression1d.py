@@ -41,24 +41,42 @@ def task(seed: int = 0, quick: bool = False) -> Task:
 def make_callback(task, config):
     """Keep copies of the network for the Figure-2 panels.  A round runs before the step whose
     index is a multiple of ``expand_every`` and the callback sees the state after that step,
-    so "before" is the state entering the round and "after" is one optimiser step after it."""
-    extra = {"snapshots": {}}
-    state = {"pre": None, "count": 0}
+    so "before" is the state entering the round and "after" is one optimiser step after it.
+    The copies are saved with run checkpoints (``state_dict``), so a resumed run draws the same
+    panels (derivations/22-run-checkpoints.md section 4)."""
+    callback = Figure2Snapshots(config)
+    return callback, callback.extra
 
-    def callback(step, net, log):
+
+class Figure2Snapshots:
+    """The callback of :func:`make_callback`; ``extra["snapshots"]`` maps panel -> (net, step)."""
+
+    def __init__(self, config):
+        self.config, self.extra, self.pre, self.count = config, {"snapshots": {}}, None, 0
+
+    def __call__(self, step, net, log):
         n = log.count("width")
-        if n != state["count"]:
-            if state["count"] < 4 <= n:
-                extra["snapshots"][PANELS[0]] = state["pre"]
-                extra["snapshots"][PANELS[1]] = (net.copy(), step + 1)
-            if state["count"] < 5 <= n:
-                extra["snapshots"][PANELS[2]] = state["pre"]
-            state["count"] = n
-        if (step + 1) % config.expand_every == 0:
-            state["pre"] = (net.copy(), step + 1)
+        if n != self.count:
+            if self.count < 4 <= n:
+                self.extra["snapshots"][PANELS[0]] = self.pre
+                self.extra["snapshots"][PANELS[1]] = (net.copy(), step + 1)
+            if self.count < 5 <= n:
+                self.extra["snapshots"][PANELS[2]] = self.pre
+            self.count = n
+        if (step + 1) % self.config.expand_every == 0:
+            self.pre = (net.copy(), step + 1)
         return False
 
-    return callback, extra
+    def state_dict(self) -> dict:
+        kept = dict(self.extra["snapshots"], **({"pre": self.pre} if self.pre is not None else {}))
+        return {"info": {"count": self.count, "steps": {k: s for k, (_, s) in kept.items()}},
+                "networks": {k: net for k, (net, _) in kept.items()}}
+
+    def load_state_dict(self, d) -> None:
+        steps, nets = d["info"]["steps"], d["networks"]
+        self.count = d["info"]["count"]
+        self.pre = (nets["pre"], steps["pre"]) if "pre" in nets else None
+        self.extra["snapshots"] = {k: (nets[k], steps[k]) for k in PANELS if k in nets}
 
 
 def targets(summary) -> dict:

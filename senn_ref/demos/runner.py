@@ -4,9 +4,16 @@ Outputs in ``out`` (issue 8): ``summary.json`` (keys in :data:`SUMMARY_KEYS` and
 ``events.json`` (the trainer's :class:`SENNLog`), ``network.npz`` (``senn_ref.checkpoint``),
 ``training.png`` and the demo's own figures.  Everything the caller passes is checked before
 anything is trained.  ``tests/test_demos.py``.
+
+Run checkpoints (``derivations/22-run-checkpoints.md``): training writes ``out/checkpoints/``
+after every expansion round and at least every :data:`CHECKPOINT_SECONDS` of training;
+``resume=True`` continues from there (``senn-ref demo NAME --resume``) and ends with the same
+numbers as an uninterrupted run (wall times aside).  ``ctrl_c=True`` turns a first Ctrl-C into a
+checkpoint and :class:`senn_ref.runstate.RunInterrupted`.  ``tests/test_resume.py``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -15,11 +22,15 @@ import time
 from .. import checkpoint
 from .._validate import check_positive_int
 from ..demo_regression import check_out_dir
+from ..runstate import deferred_interrupt
 from ..trainer import train_senn
 from . import demo_module
 from .baselines import measure, run_baselines
 from .figures import training_figure
 from .task import parse_option
+
+#: demos write a run checkpoint at least this often (seconds of training), and after every round
+CHECKPOINT_SECONDS = 10.0
 
 SUMMARY_KEYS = ("final_train_loss", "final_test_loss", "final_test_accuracy", "hidden_widths", "num_layers",
                 "num_params", "expansions_accepted", "expansions_rejected", "rate_bound_violations",
@@ -68,9 +79,10 @@ def run_demo(*args, **kwargs) -> dict:
 
 def run_demo_threads(name: str = "regression1d", out: str = "senn-ref-demo/regression1d", seed: int = 0,
              steps: int | None = None, quick: bool = False, quiet: bool = False, overrides=None,
-             options=None, baselines: bool = True) -> dict:
+             options=None, baselines: bool = True, resume: bool = False, ctrl_c: bool = False) -> dict:
     """Run demo ``name`` (``senn_ref.demos.DEMOS``) and return its summary dict (also written to
-    ``out/summary.json``).  ``quiet`` silences the progress lines and the table."""
+    ``out/summary.json``).  ``quiet`` silences the progress lines and the table; ``resume``
+    continues from ``out/checkpoints``; ``ctrl_c`` see the module docstring."""
     module, task, config = prepare(name, seed, steps, quick, quiet, overrides, options)
     out = check_out_dir(out)
 
@@ -81,8 +93,11 @@ def run_demo_threads(name: str = "regression1d", out: str = "senn-ref-demo/regre
     say(f"[{name}] SENN from hidden widths {measure_widths(task.start())}, {config.steps} steps, seed {seed}")
     callback, extra = (module.make_callback(task, config) if hasattr(module, "make_callback") else (None, {}))
     t0 = time.perf_counter()
-    net, log = train_senn(task.start(), task.X, task.Y, task.loss, config, X_val=task.X_test,
-                          Y_val=task.Y_test, seed=seed, callback=callback)
+    with (deferred_interrupt() if ctrl_c else contextlib.nullcontext()):
+        net, log = train_senn(task.start(), task.X, task.Y, task.loss, config, X_val=task.X_test,
+                              Y_val=task.Y_test, seed=seed, callback=callback,
+                              checkpoint_dir=os.path.join(out, "checkpoints"), checkpoint_rounds=True,
+                              checkpoint_seconds=CHECKPOINT_SECONDS, resume=resume)
     wall = time.perf_counter() - t0
     senn = measure(task, net, wall)
     summary = {"demo": name, "seed": seed, "steps": config.steps, "quick": bool(quick),

@@ -12,6 +12,14 @@ Loop (``derivations/21-trainer.md``):
 Randomness: one ``numpy.random.SeedSequence(seed)`` is split into independent streams for
 the batches, the proposal search and the scoring subset, so the same seed gives the same
 log and the same weights.  ``tests/test_trainer.py``.
+
+Checkpoints (``senn_ref/runstate/``, ``derivations/22-run-checkpoints.md``): with
+``checkpoint_dir`` the whole run state is saved between steps (every ``checkpoint_every`` steps,
+after every expansion round with ``checkpoint_rounds``, every ``checkpoint_seconds``, on Ctrl-C
+inside ``runstate.deferred_interrupt`` and at the end); ``resume=True`` continues from the newest
+one and ends bit for bit where the uninterrupted run ends.  A non-finite loss, parameter,
+gradient or curvature factor raises ``runstate.NumericalFailure`` and keeps the last good
+checkpoint.  ``tests/test_resume.py``.
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ from ..grow.structure import growable_layers, is_linear_map
 from ..losses.base import check_loss
 from ..network import Network
 from ..optim import SGD, Adam, KFAC, NaturalGradientCG
+from ..runstate import NumericalFailure, RunCheckpoints, TrainerState, non_finite
 from ..train import _check_targets, evaluate
 from .config import SENNConfig
 from .log import SENNLog
@@ -88,14 +97,47 @@ def _progress(config, step, loss_value, net, log) -> None:
     sys.stderr.flush()
 
 
+def _optimizer_step(run, step, opt, uses_curvature, net, Xb, Yb, loss, log) -> float:
+    """One optimiser step; a non-finite loss, gradient, parameter or curvature state raises
+    ``run.failure`` (the error of a step that failed is classified by the same checks)."""
+    try:
+        if uses_curvature:
+            value = opt.step(net, Xb, Yb, loss)
+        else:
+            value, grads = net.loss_and_grad(Xb, Yb, loss)
+            if not all(np.isfinite(g).all() for g in grads.grads.values()):
+                raise run.failure(step, f"the gradient is not finite (loss {value})", log)
+            opt.step(net.named_params(), grads.grads)
+    except (FloatingPointError, ValueError, np.linalg.LinAlgError) as exc:
+        if isinstance(exc, NumericalFailure):
+            raise
+        bad = non_finite(net, opt)
+        if bad is None and np.isfinite(evaluate(net, Xb, Yb, loss)[0]):
+            raise
+        raise run.failure(step, f"{type(exc).__name__} in the optimiser step ({exc})", log) from exc
+    bad = non_finite(net, opt)
+    if not np.isfinite(value) or bad is not None:
+        raise run.failure(step, f"the training loss is {value}" if bad is None else f"{bad} is not finite "
+                          f"after the step", log)
+    return value
+
+
 def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_val=None, seed: int = 0,
-               callback=None):
+               callback=None, checkpoint_dir=None, checkpoint_every=None, checkpoint_seconds=None,
+               checkpoint_rounds: bool = False, resume: bool = False):
     """Train ``net`` in place with growth; returns ``(net, log)`` (a :class:`SENNLog`).
 
     X (N,) + net.in_shape, Y targets for ``loss``; X_val/Y_val optional validation data;
     config a :class:`SENNConfig` (None = defaults); seed an integer >= 0;
     ``callback(step, net, log)`` after each step, returning True stops the run.
-    Everything is validated before the first step.  ``derivations/21-trainer.md``.
+    checkpoint_dir : None or a folder for run checkpoints (``run-<step>.npz``, the last two kept);
+    checkpoint_every : None or k >= 1 (a checkpoint every k steps); checkpoint_seconds : None or
+    t > 0 (one at least every t seconds); checkpoint_rounds : one after every expansion round;
+    resume : continue from the folder's newest checkpoint (from step 0 when it has none); ``net``
+    then receives the saved layers, and a checkpoint of a different run (config, seed, data or
+    starting network) is refused.  A callback with ``state_dict()`` / ``load_state_dict(d)`` has
+    its state saved and restored too (``senn_ref/runstate/state.py``).  Everything is validated before the first step.
+    ``derivations/21-trainer.md``, ``derivations/22-run-checkpoints.md``.
     """
     config = SENNConfig() if config is None else config
     if not isinstance(config, SENNConfig):
@@ -117,8 +159,12 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
     seed = check_positive_int(seed, "seed", minimum=0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
+    run = RunCheckpoints(checkpoint_dir, checkpoint_every, checkpoint_seconds, resume, checkpoint_rounds,
+                         quiet=config.quiet)
+    run.identify(config, seed, net, X, Y, X_val, Y_val)
 
-    batch_rng, search_rng, subset_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
+    batch_rng, search_rng, subset_rng = rngs
     cap = config.score_batch or SCORE_BATCH_DEFAULT
     score_idx = np.sort(subset_rng.choice(N, cap, replace=False)) if N > cap else np.arange(N)
     Xs, Ys = X[score_idx], Y[score_idx]
@@ -128,8 +174,18 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
     log = SENNLog(config=config.to_dict())
     log.config["rate_bound"] = rate_bound(config.tau, config.alpha_rel)
     state = RoundState()
-    order, cursor, round_index = np.arange(N), N, 0
+    order, cursor, round_index, start = np.arange(N), N, 0, 0
+    saved = run.resume_from()
+    if saved is not None:
+        position, log = run.restore(saved, net, opt, rngs, N, callback)
+        start, order, cursor, round_index = position.step, position.order, position.cursor, position.round_index
+        state = RoundState(position.width_wait, position.depth_wait)
     t_start = time.perf_counter()
+
+    def capture(next_step):
+        position = TrainerState(next_step, order, cursor, round_index, state.width_wait, state.depth_wait,
+                                [r.bit_generator.state for r in rngs])
+        return net, opt, position, log, callback
 
     def record(step):
         tl, ta = evaluate(net, X, Y, loss)
@@ -140,7 +196,9 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
         log.history.append(row)
         return tl
 
-    for step in range(config.steps):
+    step = start - 1
+    for step in range(start, config.steps):
+        round_ran = False
         if (config.width or config.depth) and step > 0 and step >= config.warmup \
                 and step % config.expand_every == 0:
             res = expansion_round(net, Xs, Ys, loss, config, search_rng, optimizer=opt, state=state,
@@ -157,6 +215,10 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
                 log.events.extend(pruning_round(net, Xs, Ys, loss, config, optimizer=opt, step=step,
                                                 round_index=round_index))
             round_index += 1
+            round_ran = True
+        bad = non_finite(net, opt)
+        if bad is not None:
+            raise run.failure(step, f"{bad} is not finite before the step", log)
         t0 = time.perf_counter()
         if bs < N:
             if cursor + bs > N:
@@ -166,19 +228,16 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
             Xb, Yb = X[idx], Y[idx]
         else:
             Xb, Yb = X, Y
-        if uses_curvature:
-            value = opt.step(net, Xb, Yb, loss)
-        else:
-            value, grads = net.loss_and_grad(Xb, Yb, loss)
-            opt.step(net.named_params(), grads.grads)
-        if not np.isfinite(value):
-            raise FloatingPointError(f"train_senn: the training loss became {value} at step {step}")
+        value = _optimizer_step(run, step, opt, uses_curvature, net, Xb, Yb, loss, log)
         log.timing["train"] += time.perf_counter() - t0
         if step % config.history_every == 0:
             record(step)
             _progress(config, step, value, net, log)
-        if callback is not None and callback(step, net, log):
+        stop = callback is not None and callback(step, net, log)
+        run.step_done(step, round_ran, capture)      # after the callback, whose state it may save
+        if stop:
             break
+    run.finish(step + 1, capture)
     final_loss = record(config.steps)
     log.timing["total"] = time.perf_counter() - t_start
     log.final = {"train_loss": final_loss, "widths": architecture(net), "num_params": net.num_params(),

@@ -73,19 +73,19 @@ def network_payload(net: Network, prefix: str = "param/") -> tuple:
     return meta, arrays
 
 
-def atomic_write_npz(target: str, meta: dict, arrays: dict) -> str:
-    """Write ``meta`` (JSON, stored as the array ``meta``) and ``arrays`` to the ``.npz`` file
-    ``target`` atomically: a temporary file in the same folder is written, flushed and fsynced,
-    renamed over ``target`` in one step (``os.replace``), and the folder is fsynced so that the
-    rename itself survives a power cut.  An exception at any point removes the temporary file
-    and leaves any previous ``target`` untouched.  Returns ``target``."""
+def atomic_write(target: str, write, binary: bool = True, suffix: str = ".tmp") -> str:
+    """Write a file atomically: ``write(fh)`` fills a temporary file in the folder of
+    ``target``, which is flushed, fsynced and renamed over ``target`` in one step
+    (``os.replace``); then the folder is fsynced so that the rename itself survives a power
+    cut.  An exception at any point removes the temporary file and leaves any previous
+    ``target`` untouched.  Returns ``target``."""
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".senn-ref-", suffix=".npz.tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".senn-ref-", suffix=suffix, dir=folder)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+        with os.fdopen(fd, "wb" if binary else "w") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -95,6 +95,13 @@ def atomic_write_npz(target: str, meta: dict, arrays: dict) -> str:
         raise
     fsync_dir(folder)
     return target
+
+
+def atomic_write_npz(target: str, meta: dict, arrays: dict) -> str:
+    """Write ``meta`` (JSON, stored as the array ``meta``) and ``arrays`` to the ``.npz`` file
+    ``target`` atomically (:func:`atomic_write`).  Returns ``target``."""
+    return atomic_write(target, lambda fh: np.savez(fh, meta=np.array(json.dumps(meta)), **arrays),
+                        suffix=".npz.tmp")
 
 
 def fsync_dir(folder: str) -> None:

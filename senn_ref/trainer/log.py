@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..checkpoint import atomic_write
 
 FORMAT = "senn-ref-log/1"
 
@@ -73,21 +74,11 @@ class SENNLog:
                        "final": self.final})
 
     def to_json(self, path) -> str:
-        """Write the log as JSON to ``path`` atomically; returns the path."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".senn-log-", suffix=".json", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.to_dict(), fh, indent=1)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        """Write the log as JSON to ``path`` atomically (``checkpoint.atomic_write``: temporary
+        file, fsync, rename, fsync of the folder); returns the path."""
+        data = self.to_dict()
+        return atomic_write(os.fspath(path), lambda fh: json.dump(data, fh, indent=1), binary=False,
+                            suffix=".json.tmp")
 
     @classmethod
     def from_json(cls, path) -> "SENNLog":

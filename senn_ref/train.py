@@ -49,6 +49,25 @@ def evaluate(net, X, Y, loss) -> tuple[float, float | None]:
     return float(value), (None if acc is None else float(acc))
 
 
+def check_training_data(net, X, Y, loss, X_val=None, Y_val=None):
+    """Validate a training set and an optional validation set for ``net`` and ``loss``:
+    X (N,) + net.in_shape, Y every target checked by ``loss`` against the output width
+    K = prod(out_shape); X_val/Y_val both or neither.  Returns ``(X, Y, X_val, Y_val)`` as
+    checked arrays.  Shared by :func:`fit` and :func:`senn_ref.train_senn`."""
+    X = check_batch(X, net.in_shape, "X")
+    N = X.shape[0]
+    Y = _check_targets(Y, N, "Y")
+    K = int(np.prod(net.out_shape))
+    loss.check(np.zeros((N, K)), Y)                  # all targets, against the output width
+    if (X_val is None) != (Y_val is None):
+        raise ValueError("X_val, Y_val: give both or neither")
+    if X_val is not None:
+        X_val = check_batch(X_val, net.in_shape, "X_val")
+        Y_val = _check_targets(Y_val, X_val.shape[0], "Y_val")
+        loss.check(np.zeros((X_val.shape[0], K)), Y_val)
+    return X, Y, X_val, Y_val
+
+
 def fit(net, X, Y, loss, optimizer, epochs: int = 1, batch_size: int | None = None, seed: int = 0,
         X_val=None, Y_val=None, callback=None) -> History:
     """Train ``net`` in place; returns a :class:`History`.
@@ -62,20 +81,11 @@ def fit(net, X, Y, loss, optimizer, epochs: int = 1, batch_size: int | None = No
     # every argument is checked before the first update, so a bad label anywhere in Y,
     # a malformed validation set or a non-callable callback cannot strike mid-training
     loss = check_loss(loss)
-    X = check_batch(X, net.in_shape, "X")
+    X, Y, X_val, Y_val = check_training_data(net, X, Y, loss, X_val, Y_val)
     N = X.shape[0]
-    Y = _check_targets(Y, N, "Y")
-    K = int(np.prod(net.out_shape))
-    loss.check(np.zeros((N, K)), Y)                  # all targets, against the output width
     epochs = check_positive_int(epochs, "epochs")
     bs = N if batch_size is None else min(check_positive_int(batch_size, "batch_size"), N)
     seed = check_positive_int(seed, "seed", minimum=0)
-    if (X_val is None) != (Y_val is None):
-        raise ValueError("give both X_val and Y_val, or neither")
-    if X_val is not None:
-        X_val = check_batch(X_val, net.in_shape, "X_val")
-        Y_val = _check_targets(Y_val, X_val.shape[0], "Y_val")
-        loss.check(np.zeros((X_val.shape[0], K)), Y_val)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     rng = np.random.default_rng(seed)

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from .._validate import check_batch, check_positive_int
+from .._validate import check_positive_int
 from ..grow.criterion import rate_bound
 from ..grow.expansion_round import RoundState, architecture, expansion_round, num_linear_layers
 from ..grow.structure import growable_layers, is_linear_map
@@ -36,7 +36,7 @@ from ..losses.base import check_loss
 from ..network import Network
 from ..optim import SGD, Adam, KFAC, NaturalGradientCG
 from ..runstate import NumericalFailure, RunCheckpoints, TrainerState, non_finite
-from ..train import _check_targets, evaluate
+from ..train import check_training_data, evaluate
 from .config import SENNConfig
 from .log import SENNLog
 
@@ -145,17 +145,8 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
     config.validate()
     check_loss(loss)
     _check_network(net, config)
-    X = check_batch(X, net.in_shape, "X")
+    X, Y, X_val, Y_val = check_training_data(net, X, Y, loss, X_val, Y_val)
     N = X.shape[0]
-    Y = _check_targets(Y, N, "Y")
-    K = int(np.prod(net.out_shape))
-    loss.check(np.zeros((N, K)), Y)
-    if (X_val is None) != (Y_val is None):
-        raise ValueError("X_val, Y_val: give both or neither")
-    if X_val is not None:
-        X_val = check_batch(X_val, net.in_shape, "X_val")
-        Y_val = _check_targets(Y_val, X_val.shape[0], "Y_val")
-        loss.check(np.zeros((X_val.shape[0], K)), Y_val)
     seed = check_positive_int(seed, "seed", minimum=0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")

@@ -9,16 +9,21 @@ import numpy as np
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_readme_example_output():
-    text = README.read_text()
+def run_example(text: str, label: str):
+    """Run the first ```python block of ``text``; returns ``(printed, shown)``, where ``shown``
+    is the first plain code block after it, introduced by "prints"."""
     code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
-    # the first plain code block after the example, introduced by "prints"
     shown = re.search(r"```python\n.*?```\s*prints[^`]*```\n(.*?)```", text, re.S).group(1)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        exec(compile(code, "README example", "exec"), {})
+        exec(compile(code, label, "exec"), {})
+    return buf.getvalue(), shown
+
+
+def test_readme_example_output():
+    printed, shown = run_example(README.read_text(), "README example")
     # exactly what it prints (issue 11 item 8: the CG value used to differ in its 11th digit)
-    assert buf.getvalue() == shown, (buf.getvalue(), shown)
+    assert printed == shown, (printed, shown)
 
 
 def test_readme_kfac_dense_layers_sentence():
@@ -48,12 +53,8 @@ def test_readme_growth_example_output():
     from senn_ref.datasets import teacher_regression
     text = README.read_text()
     section = text[text.index("## Growing a network"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    shown = re.search(r"```python\n.*?```\s*prints[^`]*```\n(.*?)```", section, re.S).group(1)
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        exec(compile(code, "README growth example", "exec"), {})
-    assert buf.getvalue() == shown, (buf.getvalue(), shown)
+    printed, shown = run_example(section, "README growth example")
+    assert printed == shown, (printed, shown)
     quoted, ratio = re.search(r"reaches a test MSE of\s+([0-9.e+-]+) \(`SENNConfig\(width=False\)`\), "
                               r"([0-9]+) times worse", section).groups()
     X, Y, X_test, Y_test, _ = teacher_regression(seed=0)

@@ -1,4 +1,4 @@
-"""Command line: ``senn-ref demo [NAME] | sweep NAME | verify | bench {kernels,rational,eta,optimizers,gain,senn} | info``."""
+"""Command line: ``senn-ref demo [NAME] | sweep NAME | verify | bench {kernels,rational,eta,optimizers,gain,senn,jacobian,peers} | info``."""
 from __future__ import annotations
 
 import argparse

@@ -120,7 +120,8 @@ def _cmd_sweep(args) -> int:
     run_sweep(args.name, seeds, sets, out=out, jobs=args.jobs, scheduler=args.scheduler, common=common,
               progress=(lambda text: None) if args.quiet else (lambda text: print(text, flush=True)))
     if not args.quiet:
-        print(open(os.path.join(out, "sweep.md")).read(), end="")
+        with open(os.path.join(out, "sweep.md")) as fh:
+            print(fh.read(), end="")
         print(f"wrote sweep.csv, sweep.md, sweep.png to {out}")
     return 0
 

@@ -82,6 +82,25 @@ def apply_w(U: np.ndarray, s: np.ndarray, delta: float, x: np.ndarray, power: fl
     return x + U @ (scale * coef)
 
 
+def quad_output(U: np.ndarray, s: np.ndarray, z: np.ndarray, delta: float) -> float:
+    """``sum_i c_i^2 s_i^2 / (s_i^2 + delta)`` with ``c = U^T z``: ``z^T D (D^T D + delta I)^+ D^T z``
+    for ``D = U diag(s) V^T`` (a kept SVD).  15-width-gain.md section 5."""
+    c = U.T @ z
+    return float(np.sum(c * c * (s * s / (s * s + delta))))
+
+
+def quad_param(s: np.ndarray, Vt: np.ndarray, r: np.ndarray, delta: float) -> float:
+    """``sum_i a_i^2 / (s_i^2 + delta) + ||r_perp||^2 / delta`` with ``a = V^T r`` (the last term
+    only for delta > 0): ``r^T (D^T D + delta I)^+ r`` for ``D = U diag(s) V^T`` (a kept SVD).
+    15-width-gain.md section 5."""
+    a = Vt @ r
+    value = float(np.sum(a * a / (s * s + delta)))
+    if delta > 0:
+        perp = r - Vt.T @ a
+        value += float(perp @ perp) / delta
+    return value
+
+
 @dataclass
 class WidthContext:
     """Shared pieces of the width gains of one grown network (15-width-gain.md section 5).
@@ -118,17 +137,9 @@ class WidthContext:
 
     def eta_before(self) -> float:
         """``g_o^T (F_oo + delta I)^+ g_o``, evaluated as ``score.eta_exact_details`` does."""
-        s, d = self.s_o, self.delta
         if self.b is not None:
-            c = self.U_o.T @ self.b
-            return float(np.sum(c * c * (s * s / (s * s + d))))
-        g_o = self.g[self.old]
-        a = self.Vt_o @ g_o
-        value = float(np.sum(a * a / (s * s + d)))
-        if d > 0:
-            perp = g_o - self.Vt_o.T @ a
-            value += float(perp @ perp) / d
-        return value
+            return quad_output(self.U_o, self.s_o, self.b, self.delta)
+        return quad_param(self.s_o, self.Vt_o, self.g[self.old], self.delta)
 
     def residual(self) -> np.ndarray:
         """``r_p`` (k,): ``B_p^T W_o b`` (output space) or

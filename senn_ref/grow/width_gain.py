@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..score import default_rcond
-from .residual import apply_w, check_flat_index, kept_svd, width_context
+from .residual import apply_w, check_flat_index, kept_svd, quad_output, quad_param, width_context
 
 
 @dataclass
@@ -60,20 +60,14 @@ def _quad_output(D: np.ndarray, z: np.ndarray, delta: float, tau: float) -> tupl
     """``z^T D (D^T D + delta I)^+ D^T z = sum_i c_i^2 s_i^2 / (s_i^2 + delta)`` with
     ``D = U diag(s) V^T`` (singular values ``> tau`` kept), ``c = U^T z``.  Returns (value, kept)."""
     U, s, _ = kept_svd(D, tau)
-    c = U.T @ z
-    return float(np.sum(c * c * (s * s / (s * s + delta)))), int(s.size)
+    return quad_output(U, s, z, delta), int(s.size)
 
 
 def _quad_param(D: np.ndarray, r: np.ndarray, delta: float, tau: float) -> tuple[float, int]:
     """``r^T (D^T D + delta I)^+ r = sum_i a_i^2 / (s_i^2 + delta) + ||r_perp||^2 / delta``
     (``a = V^T r``; the last term only for delta > 0), singular values ``> tau`` kept."""
     _, s, Vt = kept_svd(D, tau)
-    a = Vt @ r
-    value = float(np.sum(a * a / (s * s + delta)))
-    if delta > 0:
-        perp = r - Vt.T @ a
-        value += float(perp @ perp) / delta
-    return value, int(s.size)
+    return quad_param(s, Vt, r, delta), int(s.size)
 
 
 def _exact(ctx, r) -> tuple[float, int]:

@@ -69,11 +69,6 @@ def num_linear_layers(net) -> int:
     return sum(1 for la in net.layers if is_linear_map(la))
 
 
-def _exact_scores(net, X, Y, loss, damping, metric):
-    det = _score.eta_exact_details(net, X, Y, loss, damping=damping, metric=metric)
-    return det
-
-
 def _block_eta(det, idx: np.ndarray, damping: float) -> float:
     """Exact score of a parameter block alone: ``g_c^T (F_cc + delta I)^+ g_c``."""
     F = det.F[np.ix_(idx, idx)] + damping * np.eye(idx.size)
@@ -134,7 +129,7 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
     while result.additions < config.max_additions_per_round:
         t0 = time.perf_counter()
         if config.gain == "exact":
-            det = _exact_scores(net, X, Y, loss, damping, metric)
+            det = _score.eta_exact_details(net, X, Y, loss, damping=damping, metric=metric)
             eta_net, per_layer = det.eta, None
         else:
             det = None

@@ -73,6 +73,13 @@ def network_payload(net: Network, prefix: str = "param/") -> tuple:
     return meta, arrays
 
 
+#: name prefix of the temporary files of :func:`atomic_write` (a kill between fsync and rename can
+#: leave one behind; ``runstate.RunCheckpoints.resume_from`` deletes them by this prefix)
+TMP_PREFIX = ".senn-ref-"
+#: suffix of the temporary files of :func:`atomic_write_npz`
+NPZ_TMP_SUFFIX = ".npz.tmp"
+
+
 def atomic_write(target: str, write, binary: bool = True, suffix: str = ".tmp") -> str:
     """Write a file atomically: ``write(fh)`` fills a temporary file in the folder of
     ``target``, which is flushed, fsynced and renamed over ``target`` in one step
@@ -82,7 +89,7 @@ def atomic_write(target: str, write, binary: bool = True, suffix: str = ".tmp") 
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".senn-ref-", suffix=suffix, dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=folder)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as fh:
             write(fh)
@@ -101,7 +108,7 @@ def atomic_write_npz(target: str, meta: dict, arrays: dict) -> str:
     """Write ``meta`` (JSON, stored as the array ``meta``) and ``arrays`` to the ``.npz`` file
     ``target`` atomically (:func:`atomic_write`).  Returns ``target``."""
     return atomic_write(target, lambda fh: np.savez(fh, meta=np.array(json.dumps(meta)), **arrays),
-                        suffix=".npz.tmp")
+                        suffix=NPZ_TMP_SUFFIX)
 
 
 def fsync_dir(folder: str) -> None:

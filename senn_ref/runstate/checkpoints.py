@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from ..checkpoint import NPZ_TMP_SUFFIX, TMP_PREFIX
 from ..demo_regression import check_out_dir
 from ..optim.kfac import KFAC
 from . import interrupt
@@ -133,7 +134,7 @@ class RunCheckpoints:
         if not self.resume:
             return None
         for name in os.listdir(self.folder):      # torn writes of a killed run: never read, removed
-            if name.startswith(".senn-ref-") and name.endswith(".npz.tmp"):
+            if name.startswith(TMP_PREFIX) and name.endswith(NPZ_TMP_SUFFIX):
                 os.remove(os.path.join(self.folder, name))
         runs = list_runs(self.folder)
         if not runs:

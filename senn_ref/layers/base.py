@@ -106,7 +106,8 @@ class Layer:
         """Only the input cotangent ``dX`` of :meth:`backward` (the same numbers), for passes
         that need no parameter gradients (the K-FAC factors back-propagate metric columns and
         read only the layers' output cotangents).  Layers whose parameter gradients cost
-        real work (Dense, Conv2D, Rational) override it to skip them."""
+        real work (Dense, Conv2D, Rational) override it to skip them.
+        ``derivations/11-kfac.md`` section 3."""
         return self.backward(dY, need_input_grad=True)[0]
 
     def backward_per_example(self, dY: np.ndarray, need_input_grad: bool = True):

@@ -251,7 +251,8 @@ class Conv2D(Layer):
         return dX, grads
 
     def backward_input(self, dY: np.ndarray) -> np.ndarray:
-        """``dX = fold(Wm^T dY)`` only: no columns, no weight GEMM.  ``Layer.backward_input``."""
+        """``dX = fold(Wm^T dY)`` only: no columns, no weight GEMM.  ``Layer.backward_input``;
+        ``derivations/03-convolution.md`` sections 4 and 6."""
         return self._vjp(dY, True, "none")[0]
 
     def _vjp(self, dY, need_input_grad: bool, params: str):

@@ -74,7 +74,8 @@ class Dense(Layer):
         return dA, grads
 
     def backward_input(self, dY: np.ndarray) -> np.ndarray:
-        """``dA = dS W`` (N, in) only (``Layer.backward_input``)."""
+        """``dA = dS W`` (N, in) only (``Layer.backward_input``).  ``derivations/02-dense.md``
+        "Backward (VJP)"."""
         A = self._cached()["A"]
         return self._check_like(dY, (A.shape[0], self.n_out), "output cotangent") @ self.params["W"]
 

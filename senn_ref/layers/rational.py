@@ -228,7 +228,8 @@ class Rational(Layer):
         return (dX.reshape(shape) if need_input_grad else None), grads
 
     def backward_input(self, dY: np.ndarray) -> np.ndarray:
-        """``dX = dY * dsigma/dx`` only (the product both backward kernels form; ``Layer.backward_input``)."""
+        """``dX = dY * dsigma/dx`` only (the product both backward kernels form; ``Layer.backward_input``).
+        ``derivations/05-rational.md`` sections 2 and 5."""
         cache = self._cached()
         return self._check_like(dY, cache["shape"], "output cotangent") * cache["dx"]
 

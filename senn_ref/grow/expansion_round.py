@@ -122,7 +122,6 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
     depth_ok = config.depth and state.depth_wait == 0
     added_width = added_depth = False
     if not (width_ok or depth_ok):          # cooling down (or growth off): nothing to score
-        result.eta_before = result.eta_after = float("nan")
         state.width_wait = max(0, state.width_wait - 1)
         state.depth_wait = max(0, state.depth_wait - 1)
         return result

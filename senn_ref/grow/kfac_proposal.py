@@ -27,6 +27,7 @@ import numpy as np
 from .._validate import as_float_array, check_positive_int, check_rng, check_scalar, check_shape
 from ..kfac.columns import check_options, run_columns
 from ..kfac.damping import factored_damping, sym_inverse
+from ..kfac.damping import EPS
 from ..kfac.factors import folded_inputs, input_factor
 from .candidate_path import CandidatePath
 from .structure import hidden_path
@@ -36,7 +37,6 @@ from .structure import hidden_path
 #: an orthonormal basis of the consumer inputs, so h_perp is accurate to about eps ||h|| whatever
 #: A_c's condition, and Sigma_h to about eps ||A_h~||, as A_h~ itself (derivations/16 section 3)
 SCHUR_RCOND = 1e-14
-EPS = np.finfo(np.float64).eps
 
 
 @dataclass

@@ -314,7 +314,8 @@ class KFAC(LearningRate):
         """Replace the state by copies of ``d`` (from :meth:`state_dict`) after checking all of it:
         keys, square float64 finite factors, inverses shaped like their factors, blocks and
         block inverses (units, 3, 3) with the same layers.  Nothing changes on an error
-        (ValueError/TypeError naming the entry).  Hyperparameters are kept."""
+        (ValueError/TypeError naming the entry).  Hyperparameters are kept.
+        ``derivations/22-run-checkpoints.md`` section 2."""
         keys = {"optimizer", "t", "last_scale", "factors", "inverses", "blocks", "block_inverses", "rng"}
         if not isinstance(d, dict) or set(d) != keys:
             raise ValueError(f"load_state_dict: expected a dict with keys {sorted(keys)}")

@@ -106,12 +106,7 @@ def _reverse_at(net, out) -> np.ndarray:
     N = out.shape[0]
     K = int(np.prod(out.shape[1:], dtype=np.int64))
     J = np.empty((N, K, net.num_params()))
-    # (start, stop) of each layer's parameters in the flat order, layer by layer
-    bounds, start = [], 0
-    for layer in net.layers:
-        sizes = [layer.params[name].size for name in layer.param_names]
-        bounds.append((start, sizes))
-        start += sum(sizes)
+    slices = net.param_slices()                       # key -> columns of J, flat order
     seed = np.zeros((N, K))
     for k in range(K):
         seed[:, k] = 1.0
@@ -119,10 +114,8 @@ def _reverse_at(net, out) -> np.ndarray:
         for i in range(len(net.layers) - 1, -1, -1):
             layer = net.layers[i]
             g, grads = layer.backward_per_example(g, need_input_grad=i > 0)
-            col = bounds[i][0]
-            for name, size in zip(layer.param_names, bounds[i][1]):
-                J[:, k, col:col + size] = grads[name].reshape(N, size)
-                col += size
+            for name in layer.param_names:
+                J[:, k, slices[f"{layer.name}.{name}"]] = grads[name].reshape(N, -1)
         seed[:, k] = 0.0
     return J
 

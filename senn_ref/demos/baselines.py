@@ -15,19 +15,12 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from ..train import evaluate
 from ..trainer import train_senn
+from ..trainer.teacher_experiment import mse_of
 
 GRADMAX_NOTE = ("not run: the trainer offers no Euclidean-gradient (GradMax-like) scoring; "
                 "SENNConfig.metric selects the output metric, not the parameter-space one")
-
-
-def test_mse(net, X, Y) -> float:
-    """``mean_n ||f(x_n) - y_n||^2`` (no 1/2): X (n,) + in_shape, Y (n, K)."""
-    F = net.forward(X).reshape(X.shape[0], -1)
-    return float(np.mean(np.sum((F - Y.reshape(F.shape)) ** 2, axis=1)))
 
 
 def measure(task, net, seconds: float) -> dict:
@@ -42,7 +35,7 @@ def measure(task, net, seconds: float) -> dict:
         row["test_accuracy"] = test_acc
         row["accuracy_per_kparam"] = test_acc / (net.num_params() / 1000.0)
     else:
-        row["test_mse"] = test_mse(net, task.X_test, task.Y_test)
+        row["test_mse"] = mse_of(net, task.X_test, task.Y_test)
     return row
 
 

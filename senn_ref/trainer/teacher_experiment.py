@@ -35,8 +35,10 @@ LR, DAMPING, STEPS = 0.1, 0.1, 2000
 
 
 def mse_of(net, X, Y) -> float:
-    """``mean_n ||f(x_n) - y_n||^2`` (no 1/2): X (n, 1), Y (n, 1).  ``derivations/21-trainer.md`` section 4."""
-    return float(np.mean(np.sum((net.forward(X) - Y) ** 2, axis=1)))
+    """``mean_n ||f(x_n) - y_n||^2`` (no 1/2): X (n,) + in_shape, Y (n, K) (here (n, 1)).
+    ``derivations/21-trainer.md`` section 4.  Also the demos' test MSE (``demos/baselines.py``)."""
+    F = net.forward(X).reshape(X.shape[0], -1)
+    return float(np.mean(np.sum((F - Y.reshape(F.shape)) ** 2, axis=1)))
 
 
 def inside_mse(net, X, Xt, Yt) -> float:

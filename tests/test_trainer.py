@@ -214,7 +214,10 @@ def test_overhead_benchmark_times_senn_against_its_final_architecture():
     r = overhead("teacher", steps=61, budget_seconds=5.0)
     assert r["widths"][0] >= 2, "the short run should grow (else the comparison is trivial)"
     assert r["rounds"] >= 3 and r["senn_seconds"] > 0 and r["fixed_seconds"] > 0
-    assert r["ratio"] == pytest.approx(r["ratio"]) and 0.2 < r["ratio"] < 50, r
+    # a sanity range only (wall-clock ratio on a shared machine; NaN fails it too): growth adds
+    # search and scoring to the same training, so the ratio is above 1 in every measurement
+    # (1.17x-2.5x, derivations/21 section 5), and 50x would mean the comparison is broken
+    assert 0.2 < r["ratio"] < 50, r
     t = r["timing"]
     assert t["total"] >= t["train"] + t["score"] + t["search"] - 1e-9
 

@@ -15,8 +15,9 @@ import numpy as np
 
 from ._validate import check_option, check_scalar
 from .fisher.exact import check_metric, ggn_factor
-from .losses.base import METRICS, check_loss
+from .losses.base import check_loss
 from .natural_gradient import natural_gradient
+from .network import check_network
 
 CURVATURES = ("exact", "cg", "kfac")
 EXACT_OPTIONS = ("rcond",)
@@ -49,6 +50,7 @@ def _check_options(options: dict, allowed: tuple, curvature: str) -> None:
 def mean_loss_grad(net, X, Y, loss) -> tuple[float, np.ndarray]:
     """``(L, g)``: mean loss and its flat gradient ``g = (1/N) sum_n J_n^T e_n`` (P,)
     (backward pass with ``e / N``; 10-expansion-score.md section 1)."""
+    check_network(net)
     value, res = net.loss_and_grad(X, Y, loss)
     return value, res.flat_grad()
 
@@ -124,6 +126,7 @@ def eta_exact_details(net, X, Y, loss, damping: float = 0.0, metric: str = "eucl
     Shapes: X (N,) + in_shape, Y the loss's targets.  ``derivations/10-expansion-score.md``
     sections 1 and 7; ``tests/test_score.py``.
     """
+    check_network(net)
     check_metric(metric, Y)
     delta = check_scalar(damping, "damping", minimum=0.0)
     value, g = mean_loss_grad(net, X, Y, loss)
@@ -162,6 +165,7 @@ def eta(net, X, Y, loss, curvature: str = "exact", damping: float = 0.0, metric:
     X (N,) + in_shape, Y the targets of ``loss``.
     See ``derivations/10-expansion-score.md``.
     """
+    check_network(net)
     if not isinstance(curvature, str):
         raise TypeError(f"curvature: expected a string, got {type(curvature).__name__}")
     check_option(curvature, CURVATURES, "curvature")
@@ -186,7 +190,8 @@ def ceiling(net, X, Y, loss, metric: str = "euclidean") -> float:
     For every GGN score with this metric, ``0 <= eta <= lambda_M`` (any damping);
     for MSE ``lambda = 2 L``.  See ``derivations/10-expansion-score.md`` section 4.
     """
+    check_network(net)
     check_loss(loss)
-    check_option(metric, METRICS, "metric")
+    check_metric(metric, Y)
     out = net.forward(X)
     return float(loss.ceiling(out.reshape(out.shape[0], -1), Y, metric))

@@ -15,6 +15,7 @@ import numpy as np
 from .._validate import as_float_array, check_option
 from ..layers.base import Layer
 from ..losses.base import METRICS, check_loss
+from ..network import check_network
 
 
 
@@ -52,6 +53,7 @@ def jacobian(net, X) -> np.ndarray:
 def _jacobian_and_output(net, X):
     """``(J, out)``: the Jacobian of :func:`jacobian` and the network output ``net.forward(X)``
     it was taken at (so callers that need both run one forward)."""
+    check_network(net)
     out = net.forward(X)
     K = int(np.prod(out.shape[1:], dtype=np.int64))
     if K < net.num_params() and _has_reverse(net):
@@ -70,6 +72,7 @@ def jacobian_forward(net, X) -> np.ndarray:
     """:func:`jacobian` by forward mode: P passes, ``J[:, :, p] = net.jvp({key: e_i})`` with
     a unit tangent ``e_i`` of one parameter array (all N examples in one batched pass).
     Shape (N, K, P).  Cost ``O(P * pass)``.  ``derivations/09-fisher.md`` section 3."""
+    check_network(net)
     return _forward_at(net, net.forward(X))
 
 
@@ -79,6 +82,7 @@ def jacobian_reverse(net, X) -> np.ndarray:
     whose per-example gradients ``J_n^T e_k`` are row k of every ``J_n``.  Shape (N, K, P).
     Cost ``O(K * pass)``.  NotImplementedError if a layer with parameters has no
     per-example backward.  ``derivations/09-fisher.md`` section 3b."""
+    check_network(net)
     out = net.forward(X)
     if not _has_reverse(net):
         raise NotImplementedError("jacobian_reverse: a layer with parameters has no "

@@ -12,6 +12,7 @@ import numpy as np
 
 from .._validate import as_float_array, check_scalar
 from ..losses.base import check_loss
+from ..network import check_network
 from .exact import check_metric
 
 
@@ -39,6 +40,7 @@ class FisherOperator:
     """
 
     def __init__(self, net, X, loss, metric: str = "euclidean", Y=None, damping: float = 0.0) -> None:
+        check_network(net)
         check_loss(loss)
         check_metric(metric, Y)
         self.damping = check_scalar(damping, "damping", minimum=0.0)
@@ -96,5 +98,6 @@ def matvec(net, X, loss, v, metric: str = "euclidean", Y=None) -> np.ndarray:
     :class:`FisherOperator`, which reuses the forward pass.
     See ``derivations/09-fisher.md`` section 4.
     """
+    check_network(net)
     _check_vector(v, net.num_params())
     return FisherOperator(net, X, loss, metric=metric, Y=Y).ggn_matvec(v)

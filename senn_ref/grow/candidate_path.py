@@ -31,6 +31,7 @@ from ..layers.conv2d import Conv2D
 from ..layers.flatten import Flatten
 from ..layers.pooling import AvgPool2D, GlobalAvgPool, MaxPool2D
 from ..layers.rational import Rational
+from .structure import check_path
 
 
 def kernel_grad(dz: np.ndarray, x_rows: np.ndarray) -> np.ndarray:
@@ -76,6 +77,7 @@ class CandidatePath:
     """
 
     def __init__(self, net, path) -> None:
+        check_path(net, path)
         prod = net.layers[path.producer]
         cons = net.layers[path.consumer]
         self.conv_producer = isinstance(prod, Conv2D)

@@ -156,12 +156,33 @@ def kfac_changes(change: StateChange) -> dict:
     return out
 
 
-def check_carry(optimizers: list, change: StateChange) -> None:
-    """Raise ValueError (naming ``optimizer``) unless every optimiser's state for the changed
-    keys has the old shapes of ``change`` (call before the network changes); K-FAC state is
-    compared as (out, in) sizes per layer.  14-growth-operations.md section 4.1."""
+def _check_change(change) -> None:
+    """TypeError/ValueError naming ``change`` unless it is a :class:`StateChange` whose ``axes``
+    map parameter keys ``"<layer>.<param>"`` to :class:`AxisMap` and whose ``dropped`` is a
+    tuple/list of such keys."""
     if not isinstance(change, StateChange):
         raise TypeError(f"change: expected a StateChange, got {type(change).__name__}")
+    if not isinstance(change.axes, dict):
+        raise TypeError(f"change: axes must be a dict key -> AxisMap, got {type(change.axes).__name__}")
+    for key, am in change.axes.items():
+        if not isinstance(key, str) or "." not in key:
+            raise ValueError(f"change: axes key {key!r} is not a parameter key '<layer>.<param>'")
+        if not isinstance(am, AxisMap):
+            raise TypeError(f"change: axes[{key!r}] must be an AxisMap, got {type(am).__name__}")
+    if not isinstance(change.dropped, (tuple, list)) or not all(
+            isinstance(k, str) and "." in k for k in change.dropped):
+        raise ValueError(f"change: dropped must be a tuple of parameter keys '<layer>.<param>', "
+                         f"got {change.dropped!r}")
+
+
+def check_carry(optimizers, change: StateChange) -> None:
+    """Raise ValueError (naming ``optimizer``) unless every optimiser's state for the changed
+    keys has the old shapes of ``change`` (call before the network changes); K-FAC state is
+    compared as (out, in) sizes per layer.  ``optimizers`` as for :func:`check_optimizers`
+    (None, one optimiser or a list); ``change`` a :class:`StateChange` (TypeError/ValueError
+    naming ``change`` otherwise).  14-growth-operations.md section 4.1."""
+    optimizers = check_optimizers(optimizers)
+    _check_change(change)
     kchanges = kfac_changes(change)
     for opt in optimizers:
         if isinstance(opt, Optimizer):
@@ -191,9 +212,13 @@ def _pad_args(positions, n_new):
     return keep, positions[keep], n_new
 
 
-def carry_state(optimizers: list, change: StateChange) -> None:
+def carry_state(optimizers, change: StateChange) -> None:
     """Apply ``change`` to every optimiser's state (see the module docstring); call after
-    :func:`check_carry` and after the network changed.  14-growth-operations.md section 4."""
+    the network changed.  It first re-runs :func:`check_carry` (cheap: shapes only), so a
+    direct call with a bad ``optimizers`` or ``change`` raises before any optimiser's state is
+    touched.  14-growth-operations.md section 4."""
+    optimizers = check_optimizers(optimizers)
+    check_carry(optimizers, change)
     for opt in optimizers:
         if isinstance(opt, Optimizer):
             for key, am in change.axes.items():

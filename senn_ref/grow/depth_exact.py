@@ -20,10 +20,17 @@ from .insert_layer import check_insertion, insert_layer
 from .residual import WidthContext, kept_svd
 
 
+def _check_params(params) -> str:
+    """``params`` must be one of the names of ``PARAM_SETS`` ("vc", "vcl", "all")."""
+    if not isinstance(params, str):
+        raise TypeError(f"params: expected a string, one of {sorted(PARAM_SETS)}, got {type(params).__name__}")
+    return check_option(params, PARAM_SETS, "params")
+
+
 def depth_index(grown, record, params: str = "all") -> np.ndarray:
     """Flat positions (int64) in ``grown`` of the inserted parameters of ``params`` ("vc", "vcl",
     "all"), from the :class:`Growth` ``record`` of :func:`insert_layer`.  17-depth.md section 6."""
-    check_option(params, PARAM_SETS, "params")
+    _check_params(params)
     lin, act = record.added_layers
     sl = grown.param_slices()
     keys = [f"{lin if n in ('W', 'b') else act}.{n}" for n in PARAM_SETS[params]]
@@ -38,7 +45,7 @@ def depth_gain_exact(net, X, Y, loss, position, B, s=None, damping=0.0, metric: 
     the other parameters are the grown network's, consumer rewritten).  ``net`` is unchanged.
     17-depth.md section 6; ``tests/test_depth.py::test_closed_form_equals_generic``."""
     from .width_gain import gain_exact
-    check_option(params, PARAM_SETS, "params")
+    _check_params(params)
     trial = net.copy()
     rec = insert_layer(trial, position, B, s)
     return gain_exact(trial, X, Y, loss, depth_index(trial, rec, params), damping=damping, metric=metric)
@@ -51,7 +58,7 @@ def closed_form_context(net, X, Y, loss, position, B, s=None, damping=0.0, metri
     inserted layers with closed-form factor columns ``w / sqrt(N)``."""
     check_metric(metric, Y)
     delta = check_scalar(damping, "damping", minimum=0.0)
-    check_option(params, PARAM_SETS, "params")
+    _check_params(params)
     i, _, _, B, s = check_insertion(net, position, B, s)
     value, g_o = mean_loss_grad(net, X, Y, loss)
     B_o = ggn_factor(net, X, loss, metric=metric, Y=Y)

@@ -73,8 +73,10 @@ class DepthProposals:
         from ..score import eta_exact_details
         check_metric(metric, Y)
         self.delta = check_scalar(damping, "damping", minimum=0.0)
-        check_option(natural, NATURAL, "natural")
-        check_option(condition, CONDITIONS, "condition")
+        for value, allowed, name in ((natural, NATURAL, "natural"), (condition, CONDITIONS, "condition")):
+            if not isinstance(value, str):
+                raise TypeError(f"{name}: expected a string, one of {list(allowed)}, got {type(value).__name__}")
+            check_option(value, allowed, name)
         i, layer = consumer_at(net, position)
         self.position, self.k = i, consumer_width(layer)
         if natural == "auto":
@@ -113,6 +115,8 @@ class DepthProposals:
         (F = F_pp or S_c - delta I).  ``derivations/17-depth.md`` sections 6-7;
         ``tests/test_depth.py::test_lower_bound_gradient_matches_finite_differences``."""
         k = self.k
+        if not isinstance(grad, (bool, np.bool_)):
+            raise TypeError(f"grad: expected a bool, got {type(grad).__name__}")
         B = as_float_array(B, "B", ndim=3)
         check_shape(B, (None, k, k), "B")
         s = as_float_array(s, "s", ndim=2)

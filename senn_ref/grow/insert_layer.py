@@ -26,6 +26,7 @@ from .._validate import as_float_array, check_shape
 from ..layers.conv2d import Conv2D
 from ..layers.dense import Dense
 from ..layers.rational import Rational, identity_scale
+from ..network import check_network
 from .carry_state import check_optimizers
 from .record import build_record, layout
 from .structure import _check_index, is_linear_map
@@ -65,7 +66,11 @@ def depth_supported(net, i, shift: bool = True) -> bool:
     ``i`` must index a Dense or Conv2D.  With ``shift=True`` (what the proposal search needs:
     it moves ``s`` freely) a zero-padded Conv2D consumer is excluded, since it accepts only
     ``s = 0``; ``shift=False`` asks whether ``s = 0`` insertions are accepted.
-    ``derivations/17-depth.md`` section 1."""
+    ``derivations/17-depth.md`` section 1.  ``net`` not a Network or ``shift`` not a bool
+    raise TypeError; any other ``i`` that :func:`insert_layer` would refuse gives False."""
+    check_network(net)
+    if not isinstance(shift, (bool, np.bool_)):
+        raise TypeError(f"shift: expected a bool, got {type(shift).__name__}")
     try:
         _, layer = consumer_at(net, i)
     except (TypeError, ValueError):

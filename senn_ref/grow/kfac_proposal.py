@@ -274,7 +274,8 @@ class WidthProposals:
         ``G_inv``, ``a``, ``A_inv`` and shift sqrt(damping): lower bound and gain (C,), with ``grad``
         dS/dH (C, N, T, q).  The depth code may call it with its own H.
         ``derivations/16-kfac-proposal.md`` sections 3-4; ``tests/test_kfac_proposal.py::test_equality_and_duplicates``."""
-        check_shape(np.asarray(H), (None, self.N, self.candidates.T, None), "H (candidate inputs)")
+        H = as_float_array(H, "H (candidate inputs)", ndim=4)
+        check_shape(H, (None, self.N, self.candidates.T, None), "H (candidate inputs)")
         return kfac_width_gain(H, self.R, self.G_inv, self._a_score, self._A_inv_score, self.shift, grad)
 
     def score(self, W, b, act, grad: bool = False, *, gain: bool = True) -> WidthScore:

@@ -31,11 +31,12 @@ import numpy as np
 
 from .._validate import check_option, check_positive_int, check_scalar
 from ..fisher.exact import check_metric
+from ..kfac.damping import factored_damping
 from ..layers.conv2d import Conv2D
 from ..score import default_rcond
 from .prune_neurons import check_units
 from .residual import apply_w, kept_svd, width_context
-from .structure import hidden_path, unit_layers
+from .structure import check_path, hidden_path, unit_layers
 
 CURVATURES = ("exact", "kfac")
 INCOMING = ("free", "fixed")
@@ -74,10 +75,24 @@ def check_groups(groups, n_units: int) -> tuple:
                  for grp in groups)
 
 
+def _check_index_args(net, path, units) -> np.ndarray:
+    """The public index functions' checks: ``path`` the current :class:`HiddenPath` of ``net``,
+    ``units`` distinct in-range unit indices (any number, possibly every unit)."""
+    check_path(net, path)
+    return check_units(units, path.units, leave_one=False)
+
+
 def outgoing_index(net, path, units) -> np.ndarray:
     """Flat positions (net.get_flat() order) of the outgoing weights of ``units``: consumer
-    ``W[:, consumer_columns(units)]`` (Dense) or ``W[:, units]`` (Conv2D), row-major.
+    ``W[:, consumer_columns(units)]`` (Dense) or ``W[:, units]`` (Conv2D), row-major, in the
+    given unit order.  ``path`` = ``hidden_path(net, layer)`` (current), ``units`` distinct
+    ints in ``0..U-1`` (TypeError/ValueError naming ``path``/``units`` otherwise).
     18-pruning.md section 1."""
+    _check_index_args(net, path, units)
+    return _outgoing_index(net, path, units)
+
+
+def _outgoing_index(net, path, units) -> np.ndarray:
     cons = net.layers[path.consumer]
     W = cons.params["W"]
     units = np.asarray(units, dtype=np.int64)
@@ -88,7 +103,13 @@ def outgoing_index(net, path, units) -> np.ndarray:
 
 def incoming_index(net, path, units) -> np.ndarray:
     """Flat positions of the units' own parameters: producer rows ``W[units]``, ``b[units]`` and
-    every per-unit activation parameter (18-pruning.md section 1)."""
+    every per-unit activation parameter; arguments checked as for :func:`outgoing_index`
+    (18-pruning.md section 1)."""
+    _check_index_args(net, path, units)
+    return _incoming_index(net, path, units)
+
+
+def _incoming_index(net, path, units) -> np.ndarray:
     units = np.asarray(units, dtype=np.int64)
     sl = net.param_slices()
     out = []
@@ -99,7 +120,7 @@ def incoming_index(net, path, units) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _check_common(net, layer, damping, metric, Y, curvature, incoming, scope):
+def _check_common(net, layer, damping, metric, Y, curvature, incoming, scope, pi):
     path = hidden_path(net, layer)
     delta = check_scalar(damping, "damping", minimum=0.0)
     check_metric(metric, Y)
@@ -108,6 +129,7 @@ def _check_common(net, layer, damping, metric, Y, curvature, incoming, scope):
         if not isinstance(value, str):
             raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
         check_option(value, allowed, name)
+    factored_damping(np.eye(1), np.eye(1), delta, pi)        # validates pi whatever the curvature
     return path, delta
 
 
@@ -116,7 +138,7 @@ def _exact_setup(net, X, Y, loss, path, delta, metric, scope):
     (ctx over the scope's columns, scope flat indices, theta)."""
     # width_context builds B, g, the whitened residual and the cut-off once; its new/old split
     # (here a placeholder block) is replaced per group by _exact_group
-    ctx = width_context(net, X, Y, loss, outgoing_index(net, path, [0]), delta, metric)
+    ctx = width_context(net, X, Y, loss, _outgoing_index(net, path, [0]), delta, metric)
     P = net.num_params()
     if scope == "network":
         idx = np.arange(P)
@@ -133,8 +155,8 @@ def _exact_setup(net, X, Y, loss, path, delta, metric, scope):
 
 def _block(net, path, group, incoming, idx, theta):
     """Local (scope) positions of the block c, its target t_c and the rest."""
-    out = outgoing_index(net, path, group)
-    glob = out if incoming == "free" else np.concatenate([out, incoming_index(net, path, group)])
+    out = _outgoing_index(net, path, group)
+    glob = out if incoming == "free" else np.concatenate([out, _incoming_index(net, path, group)])
     target = np.concatenate([theta[out], np.zeros(glob.size - out.size)])
     pos = np.full(theta.size, -1, dtype=np.int64)
     pos[idx] = np.arange(idx.size)
@@ -192,7 +214,7 @@ def pruning_scores(net, X, Y, loss, layer, damping=0.0, metric: str = "euclidean
     Returns :class:`PruningScores` with (G,) arrays, formulas in the module docstring.
     ``derivations/18-pruning.md`` sections 2-5; ``tests/test_pruning.py``.
     """
-    path, delta = _check_common(net, layer, damping, metric, Y, curvature, incoming, scope)
+    path, delta = _check_common(net, layer, damping, metric, Y, curvature, incoming, scope, pi)
     grps = check_groups(groups, path.units)
     if curvature == "kfac":
         from .pruning_kfac import kfac_pruning_scores
@@ -248,7 +270,7 @@ def obs_compensation(net, X, Y, loss, layer, units, damping=0.0, metric: str = "
     Other arguments as in :func:`pruning_scores`.  ``derivations/18-pruning.md`` section 2;
     ``tests/test_pruning.py::test_obs_is_kkt_minimiser``.
     """
-    path, delta = _check_common(net, layer, damping, metric, Y, curvature, incoming, scope)
+    path, delta = _check_common(net, layer, damping, metric, Y, curvature, incoming, scope, pi)
     grp = tuple(int(u) for u in check_units(units, path.units))
     if curvature == "kfac":
         from .pruning_kfac import kfac_obs

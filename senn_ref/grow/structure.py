@@ -31,6 +31,7 @@ from ..layers.dense import Dense
 from ..layers.flatten import Flatten
 from ..layers.pooling import AvgPool2D, GlobalAvgPool, MaxPool2D
 from ..layers.rational import Rational
+from ..network import check_network
 
 #: layers that may sit between a producer and its consumer (unit-wise maps)
 UNITWISE = (Rational, Elementwise, AvgPool2D, MaxPool2D, GlobalAvgPool, Flatten)
@@ -71,6 +72,7 @@ class HiddenPath:
 
 
 def _check_index(net, layer, name: str = "layer") -> int:
+    check_network(net)
     if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)):
         raise TypeError(f"{name}: expected an integer index into net.layers, got {type(layer).__name__}")
     n = len(net.layers)
@@ -115,9 +117,27 @@ def hidden_path(net, layer) -> HiddenPath:
                      f"consumes its outputs), so it has no hidden units to grow")
 
 
+def check_path(net, path, name: str = "path") -> HiddenPath:
+    """``path`` must be the current :class:`HiddenPath` of its producer in ``net`` (TypeError for
+    anything else, ValueError for a stale path, e.g. one taken before a growth step).
+    ``derivations/14-growth-operations.md`` section 1."""
+    if not isinstance(path, HiddenPath):
+        raise TypeError(f"{name}: expected a HiddenPath (grow.hidden_path(net, layer)), got "
+                        f"{type(path).__name__}")
+    try:
+        current = hidden_path(net, path.producer)
+    except ValueError as exc:
+        raise ValueError(f"{name}: does not describe a hidden layer of this network ({exc})") from None
+    if current != path:
+        raise ValueError(f"{name}: {path} is stale; the network's hidden layer at {path.producer} is "
+                         f"now {current} (call hidden_path again after growing or pruning)")
+    return path
+
+
 def growable_layers(net) -> list[int]:
     """Indices of every producer that has a consumer (the hidden layers of ``net``), in order.
     ``derivations/14-growth-operations.md`` section 1."""
+    check_network(net)
     out = []
     for i, la in enumerate(net.layers):
         if is_linear_map(la):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..network import check_network
 from ..score import default_rcond
 from .residual import apply_w, check_flat_index, kept_svd, quad_output, quad_param, width_context
 
@@ -156,8 +157,12 @@ def layer_flat_index(net, layer, exclude=None) -> np.ndarray:
     an index or a layer name), leaving out ``exclude`` (flat positions, e.g. ``new_index``);
     the ``condition_on`` of the consuming layer's old parameters.
     ``derivations/15-width-gain.md`` section 4; ``tests/test_width_gain.py::test_layer_flat_index``."""
+    check_network(net)
     if isinstance(layer, str):
-        layer = net.index_of(layer)
+        try:
+            layer = net.index_of(layer)
+        except KeyError as exc:
+            raise KeyError(f"layer: {exc.args[0]}") from None
     if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)):
         raise TypeError(f"layer: expected an index into net.layers or a layer name, got {type(layer).__name__}")
     if not 0 <= layer < len(net.layers):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import check_option, check_scalar
+from ..network import check_network
 from .columns import check_options, run_columns
 from .damping import DampedKronInverse, block_solve, factored_damping
 from .factors import KronAccumulator, kfac_layers
@@ -51,6 +52,7 @@ def kfac_eta(net, X, Y, loss, damping=0.0, metric: str = "euclidean", mode: str 
     network without a Dense/Conv2D layer.  11-kfac.md section 7; tests in
     ``tests/test_kfac_score.py``.
     """
+    check_network(net)
     damping = check_scalar(damping, "damping", minimum=0.0)
     if not isinstance(damping_mode, str):
         raise TypeError(f"damping_mode: expected a string, got {type(damping_mode).__name__}")

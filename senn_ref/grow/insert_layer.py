@@ -27,7 +27,7 @@ from ..layers.conv2d import Conv2D
 from ..layers.dense import Dense
 from ..layers.rational import Rational, identity_scale
 from ..network import check_network
-from .carry_state import check_optimizers
+from .carry_state import StateChange, append_map, check_carry, check_optimizers
 from .record import build_record, layout
 from .structure import _check_index, is_linear_map
 
@@ -167,7 +167,9 @@ def insert_layer(net, position, B, s=None, optimizer=None):
     state: the new layers get none (fresh slots on their first step); the consumer keeps its
     keys and shapes, so its per-key state stays bit for bit; a KFAC optimiser's consumer input
     factor becomes ``T A T^T`` (:func:`consumer_transform`), ``G`` is kept and the consumer's
-    stored inverses are dropped (recomputed at the next step).
+    stored inverses are dropped (recomputed at the next step); consumer state that does not fit
+    the consumer's shapes (e.g. kept from before another growth step) is refused (ValueError
+    naming ``optimizer``, :func:`~.carry_state.check_carry`).
     Returns the Growth record (kind "insert_layer"): ``new_index`` = the inserted layers'
     parameters, ``rewritten`` = the consumer's keys, ``added_layers`` = the new names.
     Everything is checked before anything changes.  ``derivations/17-depth.md`` sections 1-4;
@@ -175,6 +177,9 @@ def insert_layer(net, position, B, s=None, optimizer=None):
     """
     i, layer, k, B, s = check_insertion(net, position, B, s)
     opts = check_optimizers(optimizer)
+    # the consumer keeps its keys and shapes, so its optimiser state must already fit them
+    check_carry(opts, StateChange({f"{layer.name}.{p}": append_map(layer.params[p].shape, 0, 0)
+                                   for p in layer.param_names}))
     W_new, b_new = rewritten_consumer(layer, B, s)
     if not (np.all(np.isfinite(W_new)) and np.all(np.isfinite(b_new))):
         raise ValueError("B: the rewritten consumer weights W B^-1 overflow; B is too small")

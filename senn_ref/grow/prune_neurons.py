@@ -44,10 +44,10 @@ def check_units(units, n_units: int, name: str = "units", leave_one: bool = True
     arr = np.asarray(units)
     if arr.ndim == 0:
         arr = arr.reshape(1)
+    if arr.size == 0:               # before the dtype: np.asarray([]) is float64
+        raise ValueError(f"{name}: empty; name at least one unit to remove")
     if arr.dtype.kind not in "iu" or arr.ndim != 1:
         raise TypeError(f"{name}: expected a 1-d array of integer unit indices, got {units!r}")
-    if arr.size == 0:
-        raise ValueError(f"{name}: empty; name at least one unit to remove")
     arr = arr.astype(np.int64)
     if arr.min() < 0 or arr.max() >= n_units:
         raise ValueError(f"{name}: indices {arr.tolist()} out of range 0..{n_units - 1}")

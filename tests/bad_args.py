@@ -120,7 +120,7 @@ def bad_scalar(draw, minimum=0.0, strict=False):
     """A bad non-negative (``strict``: positive) real scalar such as a damping."""
     below = [-draw(st.floats(1e-6, 1e3))] + ([minimum] if strict else [])
     options = [(draw(st.sampled_from(below)), ValueError), (draw(st.sampled_from([np.nan, np.inf, -np.inf])), ValueError),
-               ("0.1", TypeError), (None, TypeError), (True, TypeError), (1j, TypeError), ([0.1], TypeError)]
+               ("abc", TypeError), (None, TypeError), (True, TypeError), (1j, TypeError), ([0.1], TypeError)]
     return draw(st.sampled_from(options))
 
 
@@ -136,13 +136,25 @@ def bad_option(draw, allowed):
 
 
 @st.composite
+def bad_count(draw, minimum=1):
+    """A bad integer count (>= ``minimum``): too small (ValueError) or not an int (TypeError)."""
+    return draw(st.sampled_from([(minimum - 1, ValueError), (minimum - 3, ValueError), (1.5, TypeError),
+                                 (float(minimum), TypeError), (True, TypeError), ("2", TypeError),
+                                 (None, TypeError)]))
+
+
+@st.composite
 def bad_bool(draw):
     """A non-bool where a bool flag is expected (TypeError): strings, numbers, None."""
     return draw(st.sampled_from(["yes", "False", 1, 0.0, None])), TypeError
 
 
 def named(arg: str) -> str:
-    """Regex that finds the argument name as a word of its own in an error message."""
+    """Regex that finds the argument name in an error message: a word of its own, or for names
+    of one or two characters (X, W, b, s, ...) the start of the message followed by ":", " (" or
+    "[" (the library's ``"<name>: ..."`` convention; a KeyError's message is quoted)."""
+    if len(arg) <= 2:
+        return rf"^['\"]?{re.escape(arg)}(:| \(|\[)"
     return rf"(?<![\w.]){re.escape(arg)}(?!\w)"
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from .._validate import check_option, check_scalar
 from ..fisher.exact import check_metric, ggn_factor
+from ..network import check_network
 from ..score import WHITENING_TOL, default_rcond, mean_loss_grad, whitened_residual
 from .depth_rows import PARAM_SETS, consumer_side, new_rows
 from .insert_layer import check_insertion, insert_layer
@@ -45,6 +46,7 @@ def depth_gain_exact(net, X, Y, loss, position, B, s=None, damping=0.0, metric: 
     the other parameters are the grown network's, consumer rewritten).  ``net`` is unchanged.
     17-depth.md section 6; ``tests/test_depth.py::test_closed_form_equals_generic``."""
     from .width_gain import gain_exact
+    check_network(net)
     _check_params(params)
     trial = net.copy()
     rec = insert_layer(trial, position, B, s)

@@ -22,6 +22,7 @@ import numpy as np
 
 from .._validate import check_scalar
 from ..fisher.exact import check_metric, ggn_factor
+from ..network import check_network
 from ..score import WHITENING_TOL, default_rcond, mean_loss_grad, whitened_residual
 
 
@@ -156,6 +157,7 @@ def width_context(net, X, Y, loss, new_index, damping=0.0, metric: str = "euclid
     """Validate every argument, then build the :class:`WidthContext` (one Jacobian).
     ``condition_on``: None or old flat indices (disjoint from ``new_index``; may be empty).
     15-width-gain.md sections 5 and 7."""
+    check_network(net)
     check_metric(metric, Y)
     delta = check_scalar(damping, "damping", minimum=0.0)
     P = net.num_params()

@@ -150,10 +150,10 @@ def bad_bool(draw):
 
 
 def named(arg: str) -> str:
-    """Regex that finds the argument name in an error message: a word of its own, or for names
-    of one or two characters (X, W, b, s, ...) the start of the message followed by ":", " (" or
-    "[" (the library's ``"<name>: ..."`` convention; a KeyError's message is quoted)."""
-    if len(arg) <= 2:
+    """Regex that finds the argument name in an error message: a word of its own, or for
+    one-letter names (X, W, b, s, ...) the start of the message followed by ":", " (" or "["
+    (the library's ``"<name>: ..."`` convention; a KeyError's message is quoted)."""
+    if len(arg) == 1:
         return rf"^['\"]?{re.escape(arg)}(:| \(|\[)"
     return rf"(?<![\w.]){re.escape(arg)}(?!\w)"
 

@@ -188,6 +188,22 @@ def test_insert_layer_refuses(name, arg, data):
     refused(lambda: insert_layer(**kwargs), exc, arg, net, opts)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_growth_refuses_stale_optimizer_state(name):
+    """State kept from a wider network (one unit more): every operation refuses it, each kind."""
+    case, opts = trained(name)
+    net, h = case.net, case.hidden[0]
+    cons = hidden_path(net, h).consumer
+    W = np.ones((1,) + net.layers[h].params["W"].shape[1:])
+    for stale in stale_optimizers(case):
+        both = [opts[0], stale]             # the good optimiser listed first must not change either
+        for call in (lambda: add_neurons(net, h, W, optimizer=both, rng=np.random.default_rng(0)),
+                     lambda: prune_neurons(net, h, [0], optimizer=both),
+                     lambda: insert_layer(net, cons, np.eye(net.layers[cons].params["W"].shape[1]), optimizer=both),
+                     lambda: insert_layer(net, h, np.eye(net.layers[h].params["W"].shape[1]), optimizer=both)):
+            refused(call, ValueError, "optimizer", net, opts + [stale])
+
+
 def test_insert_layer_refuses_a_shift_before_a_padded_conv():
     case, opts = trained("conv_flatten")
     pos = 3                                                        # conv2d1, 'same' zero padding

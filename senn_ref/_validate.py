@@ -90,9 +90,21 @@ def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
 
 
 def check_scalar(value, name: str, *, minimum: float | None = None, strict: bool = False) -> float:
-    """A finite real scalar, optionally bounded below (``strict`` excludes the bound)."""
+    """A finite real scalar, optionally bounded below (``strict`` excludes the bound).
+
+    Refuses bool, str and bytes (``float("3")`` would accept a numeric string) and complex
+    numbers with a TypeError naming the argument; NaN/inf and a value below the bound with a
+    ValueError."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected a real number, got bool")
+    if isinstance(value, (str, bytes, np.str_, np.bytes_)):
+        # float("3") would succeed: a number in quotes is a caller's mistake, not a number
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
+    if isinstance(value, (complex, np.complexfloating)) or (isinstance(value, np.ndarray) and
+                                                            (value.ndim or value.dtype.kind == "c")):
+        # float(np.complex128(1j)) drops the imaginary part; float(np.array([x])) unwraps an array
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}"
+                        + (f" of shape {value.shape}" if isinstance(value, np.ndarray) else ""))
     try:
         v = float(value)
     except (TypeError, ValueError) as exc:
@@ -112,3 +124,18 @@ def check_rng(rng, name: str, *, allow_none: bool = True):
         raise TypeError(f"{name}: expected numpy.random.Generator{' or None' if allow_none else ''}, "
                         f"got {type(rng).__name__} (use np.random.default_rng(seed))")
     return rng
+
+
+def check_network(net, name: str = "net"):
+    """``net`` must be a :class:`senn_ref.network.Network`; TypeError naming ``name`` otherwise."""
+    from .network import Network          # here: network.py itself imports this module
+    if not isinstance(net, Network):
+        raise TypeError(f"{name}: expected a senn_ref.Network, got {type(net).__name__}")
+    return net
+
+
+def check_flag(value, name: str) -> bool:
+    """``value`` must be True or False (a numpy bool too); TypeError naming ``name`` otherwise."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)

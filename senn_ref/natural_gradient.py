@@ -12,12 +12,12 @@ tested in ``tests/test_score.py`` and ``tests/test_ngd_cg.py``.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._validate import as_float_array, check_positive_int, check_scalar, check_shape
+from .fallbacks import NumericalFallback, warn_fallback
 from .fisher.matvec import FisherOperator
 
 
@@ -29,9 +29,10 @@ from .fisher.matvec import FisherOperator
 CURVATURE_FLOOR = 64 * np.finfo(np.float64).eps
 
 
-class CGWarning(RuntimeWarning):
-    """CG stopped without reaching its tolerance: iteration cap, curvature at or below the
-    floor, or a non-finite iterate/residual."""
+class CGWarning(NumericalFallback):
+    """CG stopped without reaching its tolerance and returned its last finite iterate: ``reason``
+    "iteration cap", "curvature floor" or "non-finite"; ``value`` the relative residual
+    (a :class:`senn_ref.fallbacks.NumericalFallback`, hence a RuntimeWarning)."""
 
 
 @dataclass
@@ -104,17 +105,18 @@ def cg_solve(apply_A, b, tol: float = 1e-10, maxiter: int | None = None, x0=None
     res = float(np.sqrt(rr))
     info = CGInfo(it, res, res / b_norm, res <= tol * b_norm, indefinite, nonfinite)
     if nonfinite:
-        warnings.warn(f"CG stopped after {it} iterations: the next iterate, residual or operator "
+        warn_fallback(CGWarning, f"CG stopped after {it} iterations: the next iterate, residual or operator "
                       f"product was not finite (overflow); returning the last finite iterate, relative "
-                      f"residual {info.relative_residual:.3e}. Use damping > 0.", CGWarning, stacklevel=2)
+                      f"residual {info.relative_residual:.3e}. Use damping > 0.", "non-finite",
+                      info.relative_residual)
     elif indefinite:
-        warnings.warn(f"CG met a direction with p^T A p = {pAp:.3e} <= floor {floor:.3e} after {it} "
+        warn_fallback(CGWarning, f"CG met a direction with p^T A p = {pAp:.3e} <= floor {floor:.3e} after {it} "
                       f"iterations (operator singular or indefinite); returning the last iterate, "
                       f"relative residual {info.relative_residual:.3e}. Use damping > 0.",
-                      CGWarning, stacklevel=2)
+                      "curvature floor", info.relative_residual)
     elif not info.converged:
-        warnings.warn(f"CG did not converge in {it} iterations: relative residual "
-                      f"{info.relative_residual:.3e} > tol {tol:.1e}", CGWarning, stacklevel=2)
+        warn_fallback(CGWarning, f"CG did not converge in {it} iterations: relative residual "
+                      f"{info.relative_residual:.3e} > tol {tol:.1e}", "iteration cap", info.relative_residual)
     return x, info
 
 

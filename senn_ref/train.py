@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validate import as_float_array, check_batch, check_positive_int
+from ._validate import as_float_array, check_batch, check_network, check_positive_int
 from .losses.base import check_loss  # noqa: F401  (re-exported: senn_ref.train.check_loss)
 
 
@@ -54,7 +54,7 @@ def check_training_data(net, X, Y, loss, X_val=None, Y_val=None):
     X (N,) + net.in_shape, Y every target checked by ``loss`` against the output width
     K = prod(out_shape); X_val/Y_val both or neither.  Returns ``(X, Y, X_val, Y_val)`` as
     checked arrays.  Shared by :func:`fit` and :func:`senn_ref.train_senn`."""
-    X = check_batch(X, net.in_shape, "X")
+    X = check_batch(X, check_network(net).in_shape, "X")
     N = X.shape[0]
     Y = _check_targets(Y, N, "Y")
     K = int(np.prod(net.out_shape))
@@ -81,6 +81,10 @@ def fit(net, X, Y, loss, optimizer, epochs: int = 1, batch_size: int | None = No
     # every argument is checked before the first update, so a bad label anywhere in Y,
     # a malformed validation set or a non-callable callback cannot strike mid-training
     loss = check_loss(loss)
+    check_network(net)
+    if not callable(getattr(optimizer, "step", None)):
+        raise TypeError(f"optimizer: expected a senn_ref.optim optimiser (SGD, Adam, KFAC, NaturalGradientCG), "
+                        f"got {type(optimizer).__name__}")
     X, Y, X_val, Y_val = check_training_data(net, X, Y, loss, X_val, Y_val)
     N = X.shape[0]
     epochs = check_positive_int(epochs, "epochs")

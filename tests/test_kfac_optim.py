@@ -229,7 +229,7 @@ def test_pad_twice_with_trace_pi_and_invalid_lr_leave_state_intact(monkeypatch):
     A_before = opt2.factors["dense0"].A.copy()
     inv_before = opt2.inverses["dense0"][0].copy()
     import senn_ref.optim.kfac as kfac_module
-    monkeypatch.setattr(kfac_module, "sym_inverse", lambda M, name="": np.full(M.shape, np.nan))
+    monkeypatch.setattr(kfac_module, "sym_inverse", lambda M, name="", **kw: np.full(M.shape, np.nan))
     with pytest.raises(FloatingPointError, match="nothing was updated"):
         opt2.step(net2, X2, Y2, mse())
     assert np.array_equal(net2.get_flat(), theta)

@@ -34,7 +34,7 @@ CHECKPOINT_SECONDS = 10.0
 
 SUMMARY_KEYS = ("final_train_loss", "final_test_loss", "final_test_accuracy", "hidden_widths", "num_layers",
                 "num_params", "expansions_accepted", "expansions_rejected", "rate_bound_violations",
-                "wall_seconds", "baselines")
+                "numerical_fallbacks", "wall_seconds", "baselines")
 
 
 def prepare(name, seed=0, steps=None, quick=False, quiet=False, overrides=None, options=None):
@@ -107,7 +107,8 @@ def run_demo_threads(name: str = "regression1d", out: str = "senn-ref-demo/regre
                "expansions_accepted": log.final["expansions_accepted"],
                "expansions_rejected": log.final["expansions_rejected"],
                "width_additions": log.count("width"), "depth_additions": log.count("depth"),
-               "rate_bound_violations": log.final["rate_bound_violations"], "wall_seconds": round(wall, 3),
+               "rate_bound_violations": log.final["rate_bound_violations"],
+               "numerical_fallbacks": log.final["numerical_fallbacks"], "wall_seconds": round(wall, 3),
                "senn": senn, "config": config.to_dict(), "config_notes": task.config_notes, "info": task.info}
     if not task.classification:
         summary["final_test_mse"] = senn["test_mse"]
@@ -171,5 +172,6 @@ def print_table(summary, file=sys.stdout) -> None:
         print(f"{name:<22} {str(r['hidden_widths']):<16} {r['num_params']:>7} {r['train_loss']:>11.4e} "
               f"{r['test_loss']:>11.4e} {v:>9.4g} {r['wall_seconds']:>8.1f}", file=file)
     print(f"SENN: {summary['expansions_accepted']} accepted / {summary['expansions_rejected']} rejected "
-          f"proposals, {summary['rate_bound_violations']} rate-bound violations; GradMax-like baseline: "
+          f"proposals, {summary['rate_bound_violations']} rate-bound violations, "
+          f"{summary.get('numerical_fallbacks', 0)} numerical fallbacks (events.json, kind 'fallback'); GradMax-like baseline: "
           f"{summary.get('baselines', {}).get('gradmax', {}).get('status', 'not run')}", file=file)

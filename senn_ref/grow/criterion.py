@@ -75,6 +75,8 @@ def decide(gain: float, eta_c: float, lam: float, tau: float, alpha_rel: float,
     eta_c = check_scalar(eta_c, "eta_c", minimum=0.0)
     lam = check_scalar(lam, "lambda", minimum=0.0)
     cost = check_scalar(cost, "cost", minimum=0.0, strict=True)
+    if isinstance(gain, (bool, np.bool_, str, bytes)) or not isinstance(gain, (int, float, np.integer, np.floating)):
+        raise TypeError(f"gain: expected a real number (NaN/inf are rejected proposals), got {type(gain).__name__}")
     if not np.isfinite(gain):
         return Decision(float("nan"), eta_c, float("nan"), tau, alpha_rel * lam, False, False)
     score = float(gain) / cost

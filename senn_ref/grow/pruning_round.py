@@ -29,9 +29,23 @@ def pruning_round(net, X, Y, loss, config, optimizer=None, step: int = 0, round_
     X (N,) + in_shape, Y the targets of the scoring batch; config a validated SENNConfig
     (``prune_tau``, ``min_width``, ``gain``, ``scoring_damping``, ``metric``, ``recursive``);
     optimizer: its state is shrunk alongside (``prune_neurons``).
-    ``derivations/18-pruning.md`` section 7."""
+    Every argument is checked before anything is scored or removed (TypeError/ValueError
+    naming it).  ``derivations/18-pruning.md`` section 7."""
+    from .._validate import check_network, check_positive_int
+    from ..train import check_loss, check_training_data
+    from ..trainer.config import SENNConfig
+    from .carry_state import check_optimizers
     from .prune_neurons import prune_neurons
     from .pruning import obs_compensation, pruning_scores
+    check_network(net)
+    if not isinstance(config, SENNConfig):
+        raise TypeError(f"config: expected a SENNConfig, got {type(config).__name__}")
+    config.validate()
+    check_loss(loss)
+    X, Y, _, _ = check_training_data(net, X, Y, loss)
+    check_optimizers(optimizer)
+    step = check_positive_int(step, "step", minimum=0)
+    round_index = check_positive_int(round_index, "round_index", minimum=0)
     curvature = "exact" if config.gain == "exact" else "kfac"
     damping, metric = config.scoring_damping, config.metric
     events = []

@@ -19,19 +19,22 @@ issued - the inverse is then dominated by rounding and more damping is needed.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from .._validate import as_float_array, check_scalar
+from ..fallbacks import NumericalFallback, warn_fallback
 
 #: condition number (after damping) above which an inverse is reported as unreliable
 COND_LIMIT = 1e12
 EPS = np.finfo(np.float64).eps
 
 
-class CurvatureWarning(RuntimeWarning):
-    """A curvature factor is too ill-conditioned for its inverse to be trusted."""
+class CurvatureWarning(NumericalFallback):
+    """A curvature inverse is not the inverse asked for: ``reason`` "ill-conditioned" (the damped
+    spectrum's condition number ``value`` exceeds :data:`COND_LIMIT`, the inverse is used anyway)
+    or "pseudo-inverse" (``value`` eigenvalues of a *damped* factor or block were at the zero
+    tolerance and got no step; only reported where asked, ``report_cut=True``, as the K-FAC
+    optimiser does).  A :class:`senn_ref.fallbacks.NumericalFallback`, hence a RuntimeWarning."""
 
 
 def _square(M, name: str) -> np.ndarray:
@@ -112,17 +115,30 @@ def _reciprocal(values: np.ndarray, name: str) -> np.ndarray:
     if kept.any():
         cond = values[kept].max() / values[kept].min()
         if cond > COND_LIMIT:
-            warnings.warn(f"{name}: condition number {cond:.3e} > {COND_LIMIT:.0e} after damping; "
-                          f"its inverse is unreliable - increase the damping", CurvatureWarning,
-                          stacklevel=3)
+            warn_fallback(CurvatureWarning, f"{name}: condition number {cond:.3e} > {COND_LIMIT:.0e} after "
+                          f"damping; its inverse is unreliable - increase the damping", "ill-conditioned",
+                          cond, stacklevel=3)
     return out
 
 
-def sym_inverse(M, name: str = "factor") -> np.ndarray:
+def _report_cut(cut: int, total: int, name: str) -> None:
+    """The pseudo-inverse fallback of a damped factor: ``cut`` of ``total`` eigenvalues at the
+    zero tolerance got 0 instead of a reciprocal (``report_cut=True`` callers only)."""
+    if cut:
+        warn_fallback(CurvatureWarning, f"{name}: {cut} of {total} eigenvalues at or below the zero tolerance "
+                      f"after damping; pseudo-inverse used (those directions get no step) - increase the "
+                      f"damping", "pseudo-inverse", cut, stacklevel=3)
+
+
+def sym_inverse(M, name: str = "factor", report_cut: bool = False) -> np.ndarray:
     """(Pseudo-)inverse ``U diag(1/lam) U^T`` of a symmetric PSD ``M`` (D, D); zero eigenvalues
-    (see :func:`sym_eig`) get 0.  Warns (:class:`CurvatureWarning`) above :data:`COND_LIMIT`.
-    11-kfac.md section 6; ``tests/test_kfac_damping.py::test_pseudo_inverse_of_singular_factors``."""
+    (see :func:`sym_eig`) get 0.  Warns (:class:`CurvatureWarning`) above :data:`COND_LIMIT`,
+    and with ``report_cut=True`` (``M`` a damped factor that should be invertible) when any
+    eigenvalue got 0.  11-kfac.md section 6;
+    ``tests/test_kfac_damping.py::test_pseudo_inverse_of_singular_factors``, ``tests/test_fallbacks.py``."""
     lam, U = sym_eig(M, name)
+    if report_cut:
+        _report_cut(int(np.count_nonzero(lam == 0.0)), lam.size, name)
     return (U * _reciprocal(lam, name)) @ U.T
 
 
@@ -202,13 +218,14 @@ class DampedKronInverse:
         return self.U @ ((self.U.T @ V @ self.Q) * self.inv) @ self.Q.T
 
 
-def block_inverse(B, delta, rcond: float | None = None) -> np.ndarray:
+def block_inverse(B, delta, rcond: float | None = None, report_cut: bool = False) -> np.ndarray:
     """Per-block pseudo-inverses ``(B_u + delta I)^+`` (U, k, k) of PSD blocks ``B`` (U, k, k).
 
     Eigenvalues of ``B_u + delta I`` at or below ``rcond * max eigenvalue`` count as zero
     (``rcond=None``: the :func:`sym_eig` tolerance ``k * eps``).  Warns
     (:class:`CurvatureWarning`, at most once per call) when a kept spectrum's
-    condition number exceeds :data:`COND_LIMIT`.  ``B`` is not modified.
+    condition number exceeds :data:`COND_LIMIT`, and with ``report_cut=True`` when any eigenvalue
+    of some ``B_u + delta I`` was cut.  ``B`` is not modified.
     13-rational-curvature.md sections 3-4.
     """
     B = as_float_array(B, "blocks B", ndim=3)
@@ -226,9 +243,11 @@ def block_inverse(B, delta, rcond: float | None = None) -> np.ndarray:
     small = np.where(kept, vals, np.inf).min(axis=1)
     worst = float(np.max(np.where(kept.any(axis=1), big / small, 0.0), initial=0.0))
     out = np.einsum("upk,uk,uqk->upq", U, inv, U)
+    if report_cut:
+        _report_cut(int(kept.size - np.count_nonzero(kept)), kept.size, "per-unit blocks (damped)")
     if worst > COND_LIMIT:
-        warnings.warn(f"per-unit block: condition number {worst:.3e} > {COND_LIMIT:.0e} after damping; "
-                      f"its inverse is unreliable - increase the damping", CurvatureWarning, stacklevel=2)
+        warn_fallback(CurvatureWarning, f"per-unit block: condition number {worst:.3e} > {COND_LIMIT:.0e} after "
+                      f"damping; its inverse is unreliable - increase the damping", "ill-conditioned", worst)
     return out
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import check_positive_int, check_scalar
+from .._validate import check_network, check_positive_int, check_scalar
 from ..kfac.columns import check_options, run_columns
 from ..kfac.damping import block_inverse, factored_damping, sym_inverse
 from ..kfac.factors import KronAccumulator, KroneckerFactors, kfac_layers
@@ -93,7 +93,7 @@ class KFAC(LearningRate):
     def step(self, net, X, Y, loss) -> float:
         """One K-FAC step on the batch ``X`` (N,) + in_shape, ``Y`` (N, K); updates the network's
         parameters in place and returns the mean loss before the update (11-kfac.md 8)."""
-        layers = kfac_layers(net)
+        layers = kfac_layers(check_network(net))
         for la in layers:
             self._check_shape(la, (la.params["W"].shape[0], la.params["W"].size // la.params["W"].shape[0]
                                    + int(has_bias(la))))
@@ -122,14 +122,15 @@ class KFAC(LearningRate):
             factors[name] = new
             if refresh or name not in self.inverses:
                 A_d, G_d = factored_damping(new.A, new.G, self.damping, self.pi)
-                inverses[name] = (sym_inverse(A_d, f"{name} A"), sym_inverse(G_d, f"{name} G"))
+                inverses[name] = (sym_inverse(A_d, f"{name} A (damped)", report_cut=True),
+                                  sym_inverse(G_d, f"{name} G (damped)", report_cut=True))
             else:
                 inverses[name] = self.inverses[name]
         for name, b in rat.result.items():
             blocks[name] = (self.ema * self.blocks[name] + (1.0 - self.ema) * b.B
                             if name in self.blocks else b.B.copy())
             if refresh or name not in self.block_inverses:
-                block_inverses[name] = block_inverse(blocks[name], self.damping, RATIONAL_RCOND)
+                block_inverses[name] = block_inverse(blocks[name], self.damping, RATIONAL_RCOND, report_cut=True)
             else:
                 block_inverses[name] = self.block_inverses[name]
         direction = dict(grads)

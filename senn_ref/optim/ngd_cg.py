@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import check_positive_int, check_scalar
+from .._validate import check_network, check_positive_int, check_scalar
 from ..fisher.exact import check_metric
 from ..natural_gradient import natural_gradient
 from .state import Optimizer
@@ -74,7 +74,7 @@ class NaturalGradientCG(Optimizer):
 
         Everything is validated (inputs, targets, state shapes) before the parameters change.
         """
-        params = net.named_params()
+        params = check_network(net).named_params()
         x0 = self._warm_start(params)
         theta = net.get_flat()
         extra = self.weight_decay * theta if self.weight_decay else None

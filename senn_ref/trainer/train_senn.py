@@ -20,6 +20,12 @@ inside ``runstate.deferred_interrupt`` and at the end); ``resume=True`` continue
 one and ends bit for bit where the uninterrupted run ends.  A non-finite loss, parameter,
 gradient or curvature factor raises ``runstate.NumericalFailure`` and keeps the last good
 checkpoint.  ``tests/test_resume.py``.
+
+Numerical fallbacks (CG stopped early, an ill-conditioned or pseudo-inverted curvature inverse;
+``senn_ref/fallbacks.py``) met during a step or a round are recorded in ``log.events`` (kind
+``"fallback"``, consecutive repeats merged) and counted in ``log.final["numerical_fallbacks"]``;
+the warnings themselves still go through the ``warnings`` filters.
+``derivations/22-run-checkpoints.md`` section 6; ``tests/test_fallbacks.py``.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ import time
 import numpy as np
 
 from .._validate import check_positive_int
+from ..fallbacks import count_fallbacks, log_fallbacks, recording
 from ..grow.criterion import rate_bound
 from ..grow.expansion_round import RoundState, architecture, expansion_round, num_linear_layers
 from ..grow.structure import growable_layers, is_linear_map
@@ -99,22 +106,30 @@ def _progress(config, step, loss_value, net, log) -> None:
 
 def _optimizer_step(run, step, opt, uses_curvature, net, Xb, Yb, loss, log) -> float:
     """One optimiser step; a non-finite loss, gradient, parameter or curvature state raises
-    ``run.failure`` (the error of a step that failed is classified by the same checks)."""
-    try:
-        if uses_curvature:
-            value = opt.step(net, Xb, Yb, loss)
-        else:
-            value, grads = net.loss_and_grad(Xb, Yb, loss)
-            if not all(np.isfinite(g).all() for g in grads.grads.values()):
-                raise run.failure(step, f"the gradient is not finite (loss {value})", log)
-            opt.step(net.named_params(), grads.grads)
-    except (FloatingPointError, ValueError, np.linalg.LinAlgError) as exc:
-        if isinstance(exc, NumericalFailure):
-            raise
+    ``run.failure`` (the error of a step that failed is classified by the same checks).
+    Fallbacks met in the step are logged first (also when the step then fails)."""
+    error, value = None, None
+    with recording() as found:
+        try:
+            if uses_curvature:
+                value = opt.step(net, Xb, Yb, loss)
+            else:
+                value, grads = net.loss_and_grad(Xb, Yb, loss)
+                if all(np.isfinite(g).all() for g in grads.grads.values()):
+                    opt.step(net.named_params(), grads.grads)
+                else:
+                    error = f"the gradient is not finite (loss {value})"
+        except (FloatingPointError, ValueError, np.linalg.LinAlgError) as exc:
+            error = exc
+        finally:
+            log_fallbacks(log.events, found, step, "optimizer step")
+    if isinstance(error, str):
+        raise run.failure(step, error, log)
+    if error is not None:
         bad = non_finite(net, opt)
         if bad is None and np.isfinite(evaluate(net, Xb, Yb, loss)[0]):
-            raise
-        raise run.failure(step, f"{type(exc).__name__} in the optimiser step ({exc})", log) from exc
+            raise error
+        raise run.failure(step, f"{type(error).__name__} in the optimiser step ({error})", log) from error
     bad = non_finite(net, opt)
     if not np.isfinite(value) or bad is not None:
         raise run.failure(step, f"the training loss is {value}" if bad is None else f"{bad} is not finite "
@@ -192,9 +207,11 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
         round_ran = False
         if (config.width or config.depth) and step > 0 and step >= config.warmup \
                 and step % config.expand_every == 0:
-            res = expansion_round(net, Xs, Ys, loss, config, search_rng, optimizer=opt, state=state,
-                                  step=step, round_index=round_index)
+            with recording() as found:
+                res = expansion_round(net, Xs, Ys, loss, config, search_rng, optimizer=opt, state=state,
+                                      step=step, round_index=round_index)
             log.events.extend(res.events)
+            log_fallbacks(log.events, found, step, "expansion round")
             log.rounds.append({"step": step, "round": round_index, "additions": res.additions,
                                "rate_bound": res.rate_bound, "lambda": res.lam, "eta_before": res.eta_before,
                                "eta_after": res.eta_after, "architecture": architecture(net),
@@ -203,8 +220,11 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
             log.timing["search"] += res.seconds_search
             if config.prune:
                 from ..grow.pruning_round import pruning_round
-                log.events.extend(pruning_round(net, Xs, Ys, loss, config, optimizer=opt, step=step,
-                                                round_index=round_index))
+                with recording() as found:
+                    pruned = pruning_round(net, Xs, Ys, loss, config, optimizer=opt, step=step,
+                                           round_index=round_index)
+                log.events.extend(pruned)
+                log_fallbacks(log.events, found, step, "pruning round")
             round_index += 1
             round_ran = True
         bad = non_finite(net, opt)
@@ -236,9 +256,12 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
                  "expansions_accepted": log.count("width") + log.count("depth"),
                  "expansions_rejected": log.count("width", False) + log.count("depth", False),
                  "units_pruned": log.count("prune"),
-                 "rate_bound_violations": log.rate_bound_violations()}
+                 "rate_bound_violations": log.rate_bound_violations(),
+                 "numerical_fallbacks": count_fallbacks(log.events)}
     if X_val is not None:
         log.final["val_loss"], log.final["val_acc"] = log.history[-1]["val_loss"], log.history[-1]["val_acc"]
     if not config.quiet:
-        sys.stderr.write("\n")
+        n = log.final["numerical_fallbacks"]
+        sys.stderr.write("\n" + (f"train_senn: {n} numerical fallback(s), see the log's events of kind "
+                                 f"'fallback'\n" if n else ""))
     return net, log

@@ -26,6 +26,31 @@ def _int_at_least(minimum: int):
     return parse
 
 
+_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+
+
+def _scheduler_address(text: str) -> str:
+    """``--scheduler``: a Dask scheduler address ``[SCHEME://]HOST[:PORT]`` (checked for its form
+    only; whether it answers is known when the sweep connects)."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "tcp", text
+    if scheme not in _SCHEMES:
+        raise argparse.ArgumentTypeError(f"unknown scheme {scheme!r} in {text!r}; expected one of "
+                                         f"{', '.join(_SCHEMES)} (e.g. tcp://127.0.0.1:8786)")
+    if not rest or any(c.isspace() for c in rest):
+        raise argparse.ArgumentTypeError(f"expected an address such as tcp://127.0.0.1:8786, got {text!r}")
+    if scheme != "inproc":
+        if rest.startswith("["):                       # [IPv6]:port
+            host, _, port = rest[1:].partition("]")
+            port = port.removeprefix(":")
+        else:
+            host, _, port = rest.partition(":")
+        if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+            raise argparse.ArgumentTypeError(f"expected HOST[:PORT] with a port 1-65535, got {text!r}")
+    return text
+
+
 def _demo_inputs(args):
     """Overrides and options of ``demo`` / ``sweep`` from --config, --set and --data; errors name the flag."""
     from .demos.config_file import ConfigFileError, read_overrides
@@ -186,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="a demo name (senn-ref demo --list)")
     p.add_argument("--seeds", default="0-2", help="seeds, e.g. 0-4 or 0,3 (default: %(default)s)")
     p.add_argument("--jobs", type=_int_at_least(1), default=2, help="parallel processes (default: %(default)s)")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="send the runs to this Dask scheduler instead")
+    p.add_argument("--scheduler", metavar="ADDRESS", type=_scheduler_address,
+                   help="send the runs to this Dask scheduler instead (e.g. tcp://127.0.0.1:8786)")
     p.add_argument("--baselines", action="store_true", help="also run each demo's baselines")
     _demo_flags(p, "senn-ref-sweep")
     p.set_defaults(func=_cmd_sweep, parser=p)

@@ -121,7 +121,11 @@ class SENNConfig:
         self.validate()
 
     def validate(self) -> "SENNConfig":
-        """Check every field; raises ValueError/TypeError naming the field.  Returns self."""
+        """Check every field; raises ValueError/TypeError naming the field.  Returns self.
+
+        TypeError for a value of the wrong type (a number given as a string, a float where an
+        integer is needed, anything but True/False for a flag, a non-string option), ValueError
+        for a value out of range (NaN/inf included) or an unknown option string."""
         for name in ("steps", "expand_every", "max_additions_per_round", "max_width", "max_layers",
                      "n_candidates", "cg_maxiter", "history_every", "min_width"):
             check_positive_int(getattr(self, name), name)
@@ -141,11 +145,12 @@ class SENNConfig:
         for name in ("recursive", "width", "depth", "prune", "quiet"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
-        check_option(self.optimizer, OPTIMIZERS, "optimizer")
-        check_option(self.gain, GAINS, "gain")
-        check_option(self.eta_c, ETA_C, "eta_c")
-        check_option(self.search, SEARCHES, "search")
-        check_option(self.metric, METRICS, "metric")
+        for name, allowed in (("optimizer", OPTIMIZERS), ("gain", GAINS), ("eta_c", ETA_C),
+                              ("search", SEARCHES), ("metric", METRICS)):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f"{name}: expected one of the strings {sorted(allowed)}, got {type(value).__name__}")
+            check_option(value, allowed, name)
         if self.min_width > self.max_width:
             raise ValueError(f"min_width ({self.min_width}) exceeds max_width ({self.max_width})")
         return self

@@ -15,7 +15,7 @@ caller's filters decide whether it prints, is ignored or raises) *and* hands it 
 fallbacks into ``log.events`` entries of kind ``"fallback"``, merging a repeat of the previous
 one (same ``during``, warning class and reason, next step) into it (``count``, ``last_step``),
 so that a fallback met at every step is one event, not thousands.
-The list of fallbacks and where each is logged: ``derivations/22-run-checkpoints.md`` section 6;
+The list of fallbacks and where each is logged: ``derivations/22-run-checkpoints.md`` section 5;
 ``tests/test_fallbacks.py``.
 """
 from __future__ import annotations

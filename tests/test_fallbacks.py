@@ -1,5 +1,5 @@
 """Numerical fallbacks are never silent: each one warns and, inside train_senn, becomes a log event
-(senn_ref/fallbacks.py; derivations/22-run-checkpoints.md section 6)."""
+(senn_ref/fallbacks.py; derivations/22-run-checkpoints.md section 5)."""
 import json
 import warnings
 

@@ -34,7 +34,8 @@ class CurvatureWarning(NumericalFallback):
     spectrum's condition number ``value`` exceeds :data:`COND_LIMIT`, the inverse is used anyway)
     or "pseudo-inverse" (``value`` eigenvalues of a *damped* factor or block were at the zero
     tolerance and got no step; only reported where asked, ``report_cut=True``, as the K-FAC
-    optimiser does).  A :class:`senn_ref.fallbacks.NumericalFallback`, hence a RuntimeWarning."""
+    optimiser does).  A :class:`senn_ref.fallbacks.NumericalFallback`, hence a RuntimeWarning;
+    logged by the trainer (``derivations/22-run-checkpoints.md`` section 5)."""
 
 
 def _square(M, name: str) -> np.ndarray:

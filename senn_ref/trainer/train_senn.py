@@ -25,7 +25,7 @@ Numerical fallbacks (CG stopped early, an ill-conditioned or pseudo-inverted cur
 ``senn_ref/fallbacks.py``) met during a step or a round are recorded in ``log.events`` (kind
 ``"fallback"``, consecutive repeats merged) and counted in ``log.final["numerical_fallbacks"]``;
 the warnings themselves still go through the ``warnings`` filters.
-``derivations/22-run-checkpoints.md`` section 6; ``tests/test_fallbacks.py``.
+``derivations/22-run-checkpoints.md`` section 5; ``tests/test_fallbacks.py``.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import check_option, check_scalar
+from ._validate import as_float_array, check_option, check_scalar
 from .fisher.exact import check_metric, ggn_factor
 from .losses.base import check_loss
 from .natural_gradient import natural_gradient
@@ -83,6 +83,14 @@ def whitened_residual(loss, outputs: np.ndarray, Y, metric: str, return_residual
     with ``return_residual=True`` the largest ``||R_n h_n - e_n|| / ||e_n||`` is returned
     as well, so that callers can detect it.
     """
+    check_loss(loss)
+    check_metric(metric, Y)
+    if not isinstance(return_residual, (bool, np.bool_)):
+        raise TypeError(f"return_residual: expected a bool, got {type(return_residual).__name__}")
+    outputs = as_float_array(outputs, "outputs")
+    if outputs.ndim < 2:
+        raise ValueError(f"outputs: expected (N,) + out_shape with at least 2 dimensions, got shape "
+                         f"{outputs.shape}")
     out = outputs.reshape(outputs.shape[0], -1)
     E = loss.output_grad(out, Y)
     if metric == "euclidean":

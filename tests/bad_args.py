@@ -24,6 +24,11 @@ import pytest
 from hypothesis import strategies as st
 
 import snapshots
+from grow_cases import make_case
+from senn_ref.fisher import METRICS
+from senn_ref.grow import growable_layers
+from senn_ref.layers import Conv2D, Dense
+from senn_ref.losses import mse
 
 #: dtypes that are not real floating point, and how they are made from a float array
 NON_FLOAT = {
@@ -168,3 +173,49 @@ def refused(call, exc, arg, net, optimizers=(), rng=None):
         call()
     snapshots.assert_same(before, snapshots.take(net, optimizers, rng))
     return info
+
+
+# ---- shared by the scoring tests: cases, the common arguments, layer index sets ----
+NAMES = ("mlp_rational", "conv_flatten")
+COMMON = ("net", "X", "Y", "loss", "damping", "metric")
+_CASES = {}
+
+
+def case_of(name):
+    """A shared regression case (tests/grow_cases.py, seed 2); scoring never changes it."""
+    if name not in _CASES:
+        _CASES[name] = make_case(name, seed=2)
+    return _CASES[name]
+
+
+def draw_common(data, case, arg):
+    """(bad value, exception) for the arguments every scoring entry point shares (``COMMON``)."""
+    if arg == "net":
+        return data.draw(st.sampled_from([(None, TypeError), ("net", TypeError), (case.net.layers, TypeError)]))
+    if arg == "X":
+        return data.draw(bad_array(case.X.shape, free=(0,)))
+    if arg == "Y":
+        return data.draw(bad_array(case.Y.shape))
+    if arg == "loss":
+        return data.draw(st.sampled_from([("mse", TypeError), (None, TypeError), (mse, TypeError)]))
+    if arg == "damping":
+        return data.draw(bad_scalar())
+    if arg == "metric":
+        return data.draw(bad_option(METRICS))
+    raise AssertionError(arg)
+
+
+def base(case, **more):
+    """The good ``net, X, Y, loss`` of ``case`` plus ``more``."""
+    return dict(net=case.net, X=case.X, Y=case.Y, loss=case.loss, **more)
+
+
+def non_linear(net):
+    """Indices of the layers that are not Dense/Conv2D (no insertion point)."""
+    return [i for i, la in enumerate(net.layers) if not isinstance(la, (Dense, Conv2D))]
+
+
+def non_producers(net):
+    """Indices of the layers that produce no hidden units (not growable)."""
+    hidden = set(growable_layers(net))
+    return [i for i in range(len(net.layers)) if i not in hidden]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bad_args import bad_array, bad_bool, bad_index, bad_units, refused
+from bad_args import bad_array, bad_bool, bad_index, bad_units, non_linear, non_producers, refused
 from grow_cases import make_case
 from senn_ref.grow import (AxisMap, CandidatePath, StateChange, add_neurons, carry_state, check_carry,
                            check_optimizers, depth_supported, growable_layers, hidden_path, incoming_index,
@@ -76,15 +76,6 @@ def bad_optimizer(draw, case, opts):
     if kind < len(options):
         return options[kind]
     return stale_optimizers(case)[kind - len(options)], ValueError
-
-
-def non_linear(net):
-    return [i for i, la in enumerate(net.layers) if not isinstance(la, (Dense, Conv2D))]
-
-
-def non_producers(net):
-    hidden = set(growable_layers(net))
-    return [i for i in range(len(net.layers)) if i not in hidden]
 
 
 @FAST

@@ -290,12 +290,3 @@ class Network:
 
     def __repr__(self) -> str:
         return f"Network({[layer.name for layer in self.layers]}, params={self.num_params()})"
-
-
-def check_network(net, name: str = "net") -> "Network":
-    """``net`` must be a :class:`Network`; TypeError naming ``name`` otherwise (e.g. None, a layer
-    or a list of layers).  The public growth, scoring and curvature entry points call it first."""
-    if not isinstance(net, Network):
-        hint = " (wrap a list of layers as Network(layers))" if isinstance(net, (list, tuple)) else ""
-        raise TypeError(f"{name}: expected a senn_ref Network, got {type(net).__name__}{hint}")
-    return net

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_float_array, check_option, check_scalar
+from ._validate import as_float_array, check_flag, check_network, check_option, check_scalar
 from .fisher.exact import check_metric, ggn_factor
 from .losses.base import check_loss
 from .natural_gradient import natural_gradient
-from .network import check_network
 
 CURVATURES = ("exact", "cg", "kfac")
 EXACT_OPTIONS = ("rcond",)
@@ -85,8 +84,7 @@ def whitened_residual(loss, outputs: np.ndarray, Y, metric: str, return_residual
     """
     check_loss(loss)
     check_metric(metric, Y)
-    if not isinstance(return_residual, (bool, np.bool_)):
-        raise TypeError(f"return_residual: expected a bool, got {type(return_residual).__name__}")
+    check_flag(return_residual, "return_residual")
     outputs = as_float_array(outputs, "outputs")
     if outputs.ndim < 2:
         raise ValueError(f"outputs: expected (N,) + out_shape with at least 2 dimensions, got shape "

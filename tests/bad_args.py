@@ -125,7 +125,7 @@ def bad_scalar(draw, minimum=0.0, strict=False):
     """A bad non-negative (``strict``: positive) real scalar such as a damping."""
     below = [-draw(st.floats(1e-6, 1e3))] + ([minimum] if strict else [])
     options = [(draw(st.sampled_from(below)), ValueError), (draw(st.sampled_from([np.nan, np.inf, -np.inf])), ValueError),
-               ("abc", TypeError), (None, TypeError), (True, TypeError), (1j, TypeError), ([0.1], TypeError)]
+               (draw(st.sampled_from(["0.1", "abc"])), TypeError), (None, TypeError), (True, TypeError), (1j, TypeError), ([0.1], TypeError)]
     return draw(st.sampled_from(options))
 
 

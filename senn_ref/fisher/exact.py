@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float_array, check_option
+from .._validate import as_float_array, check_network, check_option
 from ..layers.base import Layer
 from ..losses.base import METRICS, check_loss
-from ..network import check_network
 
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float_array, check_scalar
+from .._validate import as_float_array, check_network, check_scalar
 from ..losses.base import check_loss
-from ..network import check_network
 from .exact import check_metric
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import check_option, check_scalar
+from .._validate import check_network, check_option, check_scalar
 from ..fisher.exact import check_metric, ggn_factor
-from ..network import check_network
 from ..score import WHITENING_TOL, default_rcond, mean_loss_grad, whitened_residual
 from .depth_rows import PARAM_SETS, consumer_side, new_rows
 from .insert_layer import check_insertion, insert_layer

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import as_float_array, check_option, check_scalar, check_shape
+from .._validate import as_float_array, check_flag, check_option, check_scalar, check_shape
 from ..fisher.exact import check_metric, ggn_factor
 from .depth_rows import ConsumerSide, consumer_side, input_cotangent, psi, psi_prime
 from .insert_layer import COND_LIMIT, consumer_at, consumer_width, depth_supported  # noqa: F401
@@ -115,8 +115,7 @@ class DepthProposals:
         (F = F_pp or S_c - delta I).  ``derivations/17-depth.md`` sections 6-7;
         ``tests/test_depth.py::test_lower_bound_gradient_matches_finite_differences``."""
         k = self.k
-        if not isinstance(grad, (bool, np.bool_)):
-            raise TypeError(f"grad: expected a bool, got {type(grad).__name__}")
+        check_flag(grad, "grad")
         B = as_float_array(B, "B", ndim=3)
         check_shape(B, (None, k, k), "B")
         s = as_float_array(s, "s", ndim=2)

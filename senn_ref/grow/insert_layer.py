@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float_array, check_shape
+from .._validate import as_float_array, check_flag, check_network, check_shape
 from ..layers.conv2d import Conv2D
 from ..layers.dense import Dense
 from ..layers.rational import Rational, identity_scale
-from ..network import check_network
 from .carry_state import StateChange, append_map, check_carry, check_optimizers
 from .record import build_record, layout
 from .structure import _check_index, is_linear_map
@@ -69,8 +68,7 @@ def depth_supported(net, i, shift: bool = True) -> bool:
     ``derivations/17-depth.md`` section 1.  ``net`` not a Network or ``shift`` not a bool
     raise TypeError; any other ``i`` that :func:`insert_layer` would refuse gives False."""
     check_network(net)
-    if not isinstance(shift, (bool, np.bool_)):
-        raise TypeError(f"shift: expected a bool, got {type(shift).__name__}")
+    check_flag(shift, "shift")
     try:
         _, layer = consumer_at(net, i)
     except (TypeError, ValueError):

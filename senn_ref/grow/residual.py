@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import check_scalar
+from .._validate import check_network, check_scalar
 from ..fisher.exact import check_metric, ggn_factor
-from ..network import check_network
 from ..score import WHITENING_TOL, default_rcond, mean_loss_grad, whitened_residual
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._validate import check_network
 from ..layers.activations import Elementwise
 from ..layers.base import ParameterFree
 from ..layers.conv2d import Conv2D
@@ -31,7 +32,6 @@ from ..layers.dense import Dense
 from ..layers.flatten import Flatten
 from ..layers.pooling import AvgPool2D, GlobalAvgPool, MaxPool2D
 from ..layers.rational import Rational
-from ..network import check_network
 
 #: layers that may sit between a producer and its consumer (unit-wise maps)
 UNITWISE = (Rational, Elementwise, AvgPool2D, MaxPool2D, GlobalAvgPool, Flatten)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..network import check_network
+from .._validate import check_network
 from ..score import default_rcond
 from .residual import apply_w, check_flat_index, kept_svd, quad_output, quad_param, width_context
 

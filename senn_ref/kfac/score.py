@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import check_option, check_scalar
-from ..network import check_network
+from .._validate import check_network, check_option, check_scalar
 from .columns import check_options, run_columns
 from .damping import DampedKronInverse, block_solve, factored_damping
 from .factors import KronAccumulator, kfac_layers

@@ -36,6 +36,9 @@ def test_regression1d_grows_and_beats_one_unit(tmp_path):
     assert s["targets"]["met"] and base["fixed_start"]["test_mse"] > 5 * s["final_test_mse"]
     assert set(base["fixed_width_sweep"]) == {"1", "2", "4", "8", "16", "32"}
     assert base["final_from_scratch"]["hidden_widths"] == s["hidden_widths"]
+    gm = base["gradmax"]                 # GradMax-like growth ran from the same start (measured [7])
+    assert gm["hidden_widths"][0] == 1 + gm["expansions_accepted"] and gm["expansions_accepted"] >= 1
+    assert gm["test_mse"] < base["fixed_start"]["test_mse"]
     land = s["landscape"]
     # the 4th addition was accepted, so before it some optimised candidate passed tau; right after
     # it the gain left where the unit went is gone (measured: max ratio 10 before, 0.31 after)
@@ -54,6 +57,29 @@ def test_moons_inserts_a_layer(tmp_path):
     assert s["num_layers"] >= 2 and s["depth_additions"] >= 1          # measured: 1 insertion
     assert s["final_test_accuracy"] >= 0.85                              # measured 0.92 (120 steps)
     assert s["baselines"]["fixed_start"]["hidden_widths"] == []
+    assert s["baselines"]["gradmax"]["status"].startswith("not applicable")     # nothing to widen
+
+
+def test_table_lists_the_gradmax_row_and_its_decisions():
+    import io
+
+    from senn_ref.demos.runner import print_table
+    row = {"hidden_widths": [3], "num_params": 10, "train_loss": 1.0, "test_loss": 2.0, "test_mse": 4.0,
+           "wall_seconds": 1.0}
+    summary = {"senn": row, "final_test_accuracy": None, "expansions_accepted": 2, "expansions_rejected": 1,
+               "rate_bound_violations": 0,
+               "baselines": {"gradmax": {**row, "hidden_widths": [5], "expansions_accepted": 4,
+                                         "expansions_rejected": 7}}}
+    buf = io.StringIO()
+    print_table(summary, file=buf)
+    out = buf.getvalue().splitlines()
+    assert out[2].startswith("GradMax-like") and "[5]" in out[2]
+    assert out[-1].endswith("GradMax-like baseline: 4 accepted / 7 rejected")
+    summary["baselines"]["gradmax"] = {"status": "not applicable: x"}
+    buf = io.StringIO()
+    print_table(summary, file=buf)
+    out = buf.getvalue().splitlines()
+    assert len(out) == 3 and out[-1].endswith("GradMax-like baseline: not applicable: x")
 
 
 # with tau = 0.007 the conv net grows within the quick run, and NGD-CG then reaches its iteration

@@ -6,7 +6,10 @@
 * ``random_proposals`` - growth with unoptimised candidates (``SENNConfig.search="random"``);
 * ``fixed_width_sweep`` - one fixed network per width in ``Task.fixed_widths`` (regression1d,
   digits), so that "SENN finds a good size without being told" is measured;
-* ``gradmax`` - not run: the trainer has no Euclidean-gradient scoring option (listed as left).
+* ``gradmax`` - GradMax-like growth: the same start, config, seed, steps and tau with proposals
+  and eta_c scored by the Euclidean gradient norm instead of the natural score
+  (``SENNConfig.score="euclidean"``, width only; ``derivations/23-euclidean-gain.md`` section 5);
+  a demo whose start has no hidden layer to widen (``moons``) reports it as not applicable.
 
 Every run goes through :func:`senn_ref.trainer.train_senn` (growth off is plain training through
 the same loop), with the demo's seed.
@@ -19,8 +22,9 @@ from ..train import evaluate
 from ..trainer import train_senn
 from ..trainer.teacher_experiment import mse_of
 
-GRADMAX_NOTE = ("not run: the trainer offers no Euclidean-gradient (GradMax-like) scoring; "
-                "SENNConfig.metric selects the output metric, not the parameter-space one")
+#: the ``gradmax`` entry of a demo whose start has no hidden layer (width growth has nothing to widen)
+GRADMAX_NOT_APPLICABLE = ("not applicable: the starting network has no hidden layer to widen (this demo "
+                          "grows by depth only, which the Euclidean score does not cover)")
 
 
 def measure(task, net, seconds: float) -> dict:
@@ -48,6 +52,24 @@ def train_fixed(task, net, config, seed: int) -> dict:
     return measure(task, net, time.perf_counter() - t0)
 
 
+def gradmax_baseline(task, config, seed: int) -> dict:
+    """The GradMax-like run (module docstring): :func:`measure` of SENN trained from the demo's
+    start with ``score="euclidean"`` and ``depth=False``, plus its accepted/rejected width
+    proposals; ``{"status": GRADMAX_NOT_APPLICABLE}`` when the start has no hidden layer."""
+    from ..grow.structure import growable_layers
+    start = task.start()
+    if not growable_layers(start):
+        return {"status": GRADMAX_NOT_APPLICABLE}
+    t0 = time.perf_counter()
+    net, log = train_senn(start, task.X, task.Y, task.loss,
+                          config.replace(score="euclidean", depth=False, gain="lower_bound", quiet=True),
+                          seed=seed)
+    row = measure(task, net, time.perf_counter() - t0)
+    row["expansions_accepted"] = log.count("width")
+    row["expansions_rejected"] = log.count("width", False)
+    return row
+
+
 def run_baselines(task, config, seed: int, final_widths, progress=print) -> dict:
     """All baselines (module docstring) as {name: measurement dict}; ``progress`` gets one line each."""
     out = {}
@@ -67,5 +89,6 @@ def run_baselines(task, config, seed: int, final_widths, progress=print) -> dict
     for name, make in task.extra_baselines.items():
         progress(f"baseline: {name}")
         out[name] = train_fixed(task, make(), config, seed)
-    out["gradmax"] = {"status": GRADMAX_NOTE}
+    progress("baseline: GradMax-like growth (Euclidean gradient-norm scoring)")
+    out["gradmax"] = gradmax_baseline(task, config, seed)
     return out

@@ -145,16 +145,20 @@ def write_json(obj, path: str) -> str:
     return path
 
 
+#: the baselines listed first in a demo's table, in this order, and their row names
+FIRST_ROWS = ("final_from_scratch", "fixed_start", "random_proposals", "gradmax")
+ROW_NAMES = {"gradmax": "GradMax-like"}
+
+
 def table_rows(summary) -> list:
     """(model, measurement) rows: SENN, then every baseline that ran, then the fixed widths."""
     rows = [("SENN", summary["senn"])]
     base = summary.get("baselines", {})
-    for key in ("final_from_scratch", "fixed_start", "random_proposals"):
-        if key in base:
-            rows.append((key.replace("_", " "), base[key]))
+    for key in FIRST_ROWS:
+        if isinstance(base.get(key), dict) and "num_params" in base[key]:
+            rows.append((ROW_NAMES.get(key, key.replace("_", " ")), base[key]))
     for key, row in base.items():
-        if isinstance(row, dict) and "num_params" in row and key not in ("final_from_scratch", "fixed_start",
-                                                                           "random_proposals"):
+        if isinstance(row, dict) and "num_params" in row and key not in FIRST_ROWS:
             rows.append((key.replace("_", " "), row))
     for w, row in base.get("fixed_width_sweep", {}).items():
         rows.append((f"fixed width {w}", row))
@@ -171,7 +175,14 @@ def print_table(summary, file=sys.stdout) -> None:
         v = r.get("test_accuracy") if acc else r.get("test_mse")
         print(f"{name:<22} {str(r['hidden_widths']):<16} {r['num_params']:>7} {r['train_loss']:>11.4e} "
               f"{r['test_loss']:>11.4e} {v:>9.4g} {r['wall_seconds']:>8.1f}", file=file)
+    gm = summary.get("baselines", {}).get("gradmax")
+    if not gm:
+        gm_text = "not run"
+    elif "status" in gm:
+        gm_text = gm["status"]
+    else:
+        gm_text = f"{gm['expansions_accepted']} accepted / {gm['expansions_rejected']} rejected"
     print(f"SENN: {summary['expansions_accepted']} accepted / {summary['expansions_rejected']} rejected "
           f"proposals, {summary['rate_bound_violations']} rate-bound violations, "
           f"{summary.get('numerical_fallbacks', 0)} numerical fallbacks (events.json, kind 'fallback'); GradMax-like baseline: "
-          f"{summary.get('baselines', {}).get('gradmax', {}).get('status', 'not run')}", file=file)
+          f"{gm_text}", file=file)

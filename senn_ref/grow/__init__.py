@@ -20,6 +20,9 @@ from .width_gain import WidthGains, gain_exact, gain_lower_bound, layer_flat_ind
 from .candidate_path import CandidatePath
 from .kfac_proposal import ActivationScore, WidthProposals, WidthScore, kfac_width_gain
 
+# -- Euclidean (GradMax-like) width gain, the baseline of the natural one --
+from .euclidean_gain import EuclideanWidthProposals, euclidean_eta, project_units
+
 # -- depth gains (depth helper) --
 from .depth_exact import depth_gain_closed, depth_gain_exact
 from .depth_gain import DepthProposals, DepthScore

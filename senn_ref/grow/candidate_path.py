@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import as_float_array, check_positive_int, check_rng, check_shape
 from ..kernels import kernels_for, pool_kernels, rational_kernels
 from ..layers.activations import Elementwise
 from ..layers.conv2d import Conv2D
@@ -111,6 +112,38 @@ class CandidatePath:
     def fan_in(self) -> int:
         """Inputs of one candidate unit (in, or Cin kh kw); 16-kfac-proposal.md section 7."""
         return int(np.prod(self.w_shape))
+
+    def random(self, n, rng, k=1):
+        """``n`` candidates of ``k`` units as the released code draws them: ``W`` (n, k) + w_shape
+        LeCun-normal ``N(0, 1/fan_in)``, ``b`` (n, k) ``N(0, 1)``, each activation parameter
+        (n, k) ``N(0, 1)``; drawn from ``rng`` in that order.  The draw of
+        ``WidthProposals.random_candidates`` (and, before its norm projection, of
+        ``EuclideanWidthProposals``); ``derivations/16-kfac-proposal.md`` section 7."""
+        n = check_positive_int(n, "n (candidates)")
+        k = check_positive_int(k, "k (units per candidate)")
+        rng = check_rng(rng, "rng", allow_none=False)
+        W = rng.standard_normal((n, k) + self.w_shape) / np.sqrt(self.fan_in)
+        b = rng.standard_normal((n, k))
+        act = {name: rng.standard_normal((n, k)) for name in self.act_names}
+        return W, b, act
+
+    def check(self, W, b, act):
+        """Validated ``(W (C, k) + w_shape, b (C, k), act name -> (C, k))`` of C candidates, each
+        array float64; ValueError/TypeError naming the argument.  16-kfac-proposal.md section 6."""
+        W = as_float_array(W, "W (candidate kernels)", ndim=2 + len(self.w_shape))
+        check_shape(W, (None, None) + self.w_shape, "W (candidate kernels)")
+        C, k = W.shape[:2]
+        b = as_float_array(b, "b (candidate biases)", ndim=2)
+        check_shape(b, (C, k), "b (candidate biases)")
+        act = {} if act is None else act
+        if not isinstance(act, dict) or set(act) != set(self.act_names):
+            got = sorted(act) if isinstance(act, dict) else type(act).__name__
+            raise ValueError(f"act: expected the keys {sorted(self.act_names)}, got {got}")
+        checked = {}
+        for name in self.act_names:
+            checked[name] = as_float_array(act[name], f"act[{name!r}]", ndim=2)
+            check_shape(checked[name], (C, k), f"act[{name!r}]")
+        return W, b, checked
 
     # ---- forward ------------------------------------------------------------------
     def forward(self, W, b, act):

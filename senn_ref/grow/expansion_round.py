@@ -18,6 +18,11 @@ preserves the function).  Each iteration:
 
 The round ends when nothing passes, after ``max_additions_per_round``, or when every layer is
 at capacity; it records its additions next to the rate bound.
+
+With ``config.score = "euclidean"`` (the GradMax-like baseline, width only) eta_c is
+``||grad L||^2`` of the network or the consumer, the gain the Euclidean Delta_E, and the
+absolute test's scale (``lambda`` in the round's record) the network's ``||grad L||^2`` at the
+start of the round (``derivations/23-euclidean-gain.md`` section 4).
 ``derivations/19-criterion.md`` section 4; ``tests/test_expansion_round.py``.
 """
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 from .. import score as _score
 from ..kfac import kfac_eta
 from .criterion import decide, rate_bound
+from .euclidean_gain import euclidean_eta
 from .proposals import best_depth_proposal, best_width_proposal
 from .structure import growable_layers, hidden_path, is_linear_map
 
@@ -116,7 +122,11 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
     state = RoundState() if state is None else state
     damping, metric = config.scoring_damping, config.metric
     bound = rate_bound(config.tau, config.alpha_rel)
-    lam = _score.ceiling(net, X, Y, loss, metric=metric)
+    euclid = config.score == "euclidean"
+    if euclid:      # no ceiling: the absolute test's scale is the network's E at the round's start
+        lam = euclidean_eta(net, X, Y, loss)[0]
+    else:
+        lam = _score.ceiling(net, X, Y, loss, metric=metric)
     result = RoundResult(0, bound, lam, float("nan"), float("nan"))
     width_ok = config.width and state.width_wait == 0
     depth_ok = config.depth and state.depth_wait == 0
@@ -127,7 +137,10 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
         return result
     while result.additions < config.max_additions_per_round:
         t0 = time.perf_counter()
-        if config.gain == "exact":
+        if euclid:
+            det = None
+            eta_net, per_layer = euclidean_eta(net, X, Y, loss)
+        elif config.gain == "exact":
             det = _score.eta_exact_details(net, X, Y, loss, damping=damping, metric=metric)
             eta_net, per_layer = det.eta, None
         else:
@@ -146,7 +159,7 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
                 proposals.append(best_width_proposal(
                     net, X, Y, loss, i, n_candidates=config.n_candidates, rng=rng, method=config.search,
                     steps=config.search_steps, lr=config.search_lr, temperature=config.temperature,
-                    damping=damping, metric=metric, search_batch=config.search_batch))
+                    damping=damping, metric=metric, search_batch=config.search_batch, score=config.score))
         if depth_ok and num_linear_layers(net) < config.max_layers:
             from .depth_gain import depth_supported
             for i, la in enumerate(net.layers):
@@ -164,7 +177,10 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
         for p in proposals:
             consumer = hidden_path(net, p.index).consumer if p.kind == "width" else p.index
             consumer_name = net.layers[consumer].name
-            if config.gain == "exact":
+            if euclid:      # Delta_E against ||grad L||^2 of the network or the consumer
+                gain = p.lower_bound
+                eta_c = eta_net if config.eta_c == "network" else per_layer[consumer_name]
+            elif config.gain == "exact":
                 p.exact_gain = exact_gain_of(net, X, Y, loss, p, damping, metric, det.eta)
                 gain = p.exact_gain
                 eta_c = eta_net if config.eta_c == "network" else \
@@ -193,7 +209,7 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
         for j, (p, d) in enumerate(zip(proposals, decisions)):
             ev = {"step": int(step), "round": int(round_index), "iteration": iteration,
                   **p.summary(), **d.to_dict(), "lambda": lam, "eta_network": float(eta_net),
-                  "accepted": j == chosen, "passed": d.accepted,
+                  "accepted": j == chosen, "passed": d.accepted, "score_kind": config.score,
                   "architecture_before": arch_before, "architecture": architecture(net)}
             if j == chosen:
                 ev["growth"] = growth.to_dict()
@@ -202,7 +218,9 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
             break
         if proposals[chosen].kind == "depth" and config.depth_cooldown > 0:
             depth_ok = False                # no second insertion within the round
-    if config.gain == "exact":
+    if euclid:
+        result.eta_after = float(eta_net) if scored_is_current else euclidean_eta(net, X, Y, loss)[0]
+    elif config.gain == "exact":
         result.eta_after = float(_score.eta(net, X, Y, loss, damping=damping, metric=metric))
     elif scored_is_current:                 # nothing added since the last K-FAC score: the same number
         result.eta_after = float(eta_net)

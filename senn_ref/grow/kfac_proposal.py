@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import as_float_array, check_positive_int, check_rng, check_scalar, check_shape
+from .._validate import as_float_array, check_scalar, check_shape
 from ..kfac.columns import check_options, run_columns
 from ..kfac.damping import factored_damping, sym_inverse
 from ..kfac.damping import EPS
@@ -237,31 +237,10 @@ class WidthProposals:
         """``n`` candidates of ``k`` units as the released code draws them: ``W`` (n, k) + w_shape
         LeCun-normal ``N(0, 1/fan_in)`` (fan_in = in or Cin kh kw), ``b`` (n, k) ``N(0, 1)``, each
         activation parameter (n, k) ``N(0, 1)``; drawn in that order.  derivations/16 section 7."""
-        n = check_positive_int(n, "n (candidates)")
-        k = check_positive_int(k, "k (units per candidate)")
-        rng = check_rng(rng, "rng", allow_none=False)
-        cp = self.candidates
-        W = rng.standard_normal((n, k) + cp.w_shape) / np.sqrt(cp.fan_in)
-        b = rng.standard_normal((n, k))
-        act = {name: rng.standard_normal((n, k)) for name in cp.act_names}
-        return W, b, act
+        return self.candidates.random(n, rng, k)
 
     def _check_candidates(self, W, b, act):
-        cp = self.candidates
-        W = as_float_array(W, "W (candidate kernels)", ndim=2 + len(cp.w_shape))
-        check_shape(W, (None, None) + cp.w_shape, "W (candidate kernels)")
-        C, k = W.shape[:2]
-        b = as_float_array(b, "b (candidate biases)", ndim=2)
-        check_shape(b, (C, k), "b (candidate biases)")
-        act = {} if act is None else act
-        if not isinstance(act, dict) or set(act) != set(cp.act_names):
-            got = sorted(act) if isinstance(act, dict) else type(act).__name__
-            raise ValueError(f"act: expected the keys {sorted(cp.act_names)}, got {got}")
-        checked = {}
-        for name in cp.act_names:
-            checked[name] = as_float_array(act[name], f"act[{name!r}]", ndim=2)
-            check_shape(checked[name], (C, k), f"act[{name!r}]")
-        return W, b, checked
+        return self.candidates.check(W, b, act)
 
     def activations(self, W, b, act) -> np.ndarray:
         """The candidates' consumer inputs ``H`` (C, N, T, k q) from ``W`` (C, k) + w_shape, ``b`` (C, k),

@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._validate import check_option
+from .euclidean_gain import project_units
 from .search import search
+
+#: what a width proposal is scored with: the natural (K-FAC) gain or the Euclidean one (GradMax-like)
+SCORES = ("natural", "euclidean")
 
 #: singular values of an inserted layer's B are kept above this fraction of their mean
 #: (the released code clips at 1e-3 of the mean), so B stays invertible during the search
@@ -56,7 +61,7 @@ class Proposal:
                 "lower_bound": self.lower_bound, "kfac_gain": self.kfac_gain,
                 "exact_gain": self.exact_gain, "eta_layer": self.eta_layer,
                 "initial_best": self.initial_best, "evaluations": self.evaluations,
-                "eta_network_model": self.eta_network}
+                "eta_network_model": self.eta_network, **self.extra}
 
 
 def _split_width(p: dict):
@@ -83,7 +88,7 @@ def _pick(full_scores: np.ndarray, initial_scores: np.ndarray):
 def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, method: str = "ascent",
                         steps: int = 20, lr: float = 0.1, temperature: float = 0.05,
                         damping: float = 0.0, metric: str = "euclidean", k: int = 1,
-                        search_batch: int | None = None) -> Proposal:
+                        search_batch: int | None = None, score: str = "natural") -> Proposal:
     """Search ``n_candidates`` new-unit candidates (k units each) for the hidden layer produced by
     ``net.layers[layer]``; returns the best as a :class:`Proposal`.
 
@@ -91,15 +96,31 @@ def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, 
     lower bound on a random subset of ``search_batch`` rows (drawn from ``rng``), then every
     candidate's initial and final point is re-scored on the whole batch and the best of those
     2C points is returned, so the reported scores are whole-batch scores and never below the best
-    initial candidate's.  ``derivations/20-proposal-search.md`` section 3;
-    ``tests/test_proposals.py``."""
-    from .kfac_proposal import WidthProposals
-    ctx = WidthProposals(net, X, Y, loss, layer, damping=damping, metric=metric)
+    initial candidate's.  ``score="euclidean"`` searches the Euclidean gain Delta_E of
+    :class:`~senn_ref.grow.euclidean_gain.EuclideanWidthProposals` instead (incoming vectors
+    on the sphere of radius sqrt(2), projected after every ascent step; ``damping`` and ``metric``
+    unused); the proposal's ``lower_bound`` is then Delta_E, ``kfac_gain`` None, ``eta_layer`` the
+    consumer's squared gradient norm.  ``derivations/20-proposal-search.md`` section 3,
+    ``23-euclidean-gain.md`` section 5; ``tests/test_proposals.py``."""
+    check_option(score, SCORES, "score")
+    if score == "euclidean":
+        from .euclidean_gain import EuclideanWidthProposals
+
+        def context(X_, Y_):
+            return EuclideanWidthProposals(net, X_, Y_, loss, layer)
+    else:
+        from .kfac_proposal import WidthProposals
+
+        def context(X_, Y_):
+            return WidthProposals(net, X_, Y_, loss, layer, damping=damping, metric=metric)
+    ctx = context(X, Y)
     W, b, act = ctx.random_candidates(n_candidates, rng, k=k)
     params = {"W": W, "b": b, **{f"act.{name}": v for name, v in act.items()}}
     sub = search_subset(int(np.asarray(X).shape[0]), search_batch, rng)
-    sctx = ctx if sub is None else WidthProposals(net, X[sub], Y[sub], loss, layer, damping=damping,
-                                                  metric=metric)
+    sctx = ctx if sub is None else context(X[sub], Y[sub])
+    project = None
+    if score == "euclidean" and method != "langevin":   # MALA keeps detailed balance: the score is
+        project = ctx.project                            # scale-invariant, no projection needed
 
     def objective(p, grad):
         W_, b_, act_ = _split_width(p)
@@ -110,7 +131,8 @@ def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, 
                  **{f"act.{name}": g for name, g in (sc.grad_act or {}).items()}}
         return sc.lower_bound, grads
 
-    res = search(objective, params, method=method, steps=steps, rng=rng, lr=lr, temperature=temperature)
+    res = search(objective, params, method=method, steps=steps, rng=rng, lr=lr, temperature=temperature,
+                 project=project)
     if sub is None:
         best = res.best_params()
         initial_best = float(np.max(res.initial))
@@ -121,8 +143,16 @@ def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, 
         best = {key: v[j].copy() for key, v in both.items()}
         initial_best = float(np.max(sc[n_candidates:]))
     W_b, b_b, act_b = _split_width({key: v[None] for key, v in best.items()})
+    if score == "euclidean":            # what is added is the scored point: on the sphere
+        W_b, b_b = project_units(W_b, b_b, ctx.radius)
+        best = {**best, "W": W_b[0], "b": b_b[0]}
     final = ctx.score(W_b, b_b, act_b, grad=False)
     Wk, bk, actk = _split_width(best)
+    if score == "euclidean":
+        return Proposal("width", int(layer), net.layers[layer].name, {"W": Wk, "b": bk, "act": actk},
+                        float(final.gain[0]), None, float(ctx.eta_layer), initial_best,
+                        res.evaluations + (0 if sub is None else 1),
+                        extra={"euclidean_gain": float(final.gain[0])})
     return Proposal("width", int(layer), net.layers[layer].name, {"W": Wk, "b": bk, "act": actk},
                     float(final.lower_bound[0]), float(final.gain[0]), float(ctx.eta_layer),
                     initial_best, res.evaluations + (0 if sub is None else 1))

@@ -19,6 +19,7 @@ GAINS = ("lower_bound", "kfac", "exact")
 ETA_C = ("network", "layer")
 SEARCHES = ("ascent", "langevin", "random")
 METRICS = ("euclidean", "true")
+SCORES = ("natural", "euclidean")
 
 
 @dataclass
@@ -57,6 +58,15 @@ class SENNConfig:
       gain="lower_bound"  what drives decisions: "lower_bound" the K-FAC lower bound
                         Delta eta' (default, cheap), "kfac" the exact K-FAC gain (Sigma_h form),
                         "exact" the exact gain eta(grown) - eta (small networks only; eta_c then exact too)
+      score="natural"   what width proposals and eta_c are measured with: "natural" the natural
+                        expansion score (everything above, the paper's); "euclidean" the GradMax-like
+                        baseline: the gain is Delta_E = ||dL/dOmega||^2 of the new units' zero
+                        outgoing weights (incoming vectors (W_j, b_j) at norm sqrt(2)), eta_c is
+                        ||grad L||^2 of the network ("network") or of the consumer ("layer"), and
+                        the absolute test is Delta_E > alpha_rel * E_0 with E_0 the network's
+                        ||grad L||^2 at the start of the round (no ceiling exists).  Width only:
+                        needs depth=False and gain="lower_bound" (ignored: Delta_E is exact);
+                        pruning keeps its natural scores.  derivations/23-euclidean-gain.md
       score_damping=None  damping of the scores; None = ``damping``.  Undamped scores of rational
                         nets sit at ~99 % of lambda (near-null (v, c, l) scale directions), so
                         decisions need damping; see derivations/19-criterion.md section 3
@@ -102,6 +112,7 @@ class SENNConfig:
     depth_cost: float = 2.0
     eta_c: str = "network"
     gain: str = "lower_bound"
+    score: str = "natural"
     score_damping: float | None = None
     metric: str = "euclidean"
     score_batch: int | None = None
@@ -146,11 +157,16 @@ class SENNConfig:
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         for name, allowed in (("optimizer", OPTIMIZERS), ("gain", GAINS), ("eta_c", ETA_C),
-                              ("search", SEARCHES), ("metric", METRICS)):
+                              ("search", SEARCHES), ("metric", METRICS), ("score", SCORES)):
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise TypeError(f"{name}: expected one of the strings {sorted(allowed)}, got {type(value).__name__}")
             check_option(value, allowed, name)
+        if self.score == "euclidean" and self.depth:
+            raise ValueError("score: 'euclidean' scores width proposals only; set depth=False")
+        if self.score == "euclidean" and self.gain != "lower_bound":
+            raise ValueError(f"score: 'euclidean' has one gain (the exact Delta_E); gain must be "
+                             f"'lower_bound' (the default), got {self.gain!r}")
         if self.min_width > self.max_width:
             raise ValueError(f"min_width ({self.min_width}) exceeds max_width ({self.max_width})")
         return self

@@ -213,7 +213,8 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
             log.events.extend(res.events)
             log_fallbacks(log.events, found, step, "expansion round")
             log.rounds.append({"step": step, "round": round_index, "additions": res.additions,
-                               "rate_bound": res.rate_bound, "lambda": res.lam, "eta_before": res.eta_before,
+                               "rate_bound": res.rate_bound, "lambda": res.lam, "score_kind": config.score,
+                               "eta_before": res.eta_before,
                                "eta_after": res.eta_after, "architecture": architecture(net),
                                "seconds_score": res.seconds_score, "seconds_search": res.seconds_search})
             log.timing["score"] += res.seconds_score

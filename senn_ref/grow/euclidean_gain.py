@@ -168,7 +168,7 @@ class EuclideanWidthProposals:
         out = WidthScore(value, value.copy())
         if not grad:
             return out
-        dH = (2.0 * (self.d.reshape(-1, self.d.shape[2]) @ g)).reshape(H.shape)                           # (C, N T, q) -> (C, N, T, q)
+        dH = (2.0 * (self.d.reshape(-1, self.d.shape[2]) @ g)).reshape(H.shape)    # (C, N, T, q)
         dWp, dbp, out.grad_act = self.candidates.backward(dH, tape, Wp)
         out.grad_W, out.grad_b = _tangent_grad(W, b, dWp, dbp, self.radius)
         return out

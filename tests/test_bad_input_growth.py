@@ -297,3 +297,19 @@ def test_nested_lists_are_accepted():
     rec = add_neurons(case.net, 0, [[0.5, -0.5]], b=[0.1], act={"v": [0.0], "c": [0.0], "l": [1.0]})
     assert case.net.layers[0].params["W"][-1].tolist() == [0.5, -0.5] and rec.details["k"] == 1
     assert prune_neurons(case.net, 0, [3]).details["units"] == [3]
+
+
+@FAST
+@given(data=st.data())
+def test_axis_map_refuses(data):
+    """AxisMap (the per-key record every carry uses) refuses malformed maps instead of truncating
+    float positions or accepting impossible shapes; messages name new_shape or positions."""
+    bad, exc, named = data.draw(st.sampled_from([
+        (((3,), ([0, 1, 1],)), ValueError, "positions"), (((3,), ([0, 3],)), ValueError, "positions"),
+        (((3,), ([0, -2],)), ValueError, "positions"), (((3, 2), ([0, 1],)), ValueError, "positions"),
+        (((3,), ([0.0, 1.0],)), TypeError, "positions"), (((3,), np.arange(3)), TypeError, "positions"),
+        (((-1,), ([-1],)), ValueError, "new_shape"), ((None, ([0],)), TypeError, "new_shape"),
+        (((2.0,), ([0],)), TypeError, "new_shape"), (((True,), ([0],)), TypeError, "new_shape")]))
+    with pytest.raises(exc, match=rf"^AxisMap: .*{named}"):
+        AxisMap(*bad)
+    assert AxisMap((2,), ([],)).old_shape == (0,)          # an empty axis is fine

@@ -62,10 +62,21 @@ class AxisMap:
     positions: tuple
 
     def __post_init__(self):
+        if not isinstance(self.new_shape, (tuple, list)) or not all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) for s in self.new_shape):
+            raise TypeError(f"AxisMap: new_shape must be a tuple of ints, got {self.new_shape!r}")
+        if any(s < 0 for s in self.new_shape):
+            raise ValueError(f"AxisMap: new_shape must be non-negative, got {tuple(self.new_shape)}")
+        if not isinstance(self.positions, (tuple, list)):
+            raise TypeError(f"AxisMap: positions must be a tuple of integer arrays, got {type(self.positions).__name__}")
         shape = tuple(int(s) for s in self.new_shape)
-        pos = tuple(np.asarray(p, dtype=np.int64).reshape(-1) for p in self.positions)
+        raw = [np.asarray(p) for p in self.positions]
+        for a, p in enumerate(raw):
+            if p.size and p.dtype.kind not in "iu":     # floats would be truncated silently
+                raise TypeError(f"AxisMap: positions[{a}] must hold integers, got dtype {p.dtype}")
+        pos = tuple(p.astype(np.int64).reshape(-1) for p in raw)
         if len(pos) != len(shape):
-            raise ValueError(f"AxisMap: {len(pos)} position arrays for a {len(shape)}-d shape {shape}")
+            raise ValueError(f"AxisMap: positions has {len(pos)} arrays for the {len(shape)}-d new_shape {shape}")
         for a, (p, n) in enumerate(zip(pos, shape)):
             kept = p[p >= 0]
             if kept.size and (kept.max() >= n or np.unique(kept).size != kept.size) or np.any(p < -1):

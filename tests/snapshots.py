@@ -76,6 +76,10 @@ def _first_difference(a, b, where: str) -> str | None:
 def assert_same(before: dict, after: dict) -> None:
     """Assert that two snapshots of :func:`take` are identical; the message names the first
     differing entry (parameter key, optimiser slot, layer list or rng) and the values there."""
+    for key in ("layers", "num_params"):          # structure first: the most telling difference
+        found = _first_difference(before[key], after[key], key)
+        if found:
+            raise AssertionError(f"state changed by a refused call: {found}")
     if set(before) != set(after):
         raise AssertionError(f"snapshot entries differ: only before {sorted(set(before) - set(after))}, "
                              f"only after {sorted(set(after) - set(before))}")

@@ -313,3 +313,25 @@ def test_axis_map_refuses(data):
     with pytest.raises(exc, match=rf"^AxisMap: .*{named}"):
         AxisMap(*bad)
     assert AxisMap((2,), ([],)).old_shape == (0,)          # an empty axis is fine
+
+
+def test_snapshot_helper_detects_each_kind_of_change():
+    """tests/snapshots.py must see a one-entry change of a parameter, an optimiser slot, a K-FAC
+    factor, the rng and the layer list (else every test above could pass vacuously)."""
+    import snapshots
+    case, opts = copy.deepcopy(trained("mlp_rational"))
+    rng = np.random.default_rng(0)
+    before = snapshots.take(case.net, opts, rng)
+    snapshots.assert_same(before, snapshots.take(case.net, opts, rng))
+    changes = [(lambda: case.net.layers[0].params["W"].__setitem__((1, 0), np.nextafter(
+                    case.net.layers[0].params["W"][1, 0], np.inf)), "param dense0.W"),
+               (lambda: opts[1]._state["dense1.W"]["m"].__setitem__((0, 0), 1.0), "optimizer 1"),
+               (lambda: opts[2].factors["dense1"].A.__setitem__((0, 0), -1.0), "optimizer 2"),
+               (lambda: rng.random(), "rng"),
+               (lambda: setattr(case.net.layers[1], "name", "renamed"), "renamed"),
+               (lambda: case.net.layers.pop(), "layers")]
+    for change, where in changes:
+        change()
+        with pytest.raises(AssertionError, match=where):
+            snapshots.assert_same(before, snapshots.take(case.net, opts, rng))
+        before = snapshots.take(case.net, opts, rng)

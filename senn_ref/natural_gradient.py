@@ -133,7 +133,7 @@ def natural_gradient(net, X, Y, loss, damping: float = 0.0, metric: str = "eucli
     op = FisherOperator(net, X, loss, metric=metric, Y=Y if metric == "empirical" else None,
                         damping=damping)
     value, E = loss.value_and_grad(op.outputs.reshape(op.outputs.shape[0], -1), Y)
-    g = net.backward(E.reshape(op.outputs.shape) / op.outputs.shape[0]).flat_grad()
+    g = op.vjp(E.reshape(op.outputs.shape) / op.outputs.shape[0])
     if extra_grad is not None:
         extra = as_float_array(extra_grad, "extra_grad", ndim=1)
         check_shape(extra, g.shape, "extra_grad")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validate import as_float_array, check_batch, check_shape
+from . import backend as _backend
+from . import network_plan
 from .layers.base import Layer
 from .losses.base import check_loss
 
@@ -271,8 +273,15 @@ class Network:
         """Mean loss ``L = (1/N) sum_n l_n`` and its gradient (backward with ``e / N``).
 
         The loss sees the output flattened per example, (N, K) with K = prod(out_shape).
+        Under the ``"numba"`` backend a sequential Dense/Tanh/SiLU/Rational network runs the
+        compiled whole-network passes of :mod:`senn_ref.network_plan` (the same numbers to
+        rounding, the same caches and errors); ``derivations/24-sequential-fast-path.md``.
         """
         check_loss(loss)
+        if _backend.get_backend() == "numba":
+            fast = network_plan.loss_and_grad(self, check_batch(X, self.in_shape, "X"), Y, loss)
+            if fast is not None:
+                return fast
         F = self.forward(X)
         N = F.shape[0]
         value, E = loss.value_and_grad(F.reshape(N, -1), Y)

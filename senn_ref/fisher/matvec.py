@@ -10,9 +10,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend as _backend
 from .._validate import as_float_array, check_network, check_scalar
 from ..losses.base import check_loss
+from ..losses.cross_entropy import SoftmaxCrossEntropyLoss
+from ..losses.mse import MSELoss
+from ..network_plan import forward_point
 from .exact import check_metric
+
+
+def _compiled_metric(loss, metric: str, F: np.ndarray, T):
+    """``(mode, aux)`` of ``sequential_ggn_numba`` for this loss and output metric: identity
+    (euclidean, or MSE's true metric), ``p`` for softmax cross-entropy's true metric, ``e``
+    for the empirical metric of either loss; False for any other loss."""
+    if metric == "euclidean" or (metric == "true" and type(loss) is MSELoss):
+        return 0, None
+    if type(loss) is SoftmaxCrossEntropyLoss and metric == "true":
+        return 1, loss.probabilities(F)
+    if type(loss) in (MSELoss, SoftmaxCrossEntropyLoss) and metric == "empirical":
+        return 2, loss._output_grad(F, T)
+    return False
 
 
 def _check_vector(v, P: int) -> np.ndarray:
@@ -55,19 +72,50 @@ class FisherOperator:
             self._targets = None if Y is None else loss.check(flat, Y)[1]
 
     def _refresh(self) -> None:
-        self.outputs = self.net.forward(self.X)
+        # the compiled whole-network pass when it applies (network_plan; the same numbers and
+        # caches as net.forward, derivations/24-sequential-fast-path.md), else layer by layer
+        self._point = forward_point(self.net, self.X) if _backend.get_backend() == "numba" else None
+        self.outputs = self.net.forward(self.X) if self._point is None else self._point.outputs
         self._caches = [layer._cache for layer in self.net.layers]
+        self._metric_aux = None
+
+    def _fast_ggn(self, v: np.ndarray):
+        """``F v`` by one compiled kernel (``Point.ggn``), or None when it does not apply
+        (layer-wise network, a loss/metric pair without a compiled metric, a non-finite value)."""
+        point = self._point
+        if point is None or not point.plan.matches(self.net):
+            return None
+        if self._metric_aux is None:
+            self._metric_aux = _compiled_metric(self.loss, self.metric, point.outputs, self._targets)
+        if self._metric_aux is False:
+            return None
+        return point.ggn(v, *self._metric_aux)
 
     def _ensure_point(self) -> None:
         if any(layer._cache is not c for layer, c in zip(self.net.layers, self._caches)) \
                 or len(self._caches) != len(self.net.layers):
             self._refresh()
 
+    def vjp(self, dY) -> np.ndarray:
+        """``sum_n J_n^T dY_n`` (P,) at the operator's point for output cotangents dY (N,) +
+        out_shape (``net.backward(dY).flat_grad()``, by the compiled kernel when it applies)."""
+        self._ensure_point()
+        point = self._point
+        if (point is not None and type(dY) is np.ndarray and dY.dtype == np.float64
+                and dY.shape == point.outputs.shape and point.plan.matches(self.net)):
+            res = point.backward(np.ascontiguousarray(dY))
+            if res is not None:
+                return res[0]
+        return self.net.backward(dY).flat_grad()
+
     def ggn_matvec(self, v) -> np.ndarray:
         """Undamped product ``F v``, v (P,) -> (P,)."""
         v = _check_vector(v, self.P)
         self._ensure_point()
         self.n_products += 1
+        fast = self._fast_ggn(v)
+        if fast is not None:
+            return fast
         N = self.outputs.shape[0]
         Jv = self.net.jvp_flat(v)
         if self.metric == "euclidean":

@@ -21,6 +21,8 @@ its usual errors).  ``derivations/24-sequential-fast-path.md``; tests
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from . import backend as _backend
@@ -32,6 +34,7 @@ from .losses.mse import MSELoss
 
 _KINDS = {Dense: 0, Tanh: 1, SiLU: 2, Rational: 3}
 _KERNELS = None
+_ENABLED = True
 _NO_T = np.zeros((0, 0))
 _NO_LABELS = np.zeros(0, dtype=np.int64)
 
@@ -122,11 +125,23 @@ class SequentialPlan:
         return np.concatenate([la.params[k].reshape(-1) for la, k in self._params], dtype=np.float64)
 
 
+@contextmanager
+def layerwise():
+    """Context manager: take the layer-wise path even where the compiled one applies (for
+    side-by-side benchmarks, ``senn_ref.bench.peers``).  Not thread-safe (a process flag)."""
+    global _ENABLED
+    previous, _ENABLED = _ENABLED, False
+    try:
+        yield
+    finally:
+        _ENABLED = previous
+
+
 def plan_for(net):
     """The :class:`SequentialPlan` of ``net`` when the fast path applies (the ``"numba"``
-    backend and only supported layers), else None.  Kept on the network, rebuilt when
-    :meth:`SequentialPlan.matches` fails."""
-    if _backend.get_backend() != "numba":
+    backend and only supported layers, outside :func:`layerwise`), else None.  Kept on the
+    network, rebuilt when :meth:`SequentialPlan.matches` fails."""
+    if not _ENABLED or _backend.get_backend() != "numba":
         return None
     plan = net.__dict__.get("_sequential_plan")
     if plan is None or not plan.matches(net):

@@ -182,7 +182,8 @@ def test_peers_benchmark_checks_then_times(capsys, monkeypatch):
     monkeypatch.setattr(peers, "compare", lambda contenders, **kw: _one_round(contenders))
     rows = peers.run(quick=True)
     out = capsys.readouterr().out
-    assert len(rows) == 2 and "exact GGN" in out and "SGD step" in out
+    assert len(rows) == 3 and "exact GGN" in out and "SGD step" in out and "CG iteration" in out
+    assert [r["layerwise_over_ours"] is None for r in rows] == [True, False, False]
 
 
 def _one_round(contenders):

@@ -12,7 +12,11 @@ below 1 means JAX is faster).  Rows:
   (rational 1-83-1 and 1-500-1, N = 50; 09-fisher.md section 3b);
 * ``SGD step``: ``Network.loss_and_grad`` plus ``p -= lr g`` on every array, versus a
   jitted ``value_and_grad`` and update (rational 1-16-1, N = 50, MSE; tanh 64-64-10,
-  N = 1797, softmax cross-entropy with labels).
+  N = 1797, softmax cross-entropy with labels);
+* ``CG iteration``: the operator product of one natural-gradient CG iteration,
+  ``FisherOperator.matvec(v) = (F + 0.1 I) v`` (MSE), versus a jitted ``jvp`` + ``vjp``
+  (rational 1-16-1, N = 50; CG's own vector updates, a few NumPy operations on P = 97
+  entries, are not in either time; 09-fisher.md section 4).
 
 JAX compiles on the warm-up call; its compile time is not in the ratio.  PyTorch is not
 part of this run (it is not installable from the default index on this machine).
@@ -23,14 +27,17 @@ import numpy as np
 
 from ..architectures import mlp
 from ..fisher.exact import exact
+from ..fisher.matvec import FisherOperator
 from ..layers.activations import Tanh
 from ..layers.dense import Dense
 from ..layers.rational import Rational
+from ..network_plan import layerwise
 from ..losses import mse, softmax_cross_entropy
 from ..testing import relative_error
 from .timing import compare, machine, progress, ratio_cell
 
 LR = 1e-3
+CG_DAMPING = 0.1
 
 
 def _jax():
@@ -130,14 +137,61 @@ def _sgd_row(label, net, X, Y, loss, jax, jnp, settings):
         _, out = step(jparams)
         jax.block_until_ready(out)
 
-    res = compare({"senn-ref": ours_step, "jax.jit": jax_step}, baseline="senn-ref", label=label, **settings)
+    twin = net.copy()                                    # its own caches: no refresh between contenders
+    twin_params = twin.named_params()
+
+    def layerwise_step():
+        with layerwise():
+            _, g = twin.loss_and_grad(X, Y, loss)
+        for key, gk in g.grads.items():
+            twin_params[key] -= LR * gk
+
+    res = compare({"senn-ref": ours_step, "jax.jit": jax_step, "layer-wise": layerwise_step},
+                  baseline="senn-ref", label=label, **settings)
     for key, p in zip(params, start):                    # leave the network as it was
         params[key][...] = p
     return res
 
 
+def _cg_row(label, net, X, jax, jnp, settings):
+    """One CG iteration's operator product ``(F + delta I) v`` (MSE, euclidean metric):
+    ``FisherOperator.matvec`` versus a jitted ``jvp`` + ``vjp`` on flat vectors (the
+    parameters unravelled inside the jit, so JAX dispatches two arrays, not a list)."""
+    from jax.flatten_util import ravel_pytree
+    f = _jax_forward(net, jnp)
+    N = X.shape[0]
+    theta0, unravel = ravel_pytree([jnp.asarray(p) for p in _params(net)])
+
+    @jax.jit
+    def product(theta, v):
+        fX = lambda t: f(unravel(t), X)                                      # noqa: E731
+        _, Jv = jax.jvp(fX, (theta,), (v,))
+        return jax.vjp(fX, theta)[1](Jv)[0] / N + CG_DAMPING * v
+
+    op = FisherOperator(net, X, mse(), damping=CG_DAMPING)
+    v = np.random.default_rng(4).standard_normal(op.P)
+    ours = op.matvec(v)
+    err = relative_error(np.asarray(product(theta0, v)), ours)
+    if not err <= 1e-10:
+        raise AssertionError(f"{label}: JAX GGN-vector product differs from FisherOperator ({err:.2e})")
+    vj = jnp.asarray(v)
+    with layerwise():
+        op_layerwise = FisherOperator(net.copy(), X, mse(), damping=CG_DAMPING)
+    assert op_layerwise._point is None
+
+    def layerwise_product():
+        with layerwise():
+            op_layerwise.matvec(v)
+
+    return compare({"senn-ref": lambda: op.matvec(v),
+                    "jax.jit": lambda: product(theta0, vj).block_until_ready(),
+                    "layer-wise": layerwise_product}, baseline="senn-ref", label=label, **settings)
+
+
 def run(quick: bool = False) -> list[dict]:
-    """Time every row; returns ``{"row", "senn_ref_s", "jax_s", "jax_over_ours", "spread"}``."""
+    """Time every row; returns ``{"row", "senn_ref_s", "jax_s", "jax_over_ours", "spread",
+    "layerwise_over_ours"}`` (the last: the SGD and CG rows also time the layer-wise path,
+    :func:`senn_ref.network_plan.layerwise`, in the same rounds; None for the GGN rows)."""
     jax, jnp = _jax()
     settings = (dict(min_rounds=3, max_rounds=8, budget_seconds=8.0) if quick
                 else dict(min_rounds=5, max_rounds=30, budget_seconds=40.0))
@@ -146,6 +200,7 @@ def run(quick: bool = False) -> list[dict]:
     rows_spec = [("exact GGN rational 1-83-1, N=50", "ggn", mlp([1, 83, 1], seed=0), X1, None, None)]
     rows_spec.append(("SGD step rational 1-16-1, N=50", "sgd", mlp([1, 16, 1], seed=0), X1,
                       np.sin(3.0 * X1), mse()))
+    rows_spec.append(("CG iteration rational 1-16-1, N=50", "cg", mlp([1, 16, 1], seed=0), X1, None, None))
     if not quick:
         rows_spec.insert(1, ("exact GGN rational 1-500-1, N=50", "ggn", mlp([1, 500, 1], seed=0), X1, None, None))
         Xd = data.standard_normal((1797, 64))
@@ -153,16 +208,23 @@ def run(quick: bool = False) -> list[dict]:
                           Xd, data.integers(0, 10, 1797), softmax_cross_entropy()))
     print(f"senn-ref vs jax.jit {jax.__version__} (float64): median time per call, JAX/senn-ref ratio "
           f"(< 1: JAX faster; +- half the interquartile range; * = not stable); {machine()}")
-    print(f"{'row':<36} {'senn-ref':>12} {'jax.jit':>12} {'jax/senn-ref':>16}", flush=True)
+    print(f"{'row':<36} {'senn-ref':>12} {'jax.jit':>12} {'jax/senn-ref':>16} {'layer-wise/senn-ref':>20}",
+          flush=True)
     out = []
     for i, (label, kind, net, X, Y, loss) in enumerate(rows_spec, 1):
         progress(i, len(rows_spec), label)
-        res = (_ggn_row(label, net, X, jax, jnp, settings) if kind == "ggn"
-               else _sgd_row(label, net, X, Y, loss, jax, jnp, settings))
+        if kind == "ggn":
+            res = _ggn_row(label, net, X, jax, jnp, settings)
+        elif kind == "cg":
+            res = _cg_row(label, net, X, jax, jnp, settings)
+        else:
+            res = _sgd_row(label, net, X, Y, loss, jax, jnp, settings)
         ours, theirs = res["senn-ref"], res["jax.jit"]
         star = "" if res.stable else "*"
+        old = res.timings.get("layer-wise")
         print(f"{label:<36} {ours.seconds * 1e3:>9.3g} ms {theirs.seconds * 1e3:>9.3g} ms "
-              f"{ratio_cell(theirs) + star:>16}", flush=True)
+              f"{ratio_cell(theirs) + star:>16} {ratio_cell(old) if old else '':>20}", flush=True)
         out.append({"row": label, "senn_ref_s": ours.seconds, "jax_s": theirs.seconds,
-                    "jax_over_ours": theirs.ratio, "spread": theirs.spread})
+                    "jax_over_ours": theirs.ratio, "spread": theirs.spread,
+                    "layerwise_over_ours": old.ratio if old else None})
     return out

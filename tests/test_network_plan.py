@@ -1,0 +1,188 @@
+"""The compiled whole-network pass (senn_ref.network_plan, kernels/sequential_numba) against its
+twin, the layer-wise path (kernels/sequential_numpy): derivations/24-sequential-fast-path.md.
+
+Tolerance 1e-12 relative (2-norm): both compute the same sums in a different order (loops or
+BLAS versus NumPy's pairwise sums), so they agree to a few ulps of the largest term.
+"""
+import numpy as np
+import pytest
+
+from senn_ref import backend, network_plan
+from senn_ref.architectures import convnet, mlp
+from senn_ref.fisher import FisherOperator
+from senn_ref.grow.add_neurons import add_neurons
+from senn_ref.grow.insert_layer import insert_layer
+from senn_ref.kernels.sequential_numpy import sequential_ggn_numpy, sequential_loss_grad_numpy
+from senn_ref.layers.activations import SiLU, Tanh
+from senn_ref.layers.dense import Dense
+from senn_ref.layers.rational import Rational
+from senn_ref.losses import mse, softmax_cross_entropy
+from senn_ref.natural_gradient import natural_gradient
+from senn_ref.network import Network
+from senn_ref.testing import assert_rel_error
+
+TOL = 1e-12
+ACTS = ("rational", "tanh", "silu")
+
+
+def random_net(rng, sizes, acts, lead=None):
+    """Dense layers of ``sizes`` with the activations ``acts`` between them (optionally an
+    activation ``lead`` in front of the first Dense)."""
+    layers = [] if lead is None else [_act(lead, sizes[0], rng)]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Dense(a, b, rng, bias_std=0.5))
+        if i < len(sizes) - 2:
+            layers.append(_act(acts[i % len(acts)], b, rng))
+    return Network(layers)
+
+
+def _act(name, width, rng):
+    return {"rational": lambda: Rational(width, rng=rng), "tanh": lambda: Tanh((width,)),
+            "silu": lambda: SiLU((width,))}[name]()
+
+
+def targets(rng, kind, N, K):
+    if kind == "mse":
+        return mse(), rng.standard_normal((N, K))
+    if kind == "labels":
+        return softmax_cross_entropy(), rng.integers(0, K, N)
+    P = rng.random((N, K))
+    return softmax_cross_entropy(), P / P.sum(axis=1, keepdims=True)
+
+
+CASES = [([1, 16, 1], ("rational",), "mse", None), ([3, 8, 7, 2], ("tanh", "rational"), "labels", None),
+         ([4, 9, 5, 3], ("silu",), "probs", None), ([2, 5, 3], ("rational",), "mse", "tanh"),
+         ([6, 40, 30, 20, 4], ("rational", "silu", "tanh"), "labels", None),
+         ([64, 64, 10], ("tanh",), "labels", None)]          # large enough for the BLAS branch
+
+
+def check_loss_and_grad(net, X, Y, loss):
+    """The compiled loss_and_grad equals the twin (value, gradient, output cotangents) and
+    leaves caches from which the layer-wise backward and JVP give the twin's numbers."""
+    fast = network_plan.loss_and_grad(net, X, Y, loss)
+    assert fast is not None, "the compiled path did not apply"
+    value, grads = fast
+    v = np.random.default_rng(1).standard_normal(net.num_params())
+    dY = np.random.default_rng(2).standard_normal(grads.output_grads[-1].shape)
+    after_fast = (net.backward(dY).flat_grad(), net.jvp_flat(v))
+    t_value, t_grad, t_outgrads = sequential_loss_grad_numpy(net, X, Y, loss)
+    assert abs(value - t_value) <= TOL * abs(t_value), (value, t_value)
+    assert_rel_error(grads.flat_grad(), t_grad, TOL, "gradient")
+    assert list(grads.grads) == list(net.named_params())
+    assert len(grads.output_grads) == len(t_outgrads)
+    for i, (a, b) in enumerate(zip(grads.output_grads, t_outgrads)):
+        assert_rel_error(a, b, TOL, f"output cotangent of layer {i}")
+    assert_rel_error(after_fast[0], net.backward(dY).flat_grad(), TOL, "backward from the caches")
+    assert_rel_error(after_fast[1], net.jvp_flat(v), TOL, "jvp from the caches")
+    assert_rel_error(net.loss_and_grad(X, Y, loss)[1].flat_grad(), t_grad, TOL, "Network.loss_and_grad")
+
+
+def check_ggn(net, X, Y, loss, metrics=("euclidean", "true", "empirical")):
+    v = np.random.default_rng(3).standard_normal(net.num_params())
+    for metric in metrics:
+        op = FisherOperator(net, X, loss, metric=metric, Y=Y, damping=0.25)
+        out = op.matvec(v)
+        assert op._point is not None and op._fast_ggn(v) is not None, metric
+        twin = sequential_ggn_numpy(net, X, loss, v, metric, Y) + 0.25 * v
+        assert_rel_error(out, twin, TOL, f"GGN product, {metric} metric")
+
+
+@pytest.mark.parametrize("sizes, acts, kind, lead", CASES)
+def test_compiled_pass_equals_layerwise(sizes, acts, kind, lead):
+    rng = np.random.default_rng(sum(sizes))
+    net = random_net(rng, sizes, acts, lead)
+    X = 1.5 * rng.standard_normal((37, sizes[0]))
+    loss, Y = targets(rng, kind, 37, sizes[-1])
+    check_loss_and_grad(net, X, Y, loss)
+    check_ggn(net, X, Y, loss)
+
+
+def test_plan_rebuilt_after_growth():
+    """add_neurons (wider Dense, Rational, Tanh) and insert_layer (two more layers) change the
+    structure; the next call rebuilds the plan and still equals the twin."""
+    rng = np.random.default_rng(7)
+    net = random_net(rng, [2, 6, 5, 3], ("rational", "tanh"))
+    X = rng.standard_normal((25, 2))
+    loss, Y = targets(rng, "labels", 25, 3)
+    check_loss_and_grad(net, X, Y, loss)
+    first = net._sequential_plan
+    add_neurons(net, 0, rng.standard_normal((3, 2)), rng=rng)
+    add_neurons(net, 2, rng.standard_normal((2, 9)))
+    check_loss_and_grad(net, X, Y, loss)
+    assert net._sequential_plan is not first and net._sequential_plan.P == net.num_params()
+    insert_layer(net, 2, np.eye(9) + 0.1 * rng.standard_normal((9, 9)), rng.standard_normal(9))
+    assert len(net.layers) == 7
+    check_loss_and_grad(net, X, Y, loss)
+    check_ggn(net, X, Y, loss, ("true",))
+    net.layers[0].params["W"][...] += 0.5                 # in-place updates are seen
+    check_loss_and_grad(net, X, Y, loss)
+
+
+def test_natural_gradient_uses_the_same_gradient():
+    rng = np.random.default_rng(11)
+    net = mlp([1, 16, 1], seed=3)
+    X = rng.standard_normal((50, 1))
+    Y = np.sin(3 * X)
+    u, g, value, info = natural_gradient(net, X, Y, mse(), damping=0.1, tol=1e-12)
+    with backend.using("numpy"):
+        u2, g2, value2, info2 = natural_gradient(net, X, Y, mse(), damping=0.1, tol=1e-12)
+    assert_rel_error(g, g2, TOL, "gradient")
+    assert abs(value - value2) <= TOL * value2
+    assert info.converged and info2.converged
+    assert_rel_error(u, u2, 1e-10, "natural gradient (CG amplifies rounding by its condition number)")
+
+
+def test_deterministic():
+    """Two calls give the same bits (required for bit-identical resumed runs)."""
+    rng = np.random.default_rng(5)
+    net = random_net(rng, [3, 20, 10, 4], ("rational", "silu"))
+    X = rng.standard_normal((40, 3))
+    loss, Y = targets(rng, "labels", 40, 4)
+    a, b = net.loss_and_grad(X, Y, loss), net.loss_and_grad(X, Y, loss)
+    assert a[0] == b[0] and np.array_equal(a[1].flat_grad(), b[1].flat_grad())
+    v = rng.standard_normal(net.num_params())
+    op = FisherOperator(net, X, loss, metric="true")
+    assert np.array_equal(op.matvec(v), op.matvec(v))
+
+
+def test_unsupported_networks_fall_back():
+    rng = np.random.default_rng(0)
+    conv = convnet(image_size=4, channels=(2,), seed=0)
+    assert network_plan.plan_for(conv) is None
+    numpy_rational = Network([Dense(2, 3, rng), Rational(3, rng=rng, backend="numpy"), Dense(3, 1, rng)])
+    assert network_plan.plan_for(numpy_rational) is None
+    net = mlp([2, 4, 1], seed=0)
+    assert network_plan.plan_for(net) is not None
+    with backend.using("numpy"):
+        assert network_plan.plan_for(net) is None
+        X = rng.standard_normal((5, 2))
+        assert network_plan.loss_and_grad(net, X, rng.standard_normal((5, 1)), mse()) is None
+        assert FisherOperator(net, X, mse())._point is None
+
+
+def test_errors_as_layerwise():
+    """A non-finite activation (overflow inside the kernel) and bad targets raise the
+    layer-wise path's errors, and the caches end as the layer-wise forward leaves them."""
+    rng = np.random.default_rng(0)
+    net = random_net(rng, [2, 4, 3], ("tanh",))
+    X = rng.standard_normal((6, 2))
+    Y = rng.standard_normal((6, 3))
+    net.layers[0].params["W"][0, 0] = 1e308
+    X[0, 0] = 10.0
+    messages = []
+    for name in ("numba", "numpy"):
+        with backend.using(name), np.errstate(over="ignore"), pytest.raises(ValueError) as err:
+            net.loss_and_grad(X, Y, mse())
+        messages.append(str(err.value))
+    assert messages[0] == messages[1] and "NaN or infinite" in messages[0]
+    assert all(layer._cache is None for layer in net.layers)
+    net.layers[0].params["W"][0, 0] = 0.5
+    for bad, kind in ((np.zeros((6, 2)), ValueError), (np.zeros((6, 3), dtype=int), TypeError)):
+        messages = []
+        for name in ("numba", "numpy"):
+            with backend.using(name), pytest.raises(kind) as err:
+                net.loss_and_grad(X, bad, mse())
+            messages.append(str(err.value))
+        assert messages[0] == messages[1]
+    with pytest.raises(ValueError, match="X"):
+        net.loss_and_grad(X[:, :1], Y, mse())

@@ -35,6 +35,9 @@ from .losses.mse import MSELoss
 _KINDS = {Dense: 0, Tanh: 1, SiLU: 2, Rational: 3}
 _KERNELS = None
 _ENABLED = True
+#: per-pass limits of the compiled path (SequentialPlan.fast_for)
+MAX_DENSE_WORK = 1 << 18
+MAX_ELEMENTWISE_WORK = 1 << 13
 _NO_T = np.zeros((0, 0))
 _NO_LABELS = np.zeros(0, dtype=np.int64)
 
@@ -111,10 +114,21 @@ class SequentialPlan:
                 p += arr.size
         ws = pos
         self.P, self.ws_width, self.cot_width = p, ws, cot
+        self.dense_work = sum(la.params["W"].size for la in self.layers if type(la) is Dense)
+        self.elementwise_work = sum(la.in_shape[0] for la in self.layers if type(la) in (Tanh, SiLU))
         self.out_width = int(self.meta[-1, 2])
         self._cache_plan = [(int(r[0]), int(r[2]), int(r[4]), int(r[6]), la._param_shapes())
                             for r, la in zip(self.meta, self.layers)]
         self._cot_plan = [(int(r[2]), int(r[7])) for r in self.meta]
+
+    def fast_for(self, N: int) -> bool:
+        """Whether the compiled pass pays for a batch of N: at most ``MAX_DENSE_WORK``
+        multiply-adds in the Dense layers and ``MAX_ELEMENTWISE_WORK`` tanh/SiLU evaluations
+        per pass.  Above that the arithmetic outweighs the Python overhead, and NumPy's
+        BLAS and vectorised tanh/exp beat the kernel's loops (measured, 24-sequential-fast-path.md
+        section 4).  A function of the structure and N only, so a run takes the same path
+        when it is repeated or resumed."""
+        return N * self.dense_work <= MAX_DENSE_WORK and N * self.elementwise_work <= MAX_ELEMENTWISE_WORK
 
     def matches(self, net) -> bool:
         """True while ``net`` has the same layer objects and shapes this plan was built for."""
@@ -207,7 +221,7 @@ def forward_point(net, X: np.ndarray) -> Point | None:
     layers' caches; None when the fast path does not apply or met a non-finite activation
     (nothing has changed then)."""
     plan = plan_for(net)
-    if (plan is None or type(X) is not np.ndarray or X.dtype != np.float64 or X.ndim != 2
+    if (plan is None or type(X) is not np.ndarray or not plan.fast_for(X.shape[0]) or X.dtype != np.float64 or X.ndim != 2
             or X.shape[1] != plan.meta[0, 1] or not X.flags.c_contiguous):
         return None
     theta = plan.theta()

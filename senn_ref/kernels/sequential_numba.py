@@ -13,9 +13,11 @@ Rational: ``d/dx, d/dv, d/dc, d/dl`` as (4, N, U)), and the cotangent of its out
 
 The element formulas are the layers' own: ``y = x W^T + b``; tanh with
 ``phi' = 4 e/(1+e)^2``, ``e = exp(-|x|)^2``; SiLU from ``e = exp(-|x|)``; the rational unit by
-``rational_numba._element`` (the same bits as the Rational layer's kernel).  Products of
-more than ``BLAS_MIN`` multiply-adds go to BLAS (``np.dot``), smaller ones are plain loops
-(a BLAS call costs more than a 50 x 16 product).  No fastmath.  Every kernel returns a
+``rational_numba._element`` (the same bits as the Rational layer's kernel).  Dense products
+are loops whose inner loop runs over contiguous outputs (vectorised by LLVM without
+reassociating a sum); no BLAS, no fastmath, no threads, so every result is a fixed sequence of
+operations.  The kernels are meant for small networks and batches (the plan decides, see
+``SequentialPlan.fast_for``).  Every kernel returns a
 status: ``-1``, or the index of the first layer at which a value (activation, tangent or
 cotangent) was not finite; the caller then reruns the layer-wise path, which raises the
 layer-wise error.  NumPy twin: :mod:`senn_ref.kernels.sequential_numpy` (the layer-wise
@@ -32,8 +34,6 @@ from .rational_numba import _element, _unit_constants
 
 KIND, DIN, DOUT, POFF, XOFF, YOFF, SOFF, COFF = range(8)
 DENSE, TANH, SILU, RATIONAL = range(4)
-#: multiply-adds above which a Dense product calls BLAS instead of a loop
-BLAS_MIN = 32768
 
 
 @numba.njit(nogil=True, inline="always")
@@ -59,39 +59,25 @@ def _dense_params(theta, p, din, dout):
 
 
 @numba.njit(nogil=True)
-def _affine(x, W, b, y, with_x):
-    """``y = x W^T + b`` (``with_x`` False: ``y = b``, a zero input)."""
+def _add_product(x, W, y):
+    """``y += x W^T`` for x (N, din), W (dout, din): per row, the terms ``x[n, k] W[:, k]`` are
+    added for k = 0, 1, ... (a contiguous inner loop over outputs, which LLVM vectorises
+    without reassociating any sum)."""
     N, din = x.shape
-    dout = W.shape[0]
-    if with_x and N * din * dout >= BLAS_MIN:
-        np.dot(x, W.T, y)
-        for n in range(N):
-            for j in range(dout):
-                y[n, j] += b[j]
-        return
+    Wt = np.ascontiguousarray(W.T)
     for n in range(N):
-        for j in range(dout):
-            s = 0.0
-            if with_x:
-                for k in range(din):
-                    s += x[n, k] * W[j, k]
-            y[n, j] = s + b[j]
+        for k in range(din):
+            a = x[n, k]
+            for j in range(Wt.shape[1]):
+                y[n, j] += a * Wt[k, j]
 
 
 @numba.njit(nogil=True)
-def _add_xwt(x, W, y):
-    """``y += x W^T``."""
-    N, din = x.shape
-    dout = W.shape[0]
-    if N * din * dout >= BLAS_MIN:
-        y += np.dot(x, W.T)
-        return
-    for n in range(N):
-        for j in range(dout):
-            s = 0.0
-            for k in range(din):
-                s += x[n, k] * W[j, k]
-            y[n, j] += s
+def _affine(x, W, b, y):
+    """``y = b + x W^T`` (the bias first, then the terms of :func:`_add_product`)."""
+    for n in range(y.shape[0]):
+        y[n, :] = b
+    _add_product(x, W, y)
 
 
 @numba.njit(nogil=True)
@@ -140,7 +126,7 @@ def sequential_forward_numba(meta, eps, theta, X, ws_width):
         y = _rows(ws, meta[i, YOFF], N, dout)
         if kind == DENSE:
             W, b = _dense_params(theta, p, din, dout)
-            _affine(x, W, b, y, True)
+            _affine(x, W, b, y)
         elif kind == RATIONAL:
             start = N * meta[i, SOFF]
             parts = ws[start:start + 4 * N * dout].reshape((4, N, dout))
@@ -171,24 +157,19 @@ def _backward(meta, theta, ws, g, grad, cot, store_cot):
             x = _rows(ws, meta[i, XOFF], N, din)
             gW = grad[p:p + dout * din].reshape((dout, din))
             gb = grad[p + dout * din:p + dout * din + dout]
-            if N * din * dout >= BLAS_MIN:
-                gW += np.dot(g.T, x)
-                if need_in:
-                    np.dot(g, W, gin)
-                for n in range(N):
-                    for j in range(dout):
-                        gb[j] += g[n, j]
-            else:
-                if need_in:
-                    gin[:, :] = 0.0
+            for n in range(N):
+                for j in range(dout):
+                    d = g[n, j]
+                    gb[j] += d
+                    for k in range(din):
+                        gW[j, k] += d * x[n, k]
+            if need_in:
+                gin[:, :] = 0.0
                 for n in range(N):
                     for j in range(dout):
                         d = g[n, j]
-                        gb[j] += d
                         for k in range(din):
-                            gW[j, k] += d * x[n, k]
-                            if need_in:
-                                gin[n, k] += d * W[j, k]
+                            gin[n, k] += d * W[j, k]
         elif kind == RATIONAL:
             start = N * meta[i, SOFF]
             parts = ws[start:start + 4 * N * dout].reshape((4, N, dout))
@@ -282,10 +263,10 @@ def sequential_ggn_numba(meta, theta, ws, v, N, mode, aux):
         out = np.empty((N, dout))
         if kind == DENSE:
             dW, db = _dense_params(v, p, din, dout)
-            _affine(_rows(ws, meta[i, XOFF], N, din), dW, db, out, True)
+            _affine(_rows(ws, meta[i, XOFF], N, din), dW, db, out)
             if i > 0:
                 W, _ = _dense_params(theta, p, din, dout)
-                _add_xwt(t, W, out)
+                _add_product(t, W, out)
         elif kind == RATIONAL:
             start = N * meta[i, SOFF]
             parts = ws[start:start + 4 * N * dout].reshape((4, N, dout))

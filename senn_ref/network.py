@@ -160,6 +160,7 @@ class Network:
     def copy(self) -> "Network":
         """A deep copy (parameters, names, counters; forward caches dropped)."""
         clone = copy.deepcopy(self)
+        clone.__dict__.pop("_sequential_plan", None)        # rebuilt on first use (network_plan)
         for layer in clone.layers:
             layer._cache = None
         return clone

@@ -8,15 +8,16 @@ and kept on the network; it is rebuilt whenever the layer list or any parameter 
 shape differs from what it was built for (every growth operation changes one of them).
 Parameters are gathered into one flat vector on every call (in-place updates are seen).
 
-Used by :meth:`Network.loss_and_grad <senn_ref.network.Network.loss_and_grad>` (one forward
-kernel, the loss's own ``value_and_grad``, one backward kernel) and by
-:class:`senn_ref.fisher.FisherOperator` (one kernel per GGN-vector product).  Each pass leaves
-the layers' forward caches as the layer-wise ``forward`` does (views of one work buffer), so
+Used by :meth:`Network.loss_and_grad <senn_ref.network.Network.loss_and_grad>` (a forward
+kernel, then one kernel for the MSE or cross-entropy loss and the reverse pass) and by
+:class:`senn_ref.fisher.FisherOperator` (one kernel per GGN-vector product).  Each forward
+leaves the layers' caches as the layer-wise ``forward`` does (views of one work buffer), so
 every later ``backward``/``jvp`` sees the same point.  The fast path is taken only under the
-``"numba"`` backend for networks made solely of ``Dense``, ``Tanh``, ``SiLU`` and dense
-``Rational`` layers (exact types, Rational without its own ``"numpy"`` backend); anything
-else, and any non-finite value met inside a kernel, runs the layer-wise path (which raises
-its usual errors).  ``derivations/24-sequential-fast-path.md``; tests
+``"numba"`` backend, for networks made solely of ``Dense``, ``Tanh``, ``SiLU`` and dense
+``Rational`` layers (exact types, Rational without its own ``"numpy"`` backend), and for
+batches small enough that it pays (:meth:`SequentialPlan.fast_for`); anything else, and any
+non-finite value met inside a kernel, runs the layer-wise path (which raises its usual
+errors).  ``derivations/24-sequential-fast-path.md``; tests
 ``tests/test_network_plan.py``.
 """
 from __future__ import annotations
@@ -221,8 +222,8 @@ def forward_point(net, X: np.ndarray) -> Point | None:
     layers' caches; None when the fast path does not apply or met a non-finite activation
     (nothing has changed then)."""
     plan = plan_for(net)
-    if (plan is None or type(X) is not np.ndarray or not plan.fast_for(X.shape[0]) or X.dtype != np.float64 or X.ndim != 2
-            or X.shape[1] != plan.meta[0, 1] or not X.flags.c_contiguous):
+    if (plan is None or type(X) is not np.ndarray or X.dtype != np.float64 or X.ndim != 2
+            or X.shape[1] != plan.meta[0, 1] or not X.flags.c_contiguous or not plan.fast_for(X.shape[0])):
         return None
     theta = plan.theta()
     ws, status = kernels()[0](plan.meta, plan.eps, theta, X, plan.ws_width)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validate import as_float_array, check_batch, check_shape
 from . import backend as _backend
 from . import network_plan
+from ._validate import as_float_array, check_batch, check_shape
 from .layers.base import Layer
 from .losses.base import check_loss
 

@@ -37,8 +37,8 @@ _KINDS = {Dense: 0, Tanh: 1, SiLU: 2, Rational: 3}
 _KERNELS = None
 _ENABLED = True
 #: per-pass limits of the compiled path (SequentialPlan.fast_for)
-MAX_DENSE_WORK = 1 << 18
-MAX_ELEMENTWISE_WORK = 1 << 13
+MAX_DENSE_WORK = 1 << 17
+MAX_ELEMENTWISE_WORK = 1 << 12
 _NO_T = np.zeros((0, 0))
 _NO_LABELS = np.zeros(0, dtype=np.int64)
 

@@ -1,6 +1,7 @@
 """Bad input to the gain and proposal entry points is refused before anything changes (issue 10,
 item 3): the width gains (residual_gradient, gain_exact, gain_lower_bound, width_gains,
 layer_flat_index), the K-FAC proposals (WidthProposals and its methods, kfac_width_gain), the
+Euclidean ones (euclidean_eta, project_units, EuclideanWidthProposals and its methods), the
 depth scores (DepthProposals and its score, depth_gain_exact/closed) and the pruning scores
 (pruning_scores, obs_compensation, pruning_candidates).
 
@@ -15,13 +16,14 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from bad_args import (COMMON, NAMES, bad_array, bad_bool, bad_count, bad_flat_index, bad_index, bad_option,
                       bad_scalar, bad_units, base, case_of, draw_common, non_linear, non_producers, refused)
-from senn_ref.grow import (DepthProposals, WidthProposals, depth_gain_closed, depth_gain_exact, gain_exact,
-                           gain_lower_bound, kfac_width_gain, layer_flat_index, obs_compensation,
-                           pruning_candidates, pruning_scores, residual_gradient, width_gains)
+from senn_ref.grow import (DepthProposals, EuclideanWidthProposals, WidthProposals, depth_gain_closed,
+                           depth_gain_exact, euclidean_eta, gain_exact, gain_lower_bound, kfac_width_gain,
+                           layer_flat_index, obs_compensation, project_units, pruning_candidates, pruning_scores,
+                           residual_gradient, width_gains)
 from senn_ref.grow.depth_gain import CONDITIONS, NATURAL
 from senn_ref.grow.depth_rows import PARAM_SETS
 from senn_ref.grow.pruning import CURVATURES, INCOMING, SCOPES
@@ -278,3 +280,60 @@ def test_depth_score_refuses_a_shift_before_a_padded_conv():
     pos = 3                                          # conv2d1, 'same' zero padding
     dp = DepthProposals(case.net, case.X, case.Y, case.loss, pos, damping=0.01)
     refused(lambda: dp.score(np.tile(np.eye(2), (2, 1, 1)), np.ones((2, 2))), ValueError, "s", case.net)
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=st.sampled_from(NAMES), target=st.sampled_from(["euclidean_eta", "constructor", "score", "random_candidates",
+                                                            "outgoing_gradient", "project_units"]), data=st.data())
+def test_euclidean_proposals_refuse(name, target, data):
+    case = case_of(name)
+    rng = np.random.default_rng(8)
+    if target in ("euclidean_eta", "constructor"):
+        fn = euclidean_eta if target == "euclidean_eta" else EuclideanWidthProposals
+        args = ("net", "X", "Y", "loss") + (("layer",) if target == "constructor" else ())
+        arg = data.draw(st.sampled_from(args))
+        good = base(case, **({"layer": case.hidden[0]} if target == "constructor" else {}))
+        if arg == "layer":
+            bad, exc = data.draw(bad_index(len(case.net.layers), non_producers(case.net)))
+        else:
+            bad, exc = draw_common(data, case, arg)
+        kwargs = dict(good, **{arg: bad})
+        refused(lambda: fn(**kwargs), exc, arg, case.net)
+        return
+    key = ("euclidean", name)
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = EuclideanWidthProposals(case.net, case.X, case.Y, case.loss, case.hidden[0])
+    ep, C, k = _CONTEXTS[key], 3, 2
+    W, b, act = ep.random_candidates(C, np.random.default_rng(1), k=k)
+    if target == "score":
+        arg = data.draw(st.sampled_from(["W", "b", "act", "grad", "gain"]))
+        if arg in ("grad", "gain"):
+            bad, exc = data.draw(bad_bool())
+        elif arg == "act":
+            bad, exc = {"v": act["v"]}, ValueError
+        else:
+            bad, exc = data.draw(bad_array(W.shape if arg == "W" else b.shape, free=(0, 1) if arg == "W" else ()))
+        kwargs = dict(dict(W=W, b=b, act=act), **{arg: bad})
+        refused(lambda: ep.score(**kwargs), exc, arg, case.net)
+    elif target == "random_candidates":            # a refused draw leaves the caller's rng alone
+        arg = data.draw(st.sampled_from(["n", "k", "rng"]))
+        bad, exc = data.draw(bad_count()) if arg != "rng" else ((3, TypeError))
+        kwargs = dict(dict(n=C, rng=rng, k=k), **{arg: bad})
+        refused(lambda: ep.random_candidates(**kwargs), exc, arg, case.net, rng=rng)
+    elif target == "outgoing_gradient":
+        H = ep.candidates.forward(W, b, act)[0]
+        bad, exc = data.draw(bad_array(H.shape, free=(0, 3)))
+        refused(lambda: ep.outgoing_gradient(bad), exc, "H", case.net)
+    else:
+        arg = data.draw(st.sampled_from(["W", "b", "radius"]))
+        if arg == "radius":
+            bad, exc = data.draw(bad_scalar(strict=True))
+        else:
+            # b sets (C, k), which W is checked against; W's kernel axes are free (any kernel shape:
+            # project_units does not know the network), so a finite (C, k, ...) float W is valid
+            free = tuple(range(2, W.ndim)) if arg == "W" else (0, 1)
+            bad, exc = data.draw(bad_array(W.shape if arg == "W" else b.shape, free=free))
+            assume(not (arg == "W" and isinstance(bad, np.ndarray) and bad.dtype == np.float64 and bad.ndim >= 3
+                        and bad.shape[:2] == b.shape and bad.size and np.isfinite(bad).all()))
+        kwargs = dict(dict(W=W, b=b, radius=1.0), **{arg: bad})
+        refused(lambda: project_units(**kwargs), exc, arg, case.net)

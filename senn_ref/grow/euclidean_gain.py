@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float_array, check_scalar, check_shape
+from .._validate import as_float_array, check_network, check_scalar, check_shape
 from ..losses.base import check_loss
 from .candidate_path import CandidatePath
 from .kfac_proposal import WidthScore
@@ -58,6 +58,7 @@ def euclidean_eta(net, X, Y, loss) -> tuple[float, dict]:
     X (N,) + in_shape, Y the loss's targets.  The Euclidean analogue of ``kfac_eta``'s
     ``(eta, per layer)``; the network's caches hold this batch afterwards.
     ``derivations/23-euclidean-gain.md`` section 4; ``tests/test_euclidean_gain.py``."""
+    check_network(net)
     check_loss(loss)
     _, grads = net.loss_and_grad(X, Y, loss)
     per = {}

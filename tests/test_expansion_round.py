@@ -86,19 +86,65 @@ def test_non_recursive_rounds_add_at_most_one_unit_and_capacity_is_respected():
     assert res.additions == 2
 
 
-def test_eta_after_is_the_kfac_score_of_the_final_network_bit_for_bit():
-    """eta_after is reused from the last scoring when nothing was added after it, recomputed when
-    the round ended on an addition (recursive=False, max_additions_per_round); either way it is
-    exactly kfac_eta of the network the round leaves."""
+@pytest.mark.parametrize("gain", ["lower_bound", "exact"])
+def test_eta_after_is_the_score_of_the_final_network_bit_for_bit(gain):
+    """eta_after is reused from the last scoring when nothing was added after it; after an
+    addition it is recomputed (K-FAC) or taken from the grown copy the exact gain was computed on
+    (gain="exact": the same operation on the same parameters).  Either way it is exactly the
+    score (kfac_eta, or score.eta under the exact GGN) of the network the round leaves, and with
+    gain="exact" every iteration's eta_network is the exact score of the network it judged."""
+    from senn_ref import score as S
+    from senn_ref.grow.expansion_round import apply_proposal  # noqa: F401  (public, used below)
     from senn_ref.kfac import kfac_eta
     net, X, Y, loss = _growing_case()
     for kw in ({}, {"recursive": False}, {"max_additions_per_round": 2}, {"tau": 1e6}):
+        kw = dict(kw)
         trial = net.copy()
-        res = expansion_round(trial, X, Y, loss, _config(tau=kw.pop("tau", 0.05), alpha_rel=1e-3, **kw),
+        res = expansion_round(trial, X, Y, loss, _config(tau=kw.pop("tau", 0.05), alpha_rel=1e-3, gain=gain, **kw),
                               np.random.default_rng(0))
-        again = float(kfac_eta(trial, X, Y, loss, damping=0.1)[0])
+        if gain == "exact":
+            again = float(S.eta(trial, X, Y, loss, damping=0.1))
+        else:
+            again = float(kfac_eta(trial, X, Y, loss, damping=0.1)[0])
         assert res.eta_after == again, (kw, res.additions, res.eta_after, again)
         assert (res.additions == 0) == (res.eta_after == res.eta_before)
+
+
+def test_exact_rounds_reuse_the_grown_copys_score_without_changing_anything(monkeypatch):
+    """gain="exact": the next iteration (and eta_after) reuses the exact details computed on the
+    chosen proposal's grown copy instead of scoring the grown network again.  With the reuse
+    switched off (the grown copy's details dropped, so every score is recomputed) the round gives
+    the same events, eta_after and network, bit for bit, with more exact scorings."""
+    from senn_ref import score as S
+    from senn_ref.grow import expansion_round as ER
+    net, X, Y, loss = _growing_case()
+    calls = []
+    real = S.eta_exact_details
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(ER._score, "eta_exact_details", counting)
+    runs = {}
+    for reuse in (True, False):
+        if not reuse:
+            real_gain = ER._exact_gain
+            monkeypatch.setattr(ER, "_exact_gain", lambda *a: (real_gain(*a)[0], None))
+        calls.clear()
+        trial = net.copy()
+        res = expansion_round(trial, X, Y, loss, _config(tau=0.05, alpha_rel=1e-3, gain="exact"),
+                              np.random.default_rng(0))
+        runs[reuse] = (res, trial, len(calls))
+    (a, na, ca), (b, nb, cb) = runs[True], runs[False]
+    assert a.additions >= 2, a.additions
+    assert a.eta_after == b.eta_after and a.additions == b.additions
+    strip = [{k: v for k, v in e.items() if k != "growth"} for e in a.events]
+    assert strip == [{k: v for k, v in e.items() if k != "growth"} for e in b.events]
+    for k, v in na.named_params().items():
+        np.testing.assert_array_equal(v, dict(nb.named_params())[k])
+    # one exact scoring of the net per addition saved (plus the final one)
+    assert cb - ca == a.additions, (ca, cb, a.additions)
 
 
 def test_width_cooldown_skips_rounds_after_an_addition():

@@ -33,10 +33,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import score as _score
+from .._validate import check_option, check_positive_int, check_rng, check_scalar
 from ..kfac import kfac_eta
+from ..losses.base import METRICS
 from .criterion import decide, rate_bound
 from .euclidean_gain import euclidean_eta
-from .proposals import best_depth_proposal, best_width_proposal
+from .proposals import Proposal, best_depth_proposal, best_width_proposal
 from .structure import growable_layers, hidden_path, is_linear_map
 
 
@@ -87,22 +89,53 @@ def _layer_indices(net, name: str) -> np.ndarray:
     return np.concatenate([np.arange(s.start, s.stop) for k, s in sl.items() if k.split(".")[0] == name])
 
 
+def _check_network(net) -> None:
+    from ..network import Network
+    if not isinstance(net, Network):
+        raise TypeError(f"net: expected a senn_ref.Network, got {type(net).__name__}")
+
+
+def _check_proposal(proposal) -> None:
+    if not isinstance(proposal, Proposal):
+        raise TypeError(f"proposal: expected a senn_ref.grow.proposals.Proposal, got {type(proposal).__name__}")
+    check_option(proposal.kind, ("width", "depth"), "proposal kind")
+    need = ("W", "b", "act") if proposal.kind == "width" else ("B", "s")
+    if not isinstance(proposal.params, dict) or any(k not in proposal.params for k in need):
+        got = sorted(proposal.params) if isinstance(proposal.params, dict) else type(proposal.params).__name__
+        raise ValueError(f"proposal.params: a {proposal.kind} proposal needs {list(need)}, got {got}")
+
+
 def exact_gain_of(net, X, Y, loss, proposal, damping, metric, eta_before: float) -> float:
     """Exact gain ``Delta eta = eta(grown) - eta(net)`` of a proposal under the damped exact GGN
     (the definition; senn-math section 6), with ``eta(grown)`` evaluated on a copy of ``net``
     grown by the real operation and ``eta_before`` the current exact score.  (By block
     elimination this equals the Schur form ``r_p^T S_p^+ r_p`` of ``width_gain.gain_exact``; the
     difference serves width and depth alike and is the quantity the rate bound is about.)
-    ``derivations/19-criterion.md`` section 4."""
+    ``derivations/19-criterion.md`` section 4.  ``net`` is not changed."""
+    _check_network(net)
+    _check_proposal(proposal)
+    eta_before = check_scalar(eta_before, "eta_before")
+    damping = check_scalar(damping, "damping", minimum=0.0)
+    check_option(metric, METRICS, "metric")
+    return _exact_gain(net, X, Y, loss, proposal, damping, metric, eta_before)[0]
+
+
+def _exact_gain(net, X, Y, loss, proposal, damping, metric, eta_before):
+    """:func:`exact_gain_of` without the checks; also returns the grown copy's exact details
+    (``score.eta_exact_details``), which are those of ``net`` once the round applies this
+    proposal (same operation, same parameters, bit for bit), so the next iteration reuses them."""
     trial = net.copy()
     apply_proposal(trial, proposal)
-    return float(_score.eta(trial, X, Y, loss, damping=damping, metric=metric)) - float(eta_before)
+    det = _score.eta_exact_details(trial, X, Y, loss, damping=damping, metric=metric)
+    return float(det.eta) - float(eta_before), det
 
 
 def apply_proposal(net, proposal, optimizer=None):
     """Apply a :class:`Proposal` in place through ``add_neurons`` (width) or ``insert_layer``
     (depth), carrying ``optimizer``'s state; returns the Growth record.
     ``derivations/19-criterion.md`` section 4."""
+    _check_network(net)
+    _check_proposal(proposal)
     p = proposal.params
     if proposal.kind == "width":
         from .add_neurons import add_neurons
@@ -117,8 +150,22 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
 
     X (N,) + in_shape, Y targets (the scoring batch); config a validated SENNConfig; rng a
     numpy Generator (candidates and Langevin noise).  Returns a :class:`RoundResult`.
-    ``derivations/19-criterion.md`` section 4.
+    ``derivations/19-criterion.md`` section 4.  The arguments are checked (the network, the
+    config's type, rng, optimizer, state, step and round_index here; X, Y and loss by the first
+    score) before the network, the optimiser, ``state`` or ``rng`` change.
     """
+    from ..trainer.config import SENNConfig
+    _check_network(net)
+    if not isinstance(config, SENNConfig):
+        raise TypeError(f"config: expected a SENNConfig, got {type(config).__name__}")
+    rng = check_rng(rng, "rng", allow_none=False)
+    if state is not None and not isinstance(state, RoundState):
+        raise TypeError(f"state: expected a RoundState or None, got {type(state).__name__}")
+    step = check_positive_int(step, "step", minimum=0)
+    round_index = check_positive_int(round_index, "round_index", minimum=0)
+    if optimizer is not None:
+        from .carry_state import check_optimizers
+        check_optimizers(optimizer)
     state = RoundState() if state is None else state
     damping, metric = config.scoring_damping, config.metric
     bound = rate_bound(config.tau, config.alpha_rel)
@@ -135,13 +182,16 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
         state.width_wait = max(0, state.width_wait - 1)
         state.depth_wait = max(0, state.depth_wait - 1)
         return result
+    current_det = None                      # exact details of the network as it is now, when known
     while result.additions < config.max_additions_per_round:
         t0 = time.perf_counter()
         if euclid:
             det = None
             eta_net, per_layer = euclidean_eta(net, X, Y, loss)
         elif config.gain == "exact":
-            det = _score.eta_exact_details(net, X, Y, loss, damping=damping, metric=metric)
+            if current_det is None:
+                current_det = _score.eta_exact_details(net, X, Y, loss, damping=damping, metric=metric)
+            det = current_det
             eta_net, per_layer = det.eta, None
         else:
             det = None
@@ -173,7 +223,7 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
         if not proposals:
             break
         t2 = time.perf_counter()
-        decisions = []
+        decisions, trial_dets = [], []
         for p in proposals:
             consumer = hidden_path(net, p.index).consumer if p.kind == "width" else p.index
             consumer_name = net.layers[consumer].name
@@ -181,7 +231,8 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
                 gain = p.lower_bound
                 eta_c = eta_net if config.eta_c == "network" else per_layer[consumer_name]
             elif config.gain == "exact":
-                p.exact_gain = exact_gain_of(net, X, Y, loss, p, damping, metric, det.eta)
+                p.exact_gain, trial_det = _exact_gain(net, X, Y, loss, p, damping, metric, det.eta)
+                trial_dets.append(trial_det)
                 gain = p.exact_gain
                 eta_c = eta_net if config.eta_c == "network" else \
                     _block_eta(det, _layer_indices(net, consumer_name), damping)
@@ -202,6 +253,7 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
         if chosen is not None:
             growth = apply_proposal(net, proposals[chosen], optimizer)
             scored_is_current = False
+            current_det = trial_dets[chosen] if trial_dets else None     # (exact gains only)
             result.growths.append(growth)
             result.additions += 1
             added_width |= proposals[chosen].kind == "width"
@@ -221,7 +273,9 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
     if euclid:
         result.eta_after = float(eta_net) if scored_is_current else euclidean_eta(net, X, Y, loss)[0]
     elif config.gain == "exact":
-        result.eta_after = float(_score.eta(net, X, Y, loss, damping=damping, metric=metric))
+        if current_det is None:
+            current_det = _score.eta_exact_details(net, X, Y, loss, damping=damping, metric=metric)
+        result.eta_after = float(current_det.eta)
     elif scored_is_current:                 # nothing added since the last K-FAC score: the same number
         result.eta_after = float(eta_net)
     else:

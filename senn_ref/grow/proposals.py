@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._validate import check_option
+from .._validate import as_float_array, check_option, check_positive_int, check_rng, check_scalar
 from .euclidean_gain import project_units
-from .search import search
+from .search import SEARCH_METHODS, search
 
 #: what a width proposal is scored with: the natural (K-FAC) gain or the Euclidean one (GradMax-like)
 SCORES = ("natural", "euclidean")
@@ -25,9 +25,15 @@ SCORES = ("natural", "euclidean")
 #: singular values of an inserted layer's B are kept above this fraction of their mean
 #: (the released code clips at 1e-3 of the mean), so B stays invertible during the search
 DEPTH_SV_FLOOR = 1e-3
-#: depth scoring solves for the network's natural gradient with the dense GGN up to this many
-#: parameters and by matrix-free CG above (``DepthProposals(natural=...)``)
-EXACT_MAX_PARAMS = 2000
+#: :func:`best_depth_proposal` (the trainer's depth proposals) solves for the network's natural
+#: gradient with the dense GGN up to this many parameters and by matrix-free CG above
+#: (``DepthProposals(natural=...)``).  Not ``depth_gain.EXACT_MAX_PARAMS`` (500, what
+#: ``DepthProposals(natural="auto")`` uses when called directly, chosen for its setup cost):
+#: the trainer's depth decision is judged against the eta this solve gives
+#: (``Proposal.eta_network``), and this cut was set with that change (commit 72a1120); one
+#: constant would move the digits-conv demo (382 -> 6162 parameters) from the dense solve to CG
+#: between 500 and 2000 parameters and change its logged numbers, so the two stay apart.
+ROUND_EXACT_MAX_PARAMS = 2000
 
 
 @dataclass
@@ -73,9 +79,32 @@ def search_subset(N: int, search_batch: int | None, rng) -> np.ndarray | None:
     """Row indices (search_batch,) of the examples the search optimises on, drawn without
     replacement from ``rng`` (sorted), or None when ``search_batch`` is None or >= N.
     ``derivations/20-proposal-search.md`` section 3."""
-    if search_batch is None or search_batch >= N:
+    N = check_positive_int(N, "N (rows)")
+    if search_batch is None:
         return None
-    return np.sort(rng.choice(N, search_batch, replace=False))
+    search_batch = check_positive_int(search_batch, "search_batch")
+    if search_batch >= N:
+        return None
+    return np.sort(check_rng(rng, "rng", allow_none=False).choice(N, search_batch, replace=False))
+
+
+def _check_network(net) -> None:
+    from ..network import Network
+    if not isinstance(net, Network):
+        raise TypeError(f"net: expected a senn_ref.Network, got {type(net).__name__}")
+
+
+def _check_search_options(n_candidates, rng, method, steps, lr, temperature, search_batch) -> None:
+    """The search's own arguments, checked before anything draws from ``rng`` (the contexts check
+    the network, data, layer, damping and metric when they are built)."""
+    check_positive_int(n_candidates, "n_candidates")
+    check_rng(rng, "rng", allow_none=False)
+    check_option(method, SEARCH_METHODS, "search method")
+    check_positive_int(steps, "search steps", minimum=0)
+    check_scalar(lr, "search lr", minimum=0.0, strict=True)
+    check_scalar(temperature, "temperature", minimum=0.0, strict=True)
+    if search_batch is not None:
+        check_positive_int(search_batch, "search_batch")
 
 
 def _pick(full_scores: np.ndarray, initial_scores: np.ndarray):
@@ -103,6 +132,9 @@ def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, 
     consumer's squared gradient norm.  ``derivations/20-proposal-search.md`` section 3,
     ``23-euclidean-gain.md`` section 5; ``tests/test_proposals.py``."""
     check_option(score, SCORES, "score")
+    _check_network(net)
+    _check_search_options(n_candidates, rng, method, steps, lr, temperature, search_batch)
+    k = check_positive_int(k, "k (units per candidate)")
     if score == "euclidean":
         from .euclidean_gain import EuclideanWidthProposals
 
@@ -162,6 +194,15 @@ def clip_singular_values(B: np.ndarray, floor: float = DEPTH_SV_FLOOR) -> np.nda
     """``B`` (C, k, k) with every singular value raised to at least ``floor`` times their mean
     (one batched SVD); keeps candidate insertions invertible.
     ``derivations/20-proposal-search.md`` section 3."""
+    B = as_float_array(B, "B (candidate insertions)", ndim=3)
+    if B.shape[1] != B.shape[2]:
+        raise ValueError(f"B (candidate insertions): expected shape (C, k, k), got {B.shape}")
+    floor = check_scalar(floor, "floor", minimum=0.0)
+    return _clip_singular_values(B, floor)
+
+
+def _clip_singular_values(B: np.ndarray, floor: float = DEPTH_SV_FLOOR) -> np.ndarray:
+    """:func:`clip_singular_values` without the checks (called on every search step)."""
     U, S, Vt = np.linalg.svd(B)
     S = np.maximum(S, floor * S.mean(axis=1, keepdims=True))
     return np.einsum("cij,cj,cjk->cik", U, S, Vt)
@@ -171,12 +212,16 @@ def depth_candidates(k: int, n: int, rng, scale: float = 0.5):
     """``n`` candidates ``(B (n, k, k), s (n, k))``: the identity (B = I, s = 0) first, then
     ``B = I + scale G / sqrt(k)`` with ``G`` standard normal and ``s ~ N(0, scale^2)``.
     ``derivations/20-proposal-search.md`` section 3."""
+    k = check_positive_int(k, "k (layer width)")
+    n = check_positive_int(n, "n (candidates)")
+    rng = check_rng(rng, "rng", allow_none=False)
+    scale = check_scalar(scale, "scale", minimum=0.0)
     B = np.broadcast_to(np.eye(k), (n, k, k)).copy()
     s = np.zeros((n, k))
     if n > 1:
         B[1:] += scale * rng.standard_normal((n - 1, k, k)) / np.sqrt(k)
         s[1:] = scale * rng.standard_normal((n - 1, k))
-    return clip_singular_values(B), s
+    return _clip_singular_values(B), s
 
 
 def best_depth_proposal(net, X, Y, loss, position: int, *, n_candidates: int, rng, method: str = "ascent",
@@ -187,7 +232,9 @@ def best_depth_proposal(net, X, Y, loss, position: int, *, n_candidates: int, rn
     ``search_batch`` as :func:`best_width_proposal`.  ``derivations/20-proposal-search.md``
     section 3; ``tests/test_proposals.py``."""
     from .depth_gain import DepthProposals
-    natural = "exact" if net.num_params() <= EXACT_MAX_PARAMS else "cg"
+    _check_network(net)
+    _check_search_options(n_candidates, rng, method, steps, lr, temperature, search_batch)
+    natural = "exact" if net.num_params() <= ROUND_EXACT_MAX_PARAMS else "cg"
     ctx = DepthProposals(net, X, Y, loss, position, damping=damping, metric=metric, natural=natural)
     k = net.layers[position].params["W"].shape[1]
     B, s = depth_candidates(k, n_candidates, rng)
@@ -201,7 +248,7 @@ def best_depth_proposal(net, X, Y, loss, position: int, *, n_candidates: int, rn
         return lb, ({"B": sc.grad_B, "s": sc.grad_s} if grad else None)
 
     def project(p):
-        return {"B": clip_singular_values(p["B"]), "s": p["s"]}
+        return {"B": _clip_singular_values(p["B"]), "s": p["s"]}
 
     if method == "langevin":       # keep detailed balance: no projection, B is checked when scored
         project_fn = None

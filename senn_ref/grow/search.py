@@ -24,7 +24,8 @@ Methods (``derivations/20-proposal-search.md``):
     ``q(a | b) = N(a; b + (1/2) M grad log pi(b), M)``.  The drift points *up* the score
     (the released code's drift has the opposite sign; senn-math section 6).  ``T`` is
     ``temperature`` times the median absolute initial score, so it is relative to the task's
-    scale.  During the first half of the steps each candidate's ``eps`` is adapted towards an
+    scale (the median of the non-zero ones if that is 0, and 1 if all are 0: ``_score_scale``).
+    During the first half of the steps each candidate's ``eps`` is adapted towards an
     acceptance rate of 0.574 (Roberts & Rosenthal's optimum for MALA); the second half is a
     plain MALA chain with fixed ``eps`` (detailed balance holds there).  Best point kept.
 ``"random"``
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import check_option, check_positive_int, check_rng, check_scalar
+from .._validate import as_float_array, check_option, check_positive_int, check_rng, check_scalar, check_shape
 
 SEARCH_METHODS = ("ascent", "langevin", "random")
 
@@ -71,12 +72,43 @@ def _finite_scores(values: np.ndarray) -> np.ndarray:
     return v
 
 
+def _call(objective, params: dict, grad: bool, C: int):
+    """The first call of ``objective``: its values (non-finite -> -inf) and gradients after
+    checking that it returned ``(C,)`` values and, with ``grad``, one gradient per array of
+    ``params`` shaped like it (later calls are not re-checked: the search's hot loop)."""
+    out = objective(params, grad)
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(f"objective: expected it to return (values, grads), got {type(out).__name__}")
+    values, grads = out
+    v = np.asarray(values)
+    if v.shape != (C,) or v.dtype.kind not in "fi":
+        raise ValueError(f"objective: expected values of shape ({C},) (one real score per candidate), "
+                         f"got shape {v.shape} dtype {v.dtype}")
+    if grad:
+        if not isinstance(grads, dict) or set(grads) != set(params):
+            got = sorted(grads) if isinstance(grads, dict) else type(grads).__name__
+            raise ValueError(f"objective: expected gradients for {sorted(params)}, got {got}")
+        for k, g in grads.items():
+            if np.shape(g) != params[k].shape:
+                raise ValueError(f"objective: gradient of {k!r} has shape {np.shape(g)}, "
+                                 f"the array has {params[k].shape}")
+    return _finite_scores(v), grads
+
+
+def _zero_bad_rows(g: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """In place on ``g`` (C, P), one array's gradients of C candidates (or a view of its columns):
+    zero row ``c`` where it has a non-finite entry or the candidate's score is not finite
+    (``ok[c]`` False).  The one rule of both :func:`_finite_grads` and ``_Packed.finite_grads``."""
+    g[~np.all(np.isfinite(g), axis=1) | ~ok] = 0.0
+    return g
+
+
 def _finite_grads(grads: dict, ok: np.ndarray) -> dict:
+    """name -> float64 copy of each gradient with :func:`_zero_bad_rows` applied per array."""
     out = {}
     for k, g in grads.items():
         g = np.array(g, dtype=np.float64)
-        bad = ~np.all(np.isfinite(g.reshape(g.shape[0], -1)), axis=1) | ~ok
-        g[bad] = 0.0
+        _zero_bad_rows(g.reshape(g.shape[0], -1), ok)
         out[k] = g
     return out
 
@@ -86,21 +118,19 @@ def _step_sizes(params: dict, lr: float) -> dict:
     return {k: lr * max(float(np.sqrt(np.mean(v * v))) if v.size else 0.0, 1e-3) for k, v in params.items()}
 
 
-def _check_params(params) -> tuple[dict, int]:
+def _check_params(params, name: str = "params") -> tuple[dict, int]:
     if not isinstance(params, dict) or not params:
-        raise TypeError("params: expected a non-empty dict name -> (C, ...) array")
+        raise TypeError(f"{name}: expected a non-empty dict name -> (C, ...) array, got {type(params).__name__}")
     out, C = {}, None
     for k, v in params.items():
-        a = np.array(v, dtype=np.float64)
+        a = as_float_array(v, f"{name}[{k!r}]", allow_empty=True)
         if a.ndim < 1 or a.shape[0] == 0:
-            raise ValueError(f"params[{k!r}]: expected a (C, ...) array with C >= 1, got shape {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"params[{k!r}]: contains NaN or infinite values")
+            raise ValueError(f"{name}[{k!r}]: expected a (C, ...) array with C >= 1, got shape {a.shape}")
         if C is None:
             C = a.shape[0]
         elif a.shape[0] != C:
-            raise ValueError(f"params[{k!r}]: {a.shape[0]} candidates, other arrays have {C}")
-        out[k] = a
+            raise ValueError(f"{name}[{k!r}]: {a.shape[0]} candidates, other arrays have {C}")
+        out[k] = a.copy() if a is v else a
     return out, C
 
 
@@ -119,22 +149,30 @@ def search(objective, params, method: str = "ascent", steps: int = 20, rng=None,
         inserted layer's B invertible); its result is what gets scored.
     ``derivations/20-proposal-search.md``.
     """
+    if not callable(objective):
+        raise TypeError(f"objective: expected a callable (params, grad) -> (values, grads), "
+                        f"got {type(objective).__name__}")
     check_option(method, SEARCH_METHODS, "search method")
     steps = check_positive_int(steps, "search steps", minimum=0)
     lr = check_scalar(lr, "search lr", minimum=0.0, strict=True)
     temperature = check_scalar(temperature, "temperature", minimum=0.0, strict=True)
+    for name, b in (("beta1", beta1), ("beta2", beta2)):
+        if check_scalar(b, name, minimum=0.0) >= 1.0:
+            raise ValueError(f"{name}: must be in [0, 1), got {b}")
     rng = check_rng(rng, "search rng")
+    if method == "langevin" and rng is None:
+        raise ValueError("search method 'langevin' needs rng=np.random.Generator")
     if project is not None and not callable(project):
         raise TypeError("project: expected a callable or None")
+    if method == "langevin" and project is not None and steps > 0:
+        raise ValueError("search method 'langevin' does not support project= (a projection would "
+                         "break detailed balance); use 'ascent'")
     params, C = _check_params(params)
     if project is not None:
         params = project(params)
     if method == "random" or steps == 0:
-        values, _ = objective(params, False)
-        values = _finite_scores(values)
+        values, _ = _call(objective, params, False, C)
         return SearchResult(params, values, values.copy(), int(np.argmax(values)), 1)
-    if method == "langevin" and rng is None:
-        raise ValueError("search method 'langevin' needs rng=np.random.Generator")
     if method == "ascent":
         return _adam_ascent(objective, params, steps, lr, beta1, beta2, project)
     return _mala(objective, params, steps, lr, temperature, rng, project)
@@ -167,17 +205,14 @@ class _Packed:
                                for i, k in enumerate(self.names)])
 
     def finite_grads(self, grads: dict, ok: np.ndarray) -> np.ndarray:
-        """:func:`_finite_grads` packed: a candidate's gradient of one array is zeroed where that
-        array's gradient has a non-finite entry or the candidate's score is not finite."""
+        """:func:`_finite_grads` packed: :func:`_zero_bad_rows` on each array's columns (one
+        whole-array test first: when every entry is finite only the rows of non-finite scores go)."""
         g = self.pack(grads)
-        fin = np.isfinite(g)
-        if fin.all():
+        if np.isfinite(g).all():
             g[~ok] = 0.0
             return g
         for i in range(len(self.names)):
-            seg = slice(self.bounds[i], self.bounds[i + 1])
-            bad = ~np.all(fin[:, seg], axis=1) | ~ok
-            g[bad, seg] = 0.0
+            _zero_bad_rows(g[:, self.bounds[i]:self.bounds[i + 1]], ok)
         return g
 
 
@@ -185,8 +220,7 @@ def _adam_ascent(objective, params, steps, lr, beta1, beta2, project) -> SearchR
     step = _step_sizes(params, lr)
     pk = _Packed(params)
     step_col = pk.per_column(step)
-    values, grads = objective(params, True)
-    values = _finite_scores(values)
+    values, grads = _call(objective, params, True, pk.C)
     initial = values.copy()
     cur = pk.pack(params)
     best = cur.copy()
@@ -236,8 +270,39 @@ def mala_step(objective, cur: dict, values: np.ndarray, grads: dict, eps: dict, 
     + eps xi`` (``eps[name]`` (C,) per candidate and array); accept with the Metropolis-Hastings
     ratio of the two Gaussian proposal densities.  ``cur``/``grads``: name -> (C, ...);
     ``values`` (C,).  Returns ``(cur, values, grads, accepted (C,) bool)`` (new arrays).
-    ``derivations/20-proposal-search.md`` section 2; ``tests/test_search.py``.
+    ``derivations/20-proposal-search.md`` section 2; ``tests/test_search.py``.  Every argument is
+    checked (shapes, finiteness, ``T > 0``, a Generator) before ``rng`` is drawn from;
+    ``values`` may hold -inf (a degenerate candidate), not NaN or +inf.
     """
+    if not callable(objective):
+        raise TypeError(f"objective: expected a callable, got {type(objective).__name__}")
+    cur, C = _check_params(cur, "cur")
+    v = np.asarray(values)
+    if v.dtype.kind not in "fi" or v.shape != (C,):
+        raise ValueError(f"values: expected a real array of shape ({C},), got shape {v.shape} dtype {v.dtype}")
+    if np.isnan(v).any() or (v == np.inf).any():
+        raise ValueError("values: contains NaN or +inf (a degenerate candidate's score is -inf)")
+    if not isinstance(grads, dict) or set(grads) != set(cur):
+        raise ValueError(f"grads: expected the keys {sorted(cur)}, got "
+                         f"{sorted(grads) if isinstance(grads, dict) else type(grads).__name__}")
+    grads = {k: as_float_array(g, f"grads[{k!r}]") for k, g in grads.items()}
+    for k, g in grads.items():
+        check_shape(g, cur[k].shape, f"grads[{k!r}]")
+    if not isinstance(eps, dict) or set(eps) != set(cur):
+        raise ValueError(f"eps: expected the keys {sorted(cur)}, got "
+                         f"{sorted(eps) if isinstance(eps, dict) else type(eps).__name__}")
+    eps = {k: as_float_array(e, f"eps[{k!r}]", ndim=1) for k, e in eps.items()}
+    for k, e in eps.items():
+        check_shape(e, (C,), f"eps[{k!r}]")
+        if not (e > 0).all():
+            raise ValueError(f"eps[{k!r}]: every step size must be > 0, got min {e.min()}")
+    T = check_scalar(T, "T (temperature)", minimum=0.0, strict=True)
+    rng = check_rng(rng, "rng", allow_none=False)
+    return _mala_step(objective, cur, v.astype(np.float64), grads, eps, T, rng)
+
+
+def _mala_step(objective, cur: dict, values: np.ndarray, grads: dict, eps: dict, T: float, rng):
+    """:func:`mala_step` without the checks (the search's loop)."""
     C = values.shape[0]
     d_cur = {k: 0.5 * _bcast(eps[k], g) ** 2 * g / T for k, g in grads.items()}
     prop = {k: cur[k] + d_cur[k] + _bcast(eps[k], cur[k]) * rng.standard_normal(cur[k].shape) for k in cur}
@@ -254,23 +319,31 @@ def mala_step(objective, cur: dict, values: np.ndarray, grads: dict, eps: dict, 
     return new_cur, np.where(accept, v_new, values), new_g, accept
 
 
+def _score_scale(initial: np.ndarray) -> float:
+    """The scale Langevin's ``T`` is relative to: the median |score| of the finite initial
+    scores; when that is 0 (half or more of them exactly 0, e.g. clipped lower bounds) the
+    median of the non-zero ones; 1 when every finite score is 0 or none is finite (there is no
+    scale to follow; before, T collapsed to ~1e-300 and no move was ever accepted)."""
+    a = np.abs(initial[np.isfinite(initial)])
+    med = float(np.median(a)) if a.size else 0.0
+    if med > 0.0:
+        return med
+    nz = a[a > 0.0]
+    return float(np.median(nz)) if nz.size else 1.0
+
+
 #: acceptance rate the adaptive phase of the Langevin search aims for (optimal for MALA)
 MALA_TARGET = 0.574
 
 
 def _mala(objective, params, steps, lr, temperature, rng, project) -> SearchResult:
-    if project is not None:
-        raise ValueError("search method 'langevin' does not support project= (a projection would "
-                         "break detailed balance); use 'ascent'")
     C = next(iter(params.values())).shape[0]
     base = _step_sizes(params, lr)
     eps = {k: np.full(C, base[k]) for k in params}
-    values, grads = objective(params, True)
-    values = _finite_scores(values)
+    values, grads = _call(objective, params, True, C)
     grads = _finite_grads(grads, np.isfinite(values))
     initial = values.copy()
-    finite = initial[np.isfinite(initial)]
-    T = temperature * max(float(np.median(np.abs(finite))) if finite.size else 1.0, 1e-300)
+    T = temperature * _score_scale(initial)
     cur = {k: v.copy() for k, v in params.items()}
     best_p = {k: v.copy() for k, v in params.items()}
     best_v = values.copy()
@@ -278,7 +351,7 @@ def _mala(objective, params, steps, lr, temperature, rng, project) -> SearchResu
     # multiplicative adaptation, stationary where the acceptance rate equals MALA_TARGET
     up, down = 1.1, 1.1 ** (-MALA_TARGET / (1.0 - MALA_TARGET))
     for t in range(steps):
-        cur, values, grads, accept = mala_step(objective, cur, values, grads, eps, T, rng)
+        cur, values, grads, accept = _mala_step(objective, cur, values, grads, eps, T, rng)
         better = values > best_v
         for k in cur:
             best_p[k][better] = cur[k][better]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import score as _score
-from .._validate import check_option, check_positive_int, check_rng, check_scalar
+from .._validate import check_batch, check_option, check_positive_int, check_rng, check_scalar
 from ..kfac import kfac_eta
 from ..losses.base import METRICS
 from .criterion import decide, rate_bound
@@ -68,12 +68,14 @@ class RoundResult:
 def architecture(net) -> list:
     """Units per hidden layer, in order (the producers' output widths), as a list of ints.
     ``derivations/19-criterion.md`` section 4."""
+    _check_network(net)
     return [int(net.layers[i].params["W"].shape[0]) for i in growable_layers(net)]
 
 
 def num_linear_layers(net) -> int:
     """Number of Dense/Conv2D layers (what ``max_layers`` limits).  ``derivations/19-criterion.md``
     section 4."""
+    _check_network(net)
     return sum(1 for la in net.layers if is_linear_map(la))
 
 
@@ -151,14 +153,17 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
     X (N,) + in_shape, Y targets (the scoring batch); config a validated SENNConfig; rng a
     numpy Generator (candidates and Langevin noise).  Returns a :class:`RoundResult`.
     ``derivations/19-criterion.md`` section 4.  The arguments are checked (the network, the
-    config's type, rng, optimizer, state, step and round_index here; X, Y and loss by the first
-    score) before the network, the optimiser, ``state`` or ``rng`` change.
+    config's type, rng, X's shape and finiteness, Y's rows, optimizer, state, step and
+    round_index here; Y's values and the loss by the first score) before the network, the optimiser, ``state`` or ``rng`` change.
     """
     from ..trainer.config import SENNConfig
     _check_network(net)
     if not isinstance(config, SENNConfig):
         raise TypeError(f"config: expected a SENNConfig, got {type(config).__name__}")
     rng = check_rng(rng, "rng", allow_none=False)
+    X = check_batch(X, net.in_shape, "X")
+    if np.ndim(Y) < 1 or np.shape(Y)[0] != X.shape[0]:
+        raise ValueError(f"Y: expected one target per row of X ({X.shape[0]}), got shape {np.shape(Y)}")
     if state is not None and not isinstance(state, RoundState):
         raise TypeError(f"state: expected a RoundState or None, got {type(state).__name__}")
     step = check_positive_int(step, "step", minimum=0)

@@ -124,7 +124,7 @@ def _check_params(params, name: str = "params") -> tuple[dict, int]:
     out, C = {}, None
     for k, v in params.items():
         a = as_float_array(v, f"{name}[{k!r}]", allow_empty=True)
-        if a.ndim < 1 or a.shape[0] == 0:
+        if np.ndim(v) < 1 or a.shape[0] == 0:           # (as_float_array makes a 0-d array (1,))
             raise ValueError(f"{name}[{k!r}]: expected a (C, ...) array with C >= 1, got shape {a.shape}")
         if C is None:
             C = a.shape[0]
@@ -278,8 +278,10 @@ def mala_step(objective, cur: dict, values: np.ndarray, grads: dict, eps: dict, 
         raise TypeError(f"objective: expected a callable, got {type(objective).__name__}")
     cur, C = _check_params(cur, "cur")
     v = np.asarray(values)
-    if v.dtype.kind not in "fi" or v.shape != (C,):
-        raise ValueError(f"values: expected a real array of shape ({C},), got shape {v.shape} dtype {v.dtype}")
+    if v.dtype.kind != "f":
+        raise TypeError(f"values: expected a real floating-point array, got dtype {v.dtype}")
+    if v.shape != (C,):
+        raise ValueError(f"values: expected shape ({C},), got shape {v.shape}")
     if np.isnan(v).any() or (v == np.inf).any():
         raise ValueError("values: contains NaN or +inf (a degenerate candidate's score is -inf)")
     if not isinstance(grads, dict) or set(grads) != set(cur):

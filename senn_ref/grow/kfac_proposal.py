@@ -270,6 +270,13 @@ class WidthProposals:
         for name, flag in (("grad", grad), ("gain", gain)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"{name}: expected a bool, got {type(flag).__name__}")
+        return self.score_unchecked(W, b, act, bool(grad), bool(gain))
+
+    def score_unchecked(self, W, b, act, grad: bool, gain: bool) -> WidthScore:
+        """:meth:`score` without its argument checks, for a caller that passes arrays it built
+        itself (float64, C-contiguous, the shapes of :meth:`random_candidates`, finite): the
+        proposal search, which calls it on every step (``grow/proposals.py``).  Same numbers.
+        ``derivations/16-kfac-proposal.md`` section 5; ``tests/test_kfac_proposal.py``."""
         H, tape = self.candidates.forward(W, b, act)
         sc = _width_scores(H, self.R, self.G_inv, self._a_score, self._A_inv_score, self.shift,
                            grad_lower_bound=bool(grad), gain=bool(gain), grad_gain=False)

@@ -390,10 +390,10 @@ def test_apply_proposal_refuses_bad_proposals_before_anything_changes(case, data
     elif case == "params":
         prop.params = {"W": prop.params["W"]}
         match = "params"
-    elif case == "W":
-        prop.params["W"] = data.draw(corrupted(prop.params["W"]))[0]
-    elif case == "b":
-        prop.params["b"] = data.draw(corrupted(prop.params["b"]))[0]
+    elif case in ("W", "b"):
+        prop.params[case], _, what = data.draw(corrupted(prop.params[case]))
+        if what == "shape":                 # a changed unit count shows in the other array too
+            match = "W|b"
     elif case == "act":
         prop.params["act"] = {"v": np.ones(1)}
     elif case == "optimizer":

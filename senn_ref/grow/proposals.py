@@ -157,8 +157,12 @@ def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, 
     def objective(p, grad):
         W_, b_, act_ = _split_width(p)
         # the search follows the lower bound; the arrays are the search's own (drawn by
-        # random_candidates, moved by finite steps), so the per-call checks of score() are skipped
-        sc = sctx.score_unchecked(W_, b_, act_, grad, False)
+        # random_candidates, moved by finite steps), so WidthProposals.score's per-call checks
+        # are skipped (the Euclidean context scores through its checked score)
+        if score == "euclidean":
+            sc = sctx.score(W_, b_, act_, grad=grad, gain=False)
+        else:
+            sc = sctx.score_unchecked(W_, b_, act_, grad, False)
         if not grad:
             return sc.lower_bound, None
         grads = {"W": sc.grad_W, "b": sc.grad_b,

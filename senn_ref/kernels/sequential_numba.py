@@ -45,10 +45,21 @@ def _rows(buf, per_example_offset, N, D):
 
 @numba.njit(nogil=True)
 def _finite(a):
-    for x in a.ravel():
-        if not np.isfinite(x):
-            return False
+    """Whether every entry of the 2-D array ``a`` is finite."""
+    for n in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            if not np.isfinite(a[n, j]):
+                return False
     return True
+
+
+@numba.njit(nogil=True)
+def _copy(src, dst):
+    """``dst[...] = src`` for 2-D arrays of one shape (explicit loops: Numba's slice assignment
+    compiles several times slower, and compile time is the first step's wait)."""
+    for n in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[n, j] = src[n, j]
 
 
 @numba.njit(nogil=True)
@@ -64,11 +75,15 @@ def _add_product(x, W, y):
     added for k = 0, 1, ... (a contiguous inner loop over outputs, which LLVM vectorises
     without reassociating any sum)."""
     N, din = x.shape
-    Wt = np.ascontiguousarray(W.T)
+    dout = W.shape[0]
+    Wt = np.empty((din, dout))
+    for j in range(dout):
+        for k in range(din):
+            Wt[k, j] = W[j, k]
     for n in range(N):
         for k in range(din):
             a = x[n, k]
-            for j in range(Wt.shape[1]):
+            for j in range(dout):
                 y[n, j] += a * Wt[k, j]
 
 
@@ -76,7 +91,8 @@ def _add_product(x, W, y):
 def _affine(x, W, b, y):
     """``y = b + x W^T`` (the bias first, then the terms of :func:`_add_product`)."""
     for n in range(y.shape[0]):
-        y[n, :] = b
+        for j in range(y.shape[1]):
+            y[n, j] = b[j]
     _add_product(x, W, y)
 
 
@@ -118,8 +134,7 @@ def sequential_forward_numba(meta, eps, theta, X, ws_width):
     ``eps`` (L,) is each rational layer's epsilon; ``X`` (N, DIN of layer 0), C-contiguous."""
     N = X.shape[0]
     ws = np.empty(N * ws_width)
-    x0 = _rows(ws, meta[0, XOFF], N, meta[0, DIN])
-    x0[:, :] = X
+    _copy(X, _rows(ws, meta[0, XOFF], N, meta[0, DIN]))
     for i in range(meta.shape[0]):
         kind, din, dout, p = meta[i, KIND], meta[i, DIN], meta[i, DOUT], meta[i, POFF]
         x = _rows(ws, meta[i, XOFF], N, din)
@@ -149,7 +164,7 @@ def _backward(meta, theta, ws, g, grad, cot, store_cot):
         if not _finite(g):
             return i
         if store_cot:
-            _rows(cot, meta[i, COFF], N, dout)[:, :] = g
+            _copy(g, _rows(cot, meta[i, COFF], N, dout))
         need_in = i > 0
         gin = np.empty((N, din) if need_in else (0, din))
         if kind == DENSE:
@@ -164,7 +179,9 @@ def _backward(meta, theta, ws, g, grad, cot, store_cot):
                     for k in range(din):
                         gW[j, k] += d * x[n, k]
             if need_in:
-                gin[:, :] = 0.0
+                for n in range(N):
+                    for k in range(din):
+                        gin[n, k] = 0.0
                 for n in range(N):
                     for j in range(dout):
                         d = g[n, j]

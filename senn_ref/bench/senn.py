@@ -18,8 +18,8 @@ split of time (train / score / search, from its log) and the final architecture.
 ratio <= 1.5 (issue 7); ``derivations/21-trainer.md`` section 5 has the numbers.
 
 ``run(quick)`` is ``senn-ref bench senn``; it also prints the rate-bound and search tables of
-:mod:`senn_ref.bench.senn_rounds`.  ``--table`` runs are in
-:func:`senn_ref.trainer.teacher_experiment.teacher_table`.
+:mod:`senn_ref.bench.senn_rounds`.  The fixed widths against SENN on the teacher task (test MSE,
+not time) are ``senn-ref bench teacher`` (:mod:`senn_ref.bench.teacher`).
 """
 from __future__ import annotations
 

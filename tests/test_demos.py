@@ -90,7 +90,8 @@ def test_digits_teacher_conv_quick(tmp_path):
     assert s["final_test_accuracy"] > 0.15                    # 20 steps: measured 0.24 (chance 0.1)
     assert "logistic_regression" in s["baselines"] and s["baselines"]["fixed_width_sweep"]
     s, _ = run_cli(tmp_path, "teacher", "--no-baselines")
-    assert 2 <= s["hidden_widths"][0] <= 12                              # measured 5 after 150 steps
+    assert 2 <= s["hidden_widths"][0] <= 12           # measured 5 after 150 steps (damping 1e-3)
+    assert s["config"]["damping"] == 1e-3 and 0 < s["info"]["noise_floor"] < s["final_train_loss"]
     s, _ = run_cli(tmp_path, "digits-conv", "--no-baselines")
     assert len(s["hidden_widths"]) >= 2 and s["final_test_accuracy"] > 0.1
 
@@ -98,8 +99,32 @@ def test_digits_teacher_conv_quick(tmp_path):
 def test_width_vs_data_quick(tmp_path):
     s, out = run_cli(tmp_path, "width-vs-data", "--no-baselines")
     rows = s["width_vs_data"]
-    assert [r["n_train"] for r in rows] == [100, s["info"]["n_train"]]
+    assert [r["n_train"] for r in rows] == [10, 200] and s["info"]["n_train"] == 200
+    # alpha_rel = d_u / N with d_u = 6 parameters per rational unit of a [1, w, 1] network
+    assert [r["alpha_rel"] for r in rows] == [0.6, 0.03] and s["config"]["alpha_rel"] == 0.03
+    # measured (300 steps, seed 0): 1 unit at N = 10, 6 units at N = 200
+    assert rows[0]["hidden_units"] <= 2 and rows[1]["hidden_units"] >= 4
+    assert rows[1]["test_mse"] < rows[0]["test_mse"] / 10                 # measured 3.2e-4 vs 2.9e-2
     assert (out / "width_vs_data.png").stat().st_size > 10_000
+
+
+def test_width_vs_data_threshold_and_options():
+    from senn_ref.architectures import mlp
+    from senn_ref.demos import width_vs_data as w
+    assert w.unit_params(lambda ws: mlp([1, *ws, 1], activation="rational")) == 6
+    assert w.unit_params(lambda ws: mlp([64, *ws, 10], activation="rational")) == 78    # 64 + 1 + 3 + 10
+    assert [w.data_alpha_rel(6, n) for n in (3, 10, 800, 10_000)] == [1.0, 0.6, 0.0075, 2.5e-3]
+    t = w.task(seed=1, n_train=25)                  # one size: the first 25 of the seed's 800 points
+    full = w.task(seed=1)
+    assert t.X.shape == (25, 1) and np.array_equal(t.X, full.X[:25]) and np.array_equal(t.X_test, full.X_test)
+    assert t.config.alpha_rel == 6 / 25 and not t.info["all_sizes"] and full.info["all_sizes"]
+    assert w.task(seed=1, n_train=25, alpha="paper").config.alpha_rel == 2.5e-3
+    d = w.task(seed=0, source="digits", n_train=100)
+    assert d.Y.shape == (100,) and d.config.tau == 0.03 and d.config.alpha_rel == 0.78
+    for opts, word in (({"source": "mnist"}, "source"), ({"alpha": "aic"}, "alpha"), ({"n_train": 801}, "n_train"),
+                       ({"n_train": -1}, "n_train")):
+        with pytest.raises(ValueError, match=word):
+            w.task(**opts)
 
 
 def test_mnist_from_idx_files(tmp_path):

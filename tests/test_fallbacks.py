@@ -142,3 +142,38 @@ def test_fallbacks_inside_rounds_are_logged_at_their_step(teacher, monkeypatch, 
     assert log.final["numerical_fallbacks"] == 2
     first = log.events.index(_fallbacks(log)[0])
     assert first > 0 and log.events[first - 1]["step"] == 5 and log.events[first - 1]["kind"] != "fallback"
+
+
+def test_fallback_events_merged_across_a_checkpoint_resume_bit_identically(teacher, tmp_path):
+    """A run stopped after its checkpoint at step 6 and resumed: the fallback event that began at
+    step 5 keeps merging (steps 5-9), and the log equals the uninterrupted run's."""
+    X, Y = teacher
+    config = SENNConfig(steps=12, expand_every=5, n_candidates=4, search_steps=2, optimizer="ngd-cg",
+                        cg_maxiter=1, quiet=True)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_7(step, net, log):
+        if step == 7:
+            raise Stop
+        return False
+
+    def run(**kw):
+        return train_senn(mlp([1, 3, 1], seed=0), X, Y, losses.mse(), config, seed=2, **kw)
+
+    def comparable(log):
+        d = log.to_dict()
+        d.pop("timing")
+        for r in d["rounds"]:
+            r.pop("seconds_score"), r.pop("seconds_search")
+        return d
+    with pytest.warns(CGWarning):
+        net_a, log_a = run()
+        with pytest.raises(Stop):
+            run(checkpoint_dir=tmp_path, checkpoint_every=2, callback=stop_at_7)
+        net_b, log_b = run(checkpoint_dir=tmp_path, checkpoint_every=2, resume=True)
+    spans = [(e["step"], e["last_step"], e["count"]) for e in _fallbacks(log_a)]
+    assert spans == [(0, 4, 5), (5, 9, 5), (10, 11, 2)], spans
+    assert log_a.final["numerical_fallbacks"] == 12
+    assert np.array_equal(net_a.get_flat(), net_b.get_flat()) and comparable(log_a) == comparable(log_b)

@@ -244,6 +244,22 @@ def test_checkpoint_arguments_without_a_folder_are_refused(run_folder):
         assert net_snapshot(net) == before
 
 
+@FAST
+@given(st.sampled_from([None, 3, b"log.json", ["log.json"]]))
+def test_log_files_and_make_optimizer_refuse_bad_arguments(tmp_path, path):
+    from senn_ref.trainer import SENNLog, make_optimizer
+    log = SENNLog(config={"tau": 1.0})
+    before = json.dumps(log.to_dict())
+    refused(lambda: log.to_json(path), TypeError, "path")
+    refused(lambda: SENNLog.from_json(path), TypeError, "path")
+    assert json.dumps(log.to_dict()) == before and os.listdir(tmp_path) == []
+    (tmp_path / "x.json").write_text(json.dumps({"format": "other"}))
+    refused(lambda: SENNLog.from_json(tmp_path / "x.json"), ValueError, "x.json")
+    refused(lambda: make_optimizer({"optimizer": "sgd"}), TypeError, "config")
+    refused(lambda: make_optimizer(_bad_config()), TypeError, "lr")
+    (tmp_path / "x.json").unlink()
+
+
 # -- the criterion -----------------------------------------------------------------------------
 
 BAD_SCALAR = st.one_of(st.sampled_from([(np.nan, ValueError), (np.inf, ValueError), ("1", TypeError),
@@ -525,6 +541,10 @@ def test_integer_flags_refuse_bad_values_in_one_line(capsys, nothing_runs, flag_
     (["demo", "--set", "n_candidates=2.5"], "n_candidates"),
     (["demo", "--set", "nosuchoption=1"], "nosuchoption"),
     (["demo", "--nosuchflag"], "--nosuchflag"),
+    (["demo", "--quick=yes"], "--quick"),
+    (["demo", "--resume=no"], "--resume"),
+    (["sweep", "regression1d", "--baselines=1"], "--baselines"),
+    (["verify", "--json=1"], "--json"),
     (["demo", "--config", "MISSING"], "--config"),
     (["demo", "--config", "BADJSON"], "--config"),
     (["demo", "--config", "UNKNOWN"], "taus"),

@@ -44,6 +44,13 @@ def _plain(x):
     return x
 
 
+def _check_path(path):
+    """``path`` must be a str or os.PathLike; TypeError naming ``path`` otherwise."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}")
+    return path
+
+
 @dataclass
 class SENNLog:
     """See the module docstring."""
@@ -76,6 +83,7 @@ class SENNLog:
     def to_json(self, path) -> str:
         """Write the log as JSON to ``path`` atomically (``checkpoint.atomic_write``: temporary
         file, fsync, rename, fsync of the folder); returns the path."""
+        _check_path(path)
         data = self.to_dict()
         return atomic_write(os.fspath(path), lambda fh: json.dump(data, fh, indent=1), binary=False,
                             suffix=".json.tmp")
@@ -83,7 +91,7 @@ class SENNLog:
     @classmethod
     def from_json(cls, path) -> "SENNLog":
         """Read a log written by :meth:`to_json` (ValueError naming the file if it is not one)."""
-        path = os.fspath(path)
+        path = os.fspath(_check_path(path))
         try:
             with open(path) as fh:
                 d = json.load(fh)

@@ -42,7 +42,7 @@ from ..grow.structure import growable_layers, is_linear_map
 from ..losses.base import check_loss
 from ..network import Network
 from ..optim import SGD, Adam, KFAC, NaturalGradientCG
-from ..runstate import NumericalFailure, RunCheckpoints, TrainerState, non_finite
+from ..runstate import RunCheckpoints, TrainerState, non_finite
 from ..train import check_training_data, evaluate
 from .config import SENNConfig
 from .log import SENNLog
@@ -52,7 +52,11 @@ SCORE_BATCH_DEFAULT = 512
 
 
 def make_optimizer(config: SENNConfig):
-    """The optimiser named by ``config.optimizer`` with the config's lr, damping, weight decay."""
+    """The optimiser named by ``config.optimizer`` with the config's lr, damping, weight decay
+    (``config`` a :class:`SENNConfig`, validated first)."""
+    if not isinstance(config, SENNConfig):
+        raise TypeError(f"config: expected a SENNConfig, got {type(config).__name__}")
+    config.validate()
     if config.optimizer == "ngd-cg":
         return NaturalGradientCG(lr=config.lr, damping=config.damping, metric=config.metric,
                                  cg_maxiter=config.cg_maxiter, weight_decay=config.weight_decay)

@@ -1,4 +1,4 @@
-"""Command line: ``senn-ref demo [NAME] | sweep NAME | verify | bench {kernels,rational,eta,optimizers,gain,senn,teacher,jacobian,peers} | info``."""
+"""Command line: ``senn-ref demo [NAME] | sweep NAME | verify | bench {kernels,rational,eta,optimizers,gain,senn,teacher,jacobian,peers,coldstart} | warmup | info``."""
 from __future__ import annotations
 
 import argparse
@@ -183,6 +183,21 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_warmup(args) -> int:
+    import time
+
+    from .kernels.warmup import PARTS, warm
+    for part in args.parts:
+        if part not in PARTS:
+            args.parser.error(f"argument PART: invalid choice: {part!r} (choose from {', '.join(PARTS)})")
+    t0 = time.perf_counter()
+    report = warm(args.parts or None)
+    for part, r in report.items():
+        print(f"{part}: {r['compiled']} kernels compiled, {r['loaded']} loaded from the cache, {r['seconds']:.1f} s")
+    print(f"Numba kernels ready in {time.perf_counter() - t0:.1f} s; later runs load them from the cache")
+    return 0
+
+
 def _cmd_info(args) -> int:
     import numba
     import numpy as np
@@ -227,9 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_verify, parser=p)
     p = sub.add_parser("bench", help="benchmarks, printed as ratios measured side by side")
     p.add_argument("what", choices=("kernels", "rational", "eta", "optimizers", "gain", "senn",
-                                            "teacher", "jacobian", "peers"))
+                                            "teacher", "jacobian", "peers", "coldstart"))
     p.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     p.set_defaults(func=_cmd_bench)
+    p = sub.add_parser("warmup", help="compile the Numba kernels now (or load them from the cache) so "
+                                      "that the first training step does not wait for them")
+    p.add_argument("parts", nargs="*", metavar="PART",
+                   help="dense (rational MLP kernels) and/or conv (unfold, fold, pooling); default: both")
+    p.set_defaults(func=_cmd_warmup, parser=p)
     p = sub.add_parser("info", help="versions and the active kernel backend")
     p.set_defaults(func=_cmd_info)
     return parser

@@ -168,7 +168,7 @@ def test_conv_errors(rng):
 def test_chunked_batch_equals_single_chunk(backend, rng, monkeypatch):
     # The layer processes the batch in chunks; with a 1-byte budget every example is its
     # own chunk.  All passes must agree with the one-chunk computation and pass gradcheck.
-    import senn_ref.layers.conv2d as conv_module
+    import senn_ref.layers.conv_chunks as conv_module
     layer = Conv2D(2, 3, 3, stride=2, padding=1, rng=rng, bias_std=1.0, backend=backend, in_hw=(6, 7))
     X, dY = rng.standard_normal((5, 2, 6, 7)), rng.standard_normal((5, 3, 3, 4))
     dX_t, dW_t = rng.standard_normal(X.shape), rng.standard_normal(layer.params["W"].shape)
@@ -205,7 +205,7 @@ def _force_thread_pool(conv_module, monkeypatch) -> list:
 def test_threaded_chunks_are_deterministic(rng, monkeypatch):
     # Many small chunks go through the thread pool (per-example FLOPs are far below the
     # threshold); scheduling must not change a single bit of any result.
-    import senn_ref.layers.conv2d as conv_module
+    import senn_ref.layers.conv_chunks as conv_module
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
     calls = _force_thread_pool(conv_module, monkeypatch)
     layer = Conv2D(3, 4, 3, padding=1, rng=rng, bias_std=1.0, in_hw=(5, 5))
@@ -221,7 +221,7 @@ def test_threaded_chunks_are_deterministic(rng, monkeypatch):
 def test_thread_pool_survives_fork(rng, monkeypatch):
     # A child forked after the pool started must not wait on the parent's (absent) threads.
     import multiprocessing as mp
-    import senn_ref.layers.conv2d as conv_module
+    import senn_ref.layers.conv_chunks as conv_module
     if "fork" not in mp.get_all_start_methods():
         pytest.skip("no fork on this platform")
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
@@ -261,7 +261,7 @@ def test_workspace_reuse_matches_fresh_layer(chunk_bytes, rng, monkeypatch):
     # interleave forwards on two inputs, jvps (which unfold the tangent into a workspace),
     # a deep copy, and compare every result bit for bit with a layer used only once per call.
     import copy
-    import senn_ref.layers.conv2d as conv_module
+    import senn_ref.layers.conv_chunks as conv_module
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", chunk_bytes)
     layer = Conv2D(2, 3, 3, padding=1, rng=rng, bias_std=1.0, in_hw=(5, 5))
     X1, X2 = rng.standard_normal((4, 2, 5, 5)), rng.standard_normal((4, 2, 5, 5))
@@ -324,7 +324,7 @@ def test_unpickled_layer_never_reuses_another_inputs_columns(rng, monkeypatch):
 def test_conv_caches_a_private_copy_of_its_input(chunk_bytes, rng, monkeypatch):
     # Mutating the caller's X after forward must change neither backward nor jvp, whether the
     # columns are kept in the workspace (one chunk) or recomputed from the cached input.
-    import senn_ref.layers.conv2d as conv_module
+    import senn_ref.layers.conv_chunks as conv_module
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", chunk_bytes)
     layer = Conv2D(1, 2, 3, padding=1, rng=rng, bias_std=1.0, in_hw=(4, 4))
     X, dY = rng.standard_normal((6, 1, 4, 4)), rng.standard_normal((6, 2, 4, 4))
@@ -334,3 +334,31 @@ def test_conv_caches_a_private_copy_of_its_input(chunk_bytes, rng, monkeypatch):
     X *= 2.0
     assert np.array_equal(layer.backward(dY)[1]["W"], g)
     assert np.array_equal(layer.jvp(None, {"W": dW_t}), J)
+
+
+def test_thread_pool_runs_blas_on_one_thread(rng, monkeypatch):
+    # Inside the conv thread pool BLAS must use one thread (two pool threads each calling a
+    # multithreaded OpenBLAS oversubscribe the cores: conv_chunks docstring); outside, the
+    # caller's setting is back.
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import senn_ref.layers.conv_chunks as conv_module
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
+    calls = _force_thread_pool(conv_module, monkeypatch)
+
+    def blas_threads():
+        """Threads of the BLAS NumPy calls (its bundled library when it has one): other BLAS
+        libraries loaded after the limit's controller was made are not the conv's concern."""
+        infos = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        own = [i for i in infos if "numpy" in i["filepath"]] or infos[:1]
+        return [i["num_threads"] for i in own]
+
+    if not blas_threads():
+        pytest.skip("no BLAS library visible to threadpoolctl")
+    seen = []
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        outside = blas_threads()
+        conv_module.map_chunks(lambda sl: seen.append(blas_threads()), conv_module.chunks(4, 8))
+        after = blas_threads()
+    assert calls and len(seen) == 4, (calls, seen)
+    assert outside == [2] and all(t == [1] for t in seen), (outside, seen)
+    assert after == outside, (after, outside)

@@ -18,23 +18,18 @@ The bias rides along in the GEMMs: the columns are stored augmented,
 ``P1[n] = [P[n]; 1^T]`` of shape ``(K+1, T)``, so that ``Y[n] = [Wm | b] @ P1[n]``
 and ``D[n] @ P1[n]^T = [dWm_n | db_n]`` (no separate pass over ``Y`` or ``dY``).
 The batch is processed in chunks of a few examples whose columns stay in
-cache.  Columns and the column-space gradient ``Wm^T D`` are written into
-per-thread workspace buffers owned by the layer (one chunk each) instead of
-fresh arrays, which would cost page faults on every call.  Columns are not
-kept for the whole batch: backward and jvp recompute them per chunk from the
-cached input, except when the thread's workspace still holds the columns of
-that very chunk of that very input (always the case when the batch is a single
-chunk).  When the per-example GEMMs are small (below ``_THREAD_FLOPS``), BLAS
-runs them on one core, so chunks are then handed to a pool of (at most 2)
-threads; Numba kernels release the GIL.  Every chunk writes its own slice and
-weight-gradient partial sums are added in chunk order, so results do not
-depend on thread scheduling.
+cache (:mod:`senn_ref.layers.conv_chunks`: chunk sizes, and a pool of two threads with BLAS
+on one thread when there is more than one chunk; every chunk writes its own slice and
+weight-gradient partial sums are added in chunk order, so results do not depend on thread
+scheduling).  Columns and the column-space gradient ``Wm^T D`` are written into per-thread
+workspace buffers owned by the layer (one chunk each) instead of fresh arrays, which would
+cost page faults on every call.  Columns are not kept for the whole batch: backward and jvp
+recompute them per chunk from the cached input, except when the thread's workspace still
+holds the columns of that very chunk of that very input (always so for a one-chunk batch).
 """
 from __future__ import annotations
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -42,32 +37,8 @@ from .. import backend as _backend
 from .._validate import check_positive_int, check_rng, check_scalar
 from ..kernels import conv_geometry, kernels_for
 from ..kernels.dispatch import kernels_into
+from . import conv_chunks
 from .base import Layer
-
-#: target size in bytes of one chunk of unfolded columns (fits in L2/L3 cache)
-_CHUNK_BYTES = 2 ** 21
-#: per-example forward FLOPs below which chunks run on a thread pool (small GEMMs
-#: stay single-threaded inside BLAS; larger ones already use every core)
-_THREAD_FLOPS = 2e6
-_WORKERS = max(1, min(2, os.cpu_count() or 1))
-_pool: ThreadPoolExecutor | None = None
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="senn-conv")
-    return _pool
-
-
-def _forget_pool_after_fork() -> None:
-    """A forked child inherits the pool object but not its threads: start afresh."""
-    global _pool
-    _pool = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 class Conv2D(Layer):
@@ -193,23 +164,12 @@ class Conv2D(Layer):
         return 8 * self.in_ch * kh * kw * self.out_hw[0] * self.out_hw[1]
 
     def _chunks(self, N: int):
-        """Contiguous slices of the batch, each with columns of about ``_CHUNK_BYTES``
-        or less; their number is a multiple of the thread count (balanced work)."""
-        per_example = self._col_bytes()
-        count = -(-N // max(1, _CHUNK_BYTES // per_example))          # ceil
-        if count > 1:
-            count = min(N, -(-count // _WORKERS) * _WORKERS)
-        step = -(-N // count)
-        return [slice(s, min(s + step, N)) for s in range(0, N, step)]
+        """The batch's chunks (:func:`senn_ref.layers.conv_chunks.chunks`)."""
+        return conv_chunks.chunks(N, self._col_bytes())
 
     def _map_chunks(self, job, N: int) -> list:
-        """``[job(sl) for sl in chunks]``, on the thread pool when the GEMMs are small."""
-        chunks = self._chunks(N)
-        kh, kw = self.kernel_size
-        flops = 2.0 * self.out_ch * self.in_ch * kh * kw * self.out_hw[0] * self.out_hw[1]
-        if _WORKERS > 1 and len(chunks) > 1 and flops < _THREAD_FLOPS:
-            return list(_executor().map(job, chunks))
-        return [job(sl) for sl in chunks]
+        """``[job(sl) for sl in chunks]`` (:func:`senn_ref.layers.conv_chunks.map_chunks`)."""
+        return conv_chunks.map_chunks(job, self._chunks(N))
 
     def _Wm(self, W: np.ndarray | None = None) -> np.ndarray:
         W = self.params["W"] if W is None else W

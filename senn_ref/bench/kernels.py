@@ -13,6 +13,9 @@ ratios are stable; each ratio is printed with its spread):
   no twin to compare and the column shows "-";
 * ``gemm``   - NumPy's float64 ``(512 x 512) @ (512 x 512)``, interleaved with the layer:
   "of GEMM" is the layer's GFLOP/s over the GEMM's, both from the same rounds;
+* ``jax``    - conv only: ``jax.jit`` of XLA's ``conv_general_dilated`` (NCHW, float64) and its
+  VJP, default threads (column skipped when jax is not importable; PyTorch could not be
+  installed on the README's machine, so this is the peer there);
 * ``torch``  - ``torch.nn.functional.conv2d`` / ``linear`` / ``max_pool2d`` in float64 +
   autograd ``backward`` (column skipped when torch is not importable).  Interleaved with
   the others, torch's OpenMP workers may keep spinning after each call and slow the next
@@ -50,6 +53,11 @@ CASES = [
     ("mnist conv 16->32 28x28", "conv", 128, 16, 32, 28, 3, 1),
     ("mnist dense 784->128", "dense", 128, 784, 128, None, None, None),
     ("mnist maxpool 2x2 32x28x28", "pool", 128, 32, 32, 28, 2, 0),
+    # issue 12's four conv cases (against torch there; jax here), N = 64
+    ("i12 conv 1->8 8x8", "conv", 64, 1, 8, 8, 3, 1),
+    ("i12 conv 8->16 8x8", "conv", 64, 8, 16, 8, 3, 1),
+    ("i12 conv 16->32 14x14", "conv", 64, 16, 32, 14, 3, 1),
+    ("i12 conv 32->64 28x28", "conv", 64, 32, 64, 28, 3, 1),
 ]
 
 
@@ -86,6 +94,28 @@ def _torch_step(kind, X, dY, params, padding):
             y = torch.nn.functional.linear(x, w, b)
         y.backward(g)
     return step
+
+
+def _jax_step(X, dY, params, padding):
+    """``jax.jit`` of conv forward + VJP (dX, dW, db), or None without jax."""
+    try:
+        import jax
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    jax.config.update("jax_enable_x64", True)
+    pad = ((padding, padding), (padding, padding))
+
+    def conv(x, w, b):
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        return y + b[None, :, None, None]
+
+    @jax.jit
+    def step(x, w, b, g):
+        y, vjp = jax.vjp(conv, x, w, b)
+        return y, vjp(g)
+
+    args = [jax.numpy.asarray(a) for a in (X, params["W"], params["b"], dY)]
+    return lambda: jax.block_until_ready(step(*args))
 
 
 def _setup(kind, N, cin, cout, hw, k, pad, rng):
@@ -125,12 +155,14 @@ def measure_case(case, rng, quick: bool = False) -> dict:
         contenders["numpy"] = _layer_step(layers["numpy"], X, dY)
     if flops:
         contenders["gemm"] = _gemm_call()
+    if kind == "conv" and (jax_step := _jax_step(X, dY, layers["numba"].params, pad)) is not None:
+        contenders["jax"] = jax_step
     if torch is not None:
         contenders["torch"] = _torch_step(kind, X, dY, layers["numba"].params, pad)
     res = compare(contenders, baseline="ours", label=label, **_settings(quick))
     row = {"case": label, "flops": flops, "ours_s": res["ours"].seconds, "rounds": res.rounds,
            "stable": res.stable, "timings": res.timings}
-    for name in ("numpy", "torch"):
+    for name in ("numpy", "jax", "torch"):
         if name in contenders:
             row[f"{name}_s"] = res[name].seconds
             row[f"{name}_over_ours"] = res[name].ratio
@@ -146,20 +178,20 @@ def measure_case(case, rng, quick: bool = False) -> dict:
 
 def format_header() -> str:
     """The table's column names and rule (two lines)."""
-    head = (f"{'case':26s} {'ours ms':>8s} {'numpy/ours':>12s} {'torch/ours':>12s} {'GFLOP/s':>8s} "
+    head = (f"{'case':26s} {'ours ms':>8s} {'numpy/ours':>12s} {'jax/ours':>12s} {'torch/ours':>12s} {'GFLOP/s':>8s} "
             f"{'of GEMM':>11s} {'rounds':>7s}")
     return head + "\n" + "-" * len(head)
 
 
 def format_row(r: dict) -> str:
-    """One measured row: ours in ms, twin and torch ratios with spread ("-" where there is no such
+    """One measured row: ours in ms, twin, jax and torch ratios with spread ("-" where there is no such
     contender), GFLOP/s and fraction of the interleaved GEMM, rounds (``*``: not stable)."""
     t = r["timings"]
-    cells = [ratio_cell(t[n]) if n in t else "-" for n in ("numpy", "torch")]
+    cells = [ratio_cell(t[n]) if n in t else "-" for n in ("numpy", "jax", "torch")]
     gf = f"{r['ours_gflops']:8.2f}" if r["flops"] else f"{'-':>8s}"
     frac = (f"{100 * r['fraction_of_gemm']:.0f}%+-{100 * r['fraction_spread']:.0f}%" if r["flops"] else "-")
     rounds = f"{r['rounds']}" + ("" if r["stable"] else "*")
-    return (f"{r['case']:26s} {1e3 * r['ours_s']:8.2f} {cells[0]:>12s} {cells[1]:>12s} {gf} {frac:>11s} "
+    return (f"{r['case']:26s} {1e3 * r['ours_s']:8.2f} {cells[0]:>12s} {cells[1]:>12s} {cells[2]:>12s} {gf} {frac:>11s} "
             f"{rounds:>7s}")
 
 

@@ -1,9 +1,10 @@
 """Compile (or load from Numba's on-disk cache) the kernels a run will use, before it starts.
 
-``warm(families=None)`` runs the layers that call the Numba kernels - a rational MLP, a
-rational conv net with max and average pooling, the candidate-path helpers' raw
-``unfold``/``fold`` - once on a few tiny inputs, with the ``"numba"`` backend, through forward,
-backward, per-example backward and forward-mode passes.  The arguments therefore have the
+``warm(parts=None)`` runs the code that calls the Numba kernels - rational and tanh MLPs
+(layer-wise passes, and NGD-CG steps that take the compiled whole-network path of
+:mod:`senn_ref.network_plan`), a rational conv net with max and average pooling, the
+candidate-path helpers' raw ``unfold``/``fold`` - once on a few tiny inputs, with the
+``"numba"`` backend, through forward, backward and forward-mode passes.  The arguments therefore have the
 types the real passes give the kernels (C-contiguous float64 arrays, int64 geometry, a float
 ``eps``, a bool flag), and every kernel ends up with the one specialisation a run needs:
 afterwards a training step compiles nothing (checked in ``tests/test_coldstart.py``).
@@ -29,17 +30,28 @@ from .. import backend as _backend
 from .._validate import check_option
 from . import dispatch
 
-#: what can be warmed: ``"dense"`` (the rational kernels of MLPs) and ``"conv"`` (unfold, fold,
-#: pooling and the conv-shaped rational kernels)
+#: what can be warmed: ``"dense"`` (MLPs: the rational kernels and the compiled whole-network
+#: passes) and ``"conv"`` (unfold, fold, pooling and the conv-shaped rational kernels)
 PARTS = ("dense", "conv")
 
 
-def _rational(rng) -> None:
-    """Dense and conv-shaped rational layers: forward, backward, jvp (``rational_numba``)."""
+def _dense(rng) -> None:
+    """Rational and tanh MLPs: the layer-wise passes (``rational_numba``), then NGD-CG steps
+    with an MSE and a cross-entropy loss, which take the compiled whole-network path of
+    :mod:`senn_ref.network_plan` (``sequential_numba``: forward, loss and gradient, GGN
+    products) at these small sizes."""
+    from .. import losses
     from ..architectures import mlp
-    net = mlp([3, 4, 2], activation="rational", seed=0)
+    from ..network_plan import layerwise
+    from ..optim import NaturalGradientCG
     X = rng.standard_normal((5, 3))
-    _passes(net, X, rng)
+    targets = ((losses.mse(), rng.standard_normal((5, 2))), (losses.softmax_cross_entropy(), np.array([0, 1, 1, 0, 1])))
+    for activation in ("rational", "tanh"):
+        net = mlp([3, 4, 2], activation=activation, seed=0)
+        with layerwise():
+            _passes(net, X, rng)
+        for loss, Y in targets:
+            NaturalGradientCG().step(net, X, Y, loss)
 
 
 def _conv(rng, pool: str) -> None:
@@ -81,7 +93,7 @@ def warm(parts=None) -> dict:
     for name in parts:
         check_option(name, PARTS, "parts")
     rng = np.random.default_rng(0)
-    jobs = {"dense": lambda: _rational(rng),
+    jobs = {"dense": lambda: _dense(rng),
             "conv": lambda: (_conv(rng, "avg"), _conv(rng, "max"), _unfold_fold(rng))}
     report = {}
     with _backend.using("numba"):
@@ -98,11 +110,17 @@ def warm(parts=None) -> dict:
 
 def counts() -> dict:
     """``{"compiled": n, "loaded": m, "signatures": {kernel: [signature, ...]}}`` summed over
-    the Numba kernel modules imported so far in this process (cache misses are compilations,
-    cache hits loads from disk)."""
+    the Numba kernel modules imported so far in this process (the per-family modules of
+    :mod:`dispatch` and the whole-network kernels of ``sequential_numba``; cache misses are
+    compilations, cache hits loads from disk)."""
+    import sys
+    modules = dict(dispatch._NUMBA_MODULES)
+    sequential = sys.modules.get(f"{__package__}.sequential_numba")
+    if sequential is not None:
+        modules["sequential"] = sequential
     compiled = loaded = 0
     signatures = {}
-    for family, module in sorted(dispatch._NUMBA_MODULES.items()):
+    for family, module in sorted(modules.items()):
         for name in sorted(vars(module)):
             fn = getattr(module, name)
             if not hasattr(fn, "signatures") or not hasattr(fn, "_cache_hits"):

@@ -12,8 +12,9 @@ afterwards a training step compiles nothing (checked in ``tests/test_coldstart.p
 Why it exists: Numba compiles a kernel the first time it is called with new argument types
 and keeps the machine code in its cache (``__pycache__`` beside the kernel's source, or
 ``NUMBA_CACHE_DIR``).  After a fresh install the cache is empty, and the first training step
-of the regression demo waited about 3 s (idle machine) to 6-8 s (loaded 2-core machine) for
-the two rational kernels; a conv net waits for the unfold and pooling kernels as well.
+of the regression demo waited 18 s on a loaded 2-core machine (load 5-9) for its 14 kernels
+(the rational activation and the compiled whole-network passes); a conv net waits for the
+unfold and pooling kernels as well.
 ``senn-ref warmup`` moves that wait to install time (the README's first command and the CI
 script call it); it does not make it shorter.  The measurements of this and the other options
 tried (compiling less, explicit signatures, ahead-of-time compilation, the NumPy backend) are

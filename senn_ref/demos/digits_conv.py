@@ -45,6 +45,8 @@ def task(seed: int = 0, quick: bool = False) -> Task:
             return net
         rng = np.random.default_rng(seed + 1)
         layers, n = list(net.layers[:-1]), net.layers[-1].params["W"].shape[1]
+        for layer in layers:        # taken over from the discarded ``net`` (Network._check_new)
+            layer.name = None
         for w in widths[2:]:
             layers += [Dense(n, w, rng), activation_layer("rational", (w,), rng)]
             n = w

@@ -13,6 +13,9 @@ SMALL_CASES = [("conv 2->3 6x6", "conv", 8, 2, 3, 6, 3, 1),
 def test_kernel_benchmark_rows(capsys, monkeypatch):
     monkeypatch.setattr(kernels, "CASES", SMALL_CASES)
     monkeypatch.setattr(kernels, "_settings", lambda quick: dict(min_rounds=2, max_rounds=3))
+    # no jax in this process: it starts threads, and later tests fork (test_conv2d); the jax
+    # column is tested in a subprocess below
+    monkeypatch.setattr(kernels, "_jax_step", lambda *args: None)
     rows = kernels.run(quick=True)
     cap = capsys.readouterr()
     lines = cap.out.splitlines()
@@ -60,3 +63,28 @@ def test_eta_benchmark_ratios_are_to_kfac_at_the_same_width(capsys, monkeypatch)
         for m in ("exact", "cg"):
             assert np.isclose(by[(w, m)]["ratio"], by[(w, m)]["ratio"]) and by[(w, m)]["ratio"] > 0
         assert np.isclose(by[(w, "cg")]["eta"], by[(w, "exact")]["eta"], rtol=1e-6)
+
+
+JAX_ROW = r"""
+import json, numpy as np
+from senn_ref.bench import kernels
+kernels._settings = lambda quick: dict(min_rounds=2, max_rounds=3)
+row = kernels.measure_case(("conv 2->3 6x6", "conv", 8, 2, 3, 6, 3, 1), np.random.default_rng(0), quick=True)
+print(json.dumps({k: row[k] for k in ("jax_over_ours", "jax_s", "ours_s")}))
+"""
+
+
+def test_kernel_benchmark_jax_column():
+    """The jax.jit column (conv): checked against our layer's pass, then timed (subprocess)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    import pytest
+    pytest.importorskip("jax")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run([sys.executable, "-c", JAX_ROW], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row["jax_over_ours"] > 0 and row["jax_s"] > 0 and row["ours_s"] > 0, row

@@ -96,8 +96,10 @@ def _torch_step(kind, X, dY, params, padding):
     return step
 
 
-def _jax_step(X, dY, params, padding):
-    """``jax.jit`` of conv forward + VJP (dX, dW, db), or None without jax."""
+def _jax_step(layer, X, dY, padding):
+    """``jax.jit`` of conv forward + VJP (dX, dW, db), or None without jax.  Its outputs are
+    checked against ``layer``'s forward and backward first (relative 1e-10), so the column
+    times the same pass."""
     try:
         import jax
     except ImportError:  # pragma: no cover - depends on the environment
@@ -114,7 +116,14 @@ def _jax_step(X, dY, params, padding):
         y, vjp = jax.vjp(conv, x, w, b)
         return y, vjp(g)
 
+    params = layer.params
     args = [jax.numpy.asarray(a) for a in (X, params["W"], params["b"], dY)]
+    y, (dx, dw, db) = step(*args)
+    ours = (layer.forward(X),) + layer.backward(dY)
+    for name, a, b in (("Y", y, ours[0]), ("dX", dx, ours[1]), ("dW", dw, ours[2]["W"]), ("db", db, ours[2]["b"])):
+        err = np.max(np.abs(np.asarray(a) - b)) / max(np.max(np.abs(b)), 1e-300)
+        if not err < 1e-10:
+            raise RuntimeError(f"bench kernels: jax's conv {name} differs from ours (relative {err:.2e})")
     return lambda: jax.block_until_ready(step(*args))
 
 
@@ -155,7 +164,7 @@ def measure_case(case, rng, quick: bool = False) -> dict:
         contenders["numpy"] = _layer_step(layers["numpy"], X, dY)
     if flops:
         contenders["gemm"] = _gemm_call()
-    if kind == "conv" and (jax_step := _jax_step(X, dY, layers["numba"].params, pad)) is not None:
+    if kind == "conv" and (jax_step := _jax_step(layers["numba"], X, dY, pad)) is not None:
         contenders["jax"] = jax_step
     if torch is not None:
         contenders["torch"] = _torch_step(kind, X, dY, layers["numba"].params, pad)

@@ -37,7 +37,8 @@ def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None,
                              f"got shape {arr.shape}")
     if not allow_empty and arr.size == 0:
         raise ValueError(f"{name}: empty array (shape {arr.shape}); a batch needs at least one example")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    # not ascontiguousarray: it turns a 0-d array into shape (1,), which then passes a (1,) shape check
+    arr = np.asarray(arr, dtype=np.float64, order="C")
     if not np.isfinite(arr).all():
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name}: contains {bad} NaN or infinite value(s)")

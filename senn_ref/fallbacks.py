@@ -37,8 +37,9 @@ class NumericalFallback(RuntimeWarning):
         self.value = None if value is None else float(value)
 
 
-#: the list of the innermost active :func:`recording` context (None when none is active)
-_RECORDER: contextvars.ContextVar = contextvars.ContextVar("senn_ref_fallback_recorder", default=None)
+#: the lists of every active :func:`recording` context, outermost first (nested contexts all
+#: record: a caller's ``recording()`` around ``train_senn`` still sees what the trainer logs)
+_RECORDER: contextvars.ContextVar = contextvars.ContextVar("senn_ref_fallback_recorder", default=())
 
 
 def warn_fallback(category: type, message: str, reason: str, value=None, stacklevel: int = 2) -> None:
@@ -50,8 +51,7 @@ def warn_fallback(category: type, message: str, reason: str, value=None, stackle
     if not (isinstance(category, type) and issubclass(category, NumericalFallback)):
         raise TypeError(f"category: expected a NumericalFallback subclass, got {category!r}")
     w = category(message, reason=reason, value=value)
-    found = _RECORDER.get()
-    if found is not None:
+    for found in _RECORDER.get():
         found.append(w)
     warnings.warn(w, stacklevel=stacklevel + 1)
 
@@ -59,9 +59,10 @@ def warn_fallback(category: type, message: str, reason: str, value=None, stackle
 @contextlib.contextmanager
 def recording():
     """``with recording() as found:`` - ``found`` (a list) receives every fallback warning issued
-    by :func:`warn_fallback` inside the block, in order, whatever the warning filters do."""
+    by :func:`warn_fallback` inside the block, in order, whatever the warning filters do; an
+    enclosing ``recording()`` receives them too."""
     found: list = []
-    token = _RECORDER.set(found)
+    token = _RECORDER.set(_RECORDER.get() + (found,))
     try:
         yield found
     finally:

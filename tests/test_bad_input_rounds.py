@@ -432,3 +432,32 @@ def test_valid_calls_still_work_after_the_checks():
     res = expansion_round(net, X, Y, loss, SENNConfig(tau=1e-6, alpha_rel=1e-9, n_candidates=3, search_steps=1,
                                                       quiet=True), rng, optimizer=opt, step=np.int64(3))
     assert res.additions >= 1
+
+
+def _quadratic(p, grad):
+    x = p["x"]
+    return -np.sum(x * x, axis=1), ({"x": -2.0 * x} if grad else None)
+
+
+@pytest.mark.parametrize("project, exc, match", [
+    (lambda p: [p["x"]], TypeError, r"project: expected it to return a dict with the keys \['x'\], got list"),
+    (lambda p: {"y": p["x"]}, TypeError, r"project: .*keys \['x'\], got \['y'\]"),
+    (lambda p: {"x": p["x"].astype(int)}, ValueError, r"project: returned 'x' .* dtype int64"),
+    (lambda p: {"x": p["x"][:, :1]}, ValueError, r"project: returned 'x' of shape \(2, 1\)")])
+def test_search_refuses_a_projection_that_returns_something_else(project, exc, match):
+    """search checks what project returns (a list used to raise AttributeError, integers passed)."""
+    rng = np.random.default_rng(3)
+    x = np.ones((2, 3))
+    state = rng.bit_generator.state
+    with pytest.raises(exc, match=match):
+        search(_quadratic, {"x": x}, steps=2, rng=rng, project=project)
+    assert rng.bit_generator.state == state and np.array_equal(x, np.ones((2, 3)))
+    # a projection returning NaN (a degenerate candidate, scored -inf) is still allowed
+    res = search(_quadratic, {"x": x}, steps=2, rng=rng,
+                 project=lambda p: {"x": np.where(np.arange(2)[:, None] == 0, np.nan, p["x"])})
+    assert res.best == 1 and res.initial[0] == -np.inf, (res.best, res.initial)
+
+
+def test_search_names_the_shape_of_a_0d_candidate_array():
+    with pytest.raises(ValueError, match=r"params\['x'\]: expected a \(C, \.\.\.\) array with C >= 1, got shape \(\)"):
+        search(_quadratic, {"x": np.array(1.0)}, steps=2)

@@ -34,9 +34,26 @@ def test_fallback_warnings_are_recorded_even_when_a_filter_makes_them_errors():
             with pytest.raises(CGWarning, match="again"):
                 warn_fallback(CGWarning, "again", "curvature floor", 2.0)
     assert [(w.reason, w.value) for w in inner] == [("iteration cap", 0.5)]
-    assert [(w.reason, w.value) for w in outer] == [("curvature floor", 2.0)]   # innermost context only
+    # every active context records (derivations/22 section 5), the enclosing one too
+    assert [(w.reason, w.value) for w in outer] == [("iteration cap", 0.5), ("curvature floor", 2.0)]
     with pytest.raises(TypeError, match="category"):
         warn_fallback(UserWarning, "x", "r")
+
+
+def test_a_recording_around_train_senn_sees_the_fallbacks_it_logs():
+    """A caller's recording() around train_senn receives the fallbacks the trainer records and
+    logs (it received none when only the innermost context recorded)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, 1))
+    Y = np.sin(X)
+    config = SENNConfig(steps=4, quiet=True, cg_maxiter=1, width=False, depth=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumericalFallback)
+        with recording() as outer:
+            _, log = train_senn(mlp([1, 2, 1], seed=0), X, Y, losses.mse(), config)
+    logged = sum(e["count"] for e in _fallbacks(log))
+    assert logged == 4, _fallbacks(log)
+    assert len(outer) == logged and all(w.reason == "iteration cap" for w in outer), outer
 
 
 def test_log_fallbacks_merges_repeats_of_consecutive_steps_only():

@@ -97,3 +97,23 @@ def test_internal_fast_path_accepts_only_what_the_full_check_returns_unchanged()
     with np.errstate(all="raise"):
         assert checked_or_none(big, (None, 3)) is big
     check_shape(big, (None, 3), "big")
+
+
+def test_as_float_array_keeps_a_0d_array_0d_so_shape_checks_see_it():
+    """np.ascontiguousarray turned a 0-d array into shape (1,): a 0-d gradient then passed an
+    optimiser's (1,) shape check for a one-unit bias and was applied."""
+    a = as_float_array(np.array(0.5), "g", allow_empty=True)
+    assert a.shape == () and a.dtype == np.float64 and float(a) == 0.5
+    f = as_float_array(np.asfortranarray(np.arange(6.0).reshape(2, 3)), "F")
+    assert f.flags.c_contiguous and np.array_equal(f, np.arange(6.0).reshape(2, 3))
+    from senn_ref import losses
+    from senn_ref.optim import SGD
+    net = mlp([2, 3, 1], seed=0)
+    _, g = net.loss_and_grad(np.ones((4, 2)), np.ones((4, 1)), losses.mse())
+    grads = dict(g.grads)
+    assert grads["dense1.b"].shape == (1,)
+    grads["dense1.b"] = np.array(0.5)
+    before = net.named_params()["dense1.b"].copy()
+    with pytest.raises(ValueError, match=r"grads\['dense1.b'\]: shape \(\) does not match parameter shape \(1,\)"):
+        SGD(lr=0.1).step(net.named_params(), grads)
+    assert np.array_equal(net.named_params()["dense1.b"], before)

@@ -124,7 +124,7 @@ def _check_params(params, name: str = "params") -> tuple[dict, int]:
     out, C = {}, None
     for k, v in params.items():
         a = as_float_array(v, f"{name}[{k!r}]", allow_empty=True)
-        if np.ndim(v) < 1 or a.shape[0] == 0:           # (as_float_array makes a 0-d array (1,))
+        if a.ndim < 1 or a.shape[0] == 0:
             raise ValueError(f"{name}[{k!r}]: expected a (C, ...) array with C >= 1, got shape {a.shape}")
         if C is None:
             C = a.shape[0]
@@ -132,6 +132,22 @@ def _check_params(params, name: str = "params") -> tuple[dict, int]:
             raise ValueError(f"{name}[{k!r}]: {a.shape[0]} candidates, other arrays have {C}")
         out[k] = a.copy() if a is v else a
     return out, C
+
+
+def _projected(project, params: dict) -> dict:
+    """The first call of ``project``: its result must be a dict with the keys of ``params`` and
+    real floating arrays of the same shapes (non-finite entries allowed: a degenerate candidate
+    scores -inf); later calls are not re-checked (the search's hot loop)."""
+    out = project(params)
+    if not isinstance(out, dict) or set(out) != set(params):
+        raise TypeError(f"project: expected it to return a dict with the keys {sorted(params)}, got "
+                        f"{sorted(out) if isinstance(out, dict) else type(out).__name__}")
+    for k, v in out.items():
+        a = np.asarray(v)
+        if a.dtype.kind != "f" or a.shape != params[k].shape:
+            raise ValueError(f"project: returned {k!r} of shape {a.shape} dtype {a.dtype}; expected a real "
+                             f"floating array of shape {params[k].shape}")
+    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 
 def search(objective, params, method: str = "ascent", steps: int = 20, rng=None, lr: float = 0.1,
@@ -169,7 +185,7 @@ def search(objective, params, method: str = "ascent", steps: int = 20, rng=None,
                          "break detailed balance); use 'ascent'")
     params, C = _check_params(params)
     if project is not None:
-        params = project(params)
+        params = _projected(project, params)
     if method == "random" or steps == 0:
         values, _ = _call(objective, params, False, C)
         return SearchResult(params, values, values.copy(), int(np.argmax(values)), 1)

@@ -302,8 +302,8 @@ def test_best_proposals_refuse_a_bad_layer_before_drawing(kind, where):
 def test_search_subset_clip_and_depth_candidates_refuse_bad_arguments():
     rng = np.random.default_rng(0)
     before = _snapshot(rng=rng)
-    for args, match in [((0, 4, rng), "N"), ((10, 0, rng), "search_batch"), ((10, -3, rng), "search_batch"),
-                        ((10, 2.5, rng), "search_batch"), ((10, 4, None), "rng"), ((10.0, 4, rng), "N")]:
+    for args, match in [((0, 4, rng), r"^N \(rows\)"), ((10, 0, rng), "search_batch"), ((10, -3, rng), "search_batch"),
+                        ((10, 2.5, rng), "search_batch"), ((10, 4, None), "rng"), ((10.0, 4, rng), r"^N \(rows\)")]:
         with pytest.raises(BAD, match=match):
             search_subset(*args)
     assert search_subset(10, None, None) is None and search_subset(10, 10, None) is None
@@ -312,8 +312,8 @@ def test_search_subset_clip_and_depth_candidates_refuse_bad_arguments():
                         ((np.where(B == 1, np.nan, B),), "B"), ((B, -1.0), "floor"), ((B, np.nan), "floor")]:
         with pytest.raises(BAD, match=match):
             clip_singular_values(*args)
-    for args, match in [((0, 3, rng), "k"), ((2, 0, rng), "n"), ((2, 3, None), "rng"), ((2, 3, rng, np.nan), "scale"),
-                        ((2, 3, rng, -1.0), "scale"), ((2.0, 3, rng), "k")]:
+    for args, match in [((0, 3, rng), r"^k \(layer width\)"), ((2, 0, rng), r"^n \(candidates\)"), ((2, 3, None), "rng"), ((2, 3, rng, np.nan), "scale"),
+                        ((2, 3, rng, -1.0), "scale"), ((2.0, 3, rng), r"^k \(layer width\)")]:
         with pytest.raises(BAD, match=match):
             depth_candidates(*args)
     _assert_same(before, _snapshot(rng=rng))
@@ -461,3 +461,18 @@ def test_search_refuses_a_projection_that_returns_something_else(project, exc, m
 def test_search_names_the_shape_of_a_0d_candidate_array():
     with pytest.raises(ValueError, match=r"params\['x'\]: expected a \(C, \.\.\.\) array with C >= 1, got shape \(\)"):
         search(_quadratic, {"x": np.array(1.0)}, steps=2)
+
+
+def test_expansion_round_refuses_a_row_mismatch_before_scoring():
+    """X with one row more than Y is refused by the round's own up-front check, before any scoring
+    (without it the loss's target check refused only after the round had scored the network; a
+    mutation dropping the check survived the bad-data test, whose message match allows either)."""
+    net, X, Y, loss, opt = _case()
+    X17 = np.vstack([X, X[:1]])
+    rng = np.random.default_rng(11)
+    before = _snapshot(net, opt, rng, X=X17, Y=Y)
+    with pytest.raises(ValueError, match=rf"^Y: expected one target per row of X \({X17.shape[0]}\), "
+                                         rf"got shape \({Y.shape[0]}, 1\)"):
+        expansion_round(net, X17, Y, loss, SENNConfig(n_candidates=3, search_steps=1, quiet=True), rng,
+                        optimizer=opt)
+    _assert_same(before, _snapshot(net, opt, rng, X=X17, Y=Y))

@@ -19,6 +19,7 @@ from senn_ref.grow.euclidean_gain import RADIUS, EuclideanWidthProposals, euclid
 from senn_ref.grow.expansion_round import architecture, expansion_round
 from senn_ref.grow.kfac_proposal import WidthProposals
 from senn_ref.grow.proposals import best_width_proposal
+from senn_ref.grow.structure import hidden_path
 from senn_ref.testing import assert_close
 from senn_ref.trainer import SENNConfig
 
@@ -155,6 +156,42 @@ def test_search_returns_a_point_on_the_sphere_never_below_the_best_start(method)
     assert_close(again.gain[0], q.lower_bound, 1e-13, name="subset search: whole-batch Delta_E")
 
 
+def test_radius_is_the_rms_norm_of_the_released_draw():
+    """RADIUS^2 = E||W_j||^2 + E b_j^2 of CandidatePath.random (LeCun-normal kernel, N(0, 1) bias):
+    2 on a dense (fan-in 2) and a conv (fan-in 18) producer; 40000 units, 3 % (about 7 standard
+    errors; RADIUS^2 = 2.1 is 5 % off)."""
+    for name in ("mlp_tanh", "conv_strided"):
+        case = make_case(name, 0)
+        ctx = EuclideanWidthProposals(case.net, case.X, case.Y, case.loss, case.hidden[0])
+        W, b, _ = ctx.candidates.random(20000, np.random.default_rng(0), k=2)
+        ms = float(np.mean(_unit_norms(W, b) ** 2))
+        assert abs(ms - RADIUS ** 2) < 0.03 * RADIUS ** 2, (name, ms, RADIUS ** 2)
+
+
+def test_adam_ascent_iterates_stay_on_the_sphere(monkeypatch):
+    """derivations/23 section 3: Adam ascent projects after every step, so every point the search
+    keeps (SearchResult.params, each candidate's best) has unit vectors of norm RADIUS; without
+    the projection Adam's steps leave the sphere and the kept points are off it."""
+    import senn_ref.grow.proposals as proposals
+    seen = []
+    real_search = proposals.search
+
+    def spy(*args, **kwargs):
+        res = real_search(*args, **kwargs)
+        seen.append((kwargs.get("project"), res))
+        return res
+
+    monkeypatch.setattr(proposals, "search", spy)
+    case = make_case("mlp_rational", 0)
+    best_width_proposal(case.net, case.X, case.Y, case.loss, 0, rng=np.random.default_rng(2), n_candidates=10,
+                        method="ascent", steps=6, score="euclidean", k=2)
+    (project, res), = seen
+    assert project is not None
+    assert res.values.max() > 1.05 * res.initial.max()          # the steps moved the points
+    assert_close(_unit_norms(res.params["W"], res.params["b"]), np.full((10, 2), RADIUS), 1e-12,
+                 name="kept search points on the sphere")
+
+
 def _config(**kw):
     base = dict(depth=False, n_candidates=8, search_steps=4, score_damping=0.1, quiet=True, tau=0.05,
                 alpha_rel=1e-3)
@@ -188,6 +225,14 @@ def test_euclidean_scoring_changes_decisions_and_raises_E_by_the_accepted_gains(
     for e in r_lay.events:
         assert e["eta_c"] <= e["eta_network"] * (1 + 1e-12), e
         assert e["passed"] == (e["score"] > 0.05 * e["eta_c"] and e["score"] > e["alpha"])
+    # ... and it is the consumer's E_l of derivations/23 section 4, not the network's E
+    _, per0 = euclidean_eta(net, X, Y, loss)
+    first = [e for e in r_lay.events if e["iteration"] == 0]
+    assert first
+    for e in first:
+        consumer = net.layers[hidden_path(net, e["index"]).consumer].name
+        assert_close(e["eta_c"], per0[consumer], 1e-12, name=f"eta_c of {e['layer']} under eta_c='layer'")
+        assert e["eta_c"] < 0.999 * E0, (e["eta_c"], E0)
 
 
 def test_trainer_runs_with_euclidean_scoring_and_logs_the_kind():

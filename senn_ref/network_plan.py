@@ -136,8 +136,10 @@ class SequentialPlan:
         return net.layers == self.layers and _signature(net.layers) == self.signature
 
     def theta(self) -> np.ndarray:
-        """The current parameters as one flat vector (P,) in the network's flat order."""
-        return np.concatenate([la.params[k].reshape(-1) for la, k in self._params], dtype=np.float64)
+        """The current parameters as one flat vector (P,) in the network's flat order (P = 0 for
+        a network of Tanh/SiLU layers only)."""
+        parts = [la.params[k].reshape(-1) for la, k in self._params]
+        return np.concatenate(parts, dtype=np.float64) if parts else np.zeros(0)
 
 
 @contextmanager

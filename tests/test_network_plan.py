@@ -118,6 +118,22 @@ def test_plan_rebuilt_after_growth():
     check_loss_and_grad(net, X, Y, loss)
 
 
+@pytest.mark.parametrize("acts", [("tanh",), ("tanh", "silu")])
+def test_parameter_free_networks(acts):
+    """A network of Tanh/SiLU layers only (P = 0) takes the compiled path and equals the twin (the
+    plan's flat parameter vector is empty; np.concatenate of no arrays raised before)."""
+    rng = np.random.default_rng(4)
+    net = Network([_act(a, 3, rng) for a in acts])
+    X = rng.standard_normal((6, 3))
+    for kind in ("mse", "labels"):
+        loss, Y = targets(rng, kind, 6, 3)
+        check_loss_and_grad(net, X, Y, loss)
+        assert net.loss_and_grad(X, Y, loss)[1].flat_grad().shape == (0,)
+        for metric in ("euclidean", "true", "empirical"):
+            op = FisherOperator(net, X, loss, metric=metric, Y=Y)
+            assert op._point is not None and op.matvec(np.zeros(0)).shape == (0,)
+
+
 def test_natural_gradient_uses_the_same_gradient():
     rng = np.random.default_rng(11)
     net = mlp([1, 16, 1], seed=3)

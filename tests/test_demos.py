@@ -82,6 +82,19 @@ def test_table_lists_the_gradmax_row_and_its_decisions():
     assert len(out) == 3 and out[-1].endswith("GradMax-like baseline: not applicable: x")
 
 
+def test_write_json_is_atomic(tmp_path):
+    """summary.json goes through checkpoint.atomic_write: a value json cannot write fails the call
+    and leaves the previous file whole, with no temporary file left behind."""
+    from senn_ref.demos.runner import write_json
+    target = tmp_path / "summary.json"
+    write_json({"a": np.float64(1.5), "b": np.arange(2)}, str(target))
+    assert json.loads(target.read_text()) == {"a": 1.5, "b": [0, 1]}
+    with pytest.raises(TypeError):
+        write_json({"a": object()}, str(target))
+    assert json.loads(target.read_text()) == {"a": 1.5, "b": [0, 1]}
+    assert sorted(os.listdir(tmp_path)) == ["summary.json"]
+
+
 # NGD-CG (digits, teacher) may reach its iteration cap on some steps once a net has grown (a trainer
 # warning, reported; not what this test checks).  digits-conv trains with Adam.
 @pytest.mark.filterwarnings("ignore::senn_ref.natural_gradient.CGWarning")

@@ -138,11 +138,13 @@ def measure_widths(net) -> list:
 
 
 def write_json(obj, path: str) -> str:
-    """Write ``obj`` as indented JSON (numpy scalars converted by the trainer's log helper)."""
+    """Write ``obj`` as indented JSON (numpy scalars converted by the trainer's log helper),
+    atomically like every other output (``checkpoint.atomic_write``: temporary file, fsync,
+    rename, fsync of the folder), so a crash never leaves a half-written ``summary.json``."""
     from ..trainer.log import _plain
-    with open(path, "w") as fh:
-        json.dump(_plain(obj), fh, indent=1)
-    return path
+    data = _plain(obj)
+    return checkpoint.atomic_write(path, lambda fh: json.dump(data, fh, indent=1), binary=False,
+                                   suffix=".json.tmp")
 
 
 #: the baselines listed first in a demo's table, in this order, and their row names

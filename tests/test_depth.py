@@ -60,6 +60,7 @@ def test_insert_preserves_function_gradients_and_record(name, i):
             assert_close(g1[key], g0[key], rtol=1e-9, atol=1e-12, name=key)
     lin, act = rec.added_layers
     assert rec.kind == "insert_layer" and rec.rewritten == (f"{consumer}.W", f"{consumer}.b")
+    assert rec.details["condition_number"] == np.linalg.cond(B)        # the check's value, exactly
     assert net.layers[i].name == lin and net.layers[i + 1].name == act and net.layers[i + 2].name == consumer
     assert_close(net.layers[i].params["W"].reshape(k, k), B, rtol=0, name="inserted B")
     assert_close(net.layers[i + 1].params["l"], np.ones(k), rtol=0, name="identity l")

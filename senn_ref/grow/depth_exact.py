@@ -60,7 +60,7 @@ def closed_form_context(net, X, Y, loss, position, B, s=None, damping=0.0, metri
     check_metric(metric, Y)
     delta = check_scalar(damping, "damping", minimum=0.0)
     _check_params(params)
-    i, _, _, B, s = check_insertion(net, position, B, s)
+    i, _, _, B, s, _ = check_insertion(net, position, B, s)
     value, g_o = mean_loss_grad(net, X, Y, loss)
     B_o = ggn_factor(net, X, loss, metric=metric, Y=Y)
     side = consumer_side(net, X, Y, loss, i, metric)

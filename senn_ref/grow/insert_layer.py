@@ -77,7 +77,9 @@ def depth_supported(net, i, shift: bool = True) -> bool:
 
 
 def check_insertion(net, position, B, s=None):
-    """Validate an insertion; returns ``(index, consumer, k, B (k, k), s (k,))`` as float64 copies.
+    """Validate an insertion; returns ``(index, consumer, k, B (k, k), s (k,), cond)``: float64
+    copies of ``B`` and ``s`` and ``cond`` = the 2-norm condition number of ``B`` (``sv_max /
+    sv_min``, as ``np.linalg.cond``; finite here), computed once for the check and the record.
 
     Errors name the argument: ``position`` not a Dense/Conv2D index, ``B``/``s`` of the wrong
     shape, non-finite, ``B`` singular or with 2-norm condition number above
@@ -101,7 +103,7 @@ def check_insertion(net, position, B, s=None):
         raise ValueError(f"s: must be 0 in front of {layer._label()}, which zero-pads its input by "
                          f"{layer.padding}; the padded zeros would not carry the shift, so "
                          f"b - W B^-1 s cannot compensate it at the border")
-    return i, layer, k, B.copy(), s.copy()
+    return i, layer, k, B.copy(), s.copy(), float(cond)
 
 
 def rewritten_consumer(layer, B, s):
@@ -173,7 +175,7 @@ def insert_layer(net, position, B, s=None, optimizer=None):
     Everything is checked before anything changes.  ``derivations/17-depth.md`` sections 1-4;
     ``tests/test_depth.py``.
     """
-    i, layer, k, B, s = check_insertion(net, position, B, s)
+    i, layer, k, B, s, cond = check_insertion(net, position, B, s)
     opts = check_optimizers(optimizer)
     # the consumer keeps its keys and shapes, so its optimiser state must already fit them
     check_carry(opts, StateChange({f"{layer.name}.{p}": append_map(layer.params[p].shape, 0, 0)
@@ -204,4 +206,4 @@ def insert_layer(net, position, B, s=None, optimizer=None):
     return build_record("insert_layer", before, net, {}, layers=tuple(names) + (layer.name,),
                         added_layers=tuple(names), rewritten=keys,
                         details={"position": int(i), "consumer": layer.name, "width": int(k),
-                                 "condition_number": float(np.linalg.cond(B))})
+                                 "condition_number": cond})

@@ -13,7 +13,7 @@ from senn_ref.fisher import exact
 from senn_ref.grow import add_neurons, hidden_path
 from senn_ref.grow.prune_neurons import consumer_input_coordinates, prune_neurons
 from senn_ref.grow.pruning import (PruningScores, incoming_index, obs_compensation, outgoing_index,
-                                   pruning_candidates, pruning_scores)
+                                   pruning_candidates, pruning_scores, scores_and_compensation)
 from senn_ref.grow.pruning_kfac import kfac_group_scores, kfac_obs_folded
 from senn_ref.kfac import factored_damping, fold, kfac_eta, kfac_factors, sym_inverse
 from senn_ref.optim import KFAC, SGD, Adam, NaturalGradientCG
@@ -265,6 +265,26 @@ def test_obs_is_kkt_minimiser(name, h, delta):
         e = np.zeros(d.size)
         e[free] = 1e-3 * rng.standard_normal(free.size)
         assert (d + e) @ Fd @ (d + e) > d @ Fd @ d + 0.5 * e @ Fd @ e
+
+
+@pytest.mark.parametrize("curvature", ["exact", "kfac"])
+@pytest.mark.parametrize("name, h", [("mlp_rational", 0), ("conv_strided", 3)])
+def test_shared_setup_equals_the_public_functions_bit_for_bit(name, h, curvature):
+    """What pruning_round uses (one curvature setup) gives exactly pruning_scores and
+    obs_compensation with their defaults."""
+    case = make_case(name, seed=4)
+    net, args = case.net, (case.X, case.Y, case.loss, h)
+    kw = {"damping": 1e-2, "metric": "euclidean", "curvature": curvature}
+    s, compensation = scores_and_compensation(net, *args, **kw)
+    ref = pruning_scores(net, *args, **kw)
+    for field in ("freeze", "removal", "saliency", "eta_without", "eta"):
+        assert np.array_equal(getattr(s, field), getattr(ref, field)), field
+    assert s.groups == ref.groups and (s.curvature, s.scope, s.incoming) == (ref.curvature, ref.scope, ref.incoming)
+    for units in ([0], [1]):
+        d, d_ref = compensation(units), obs_compensation(net, *args, units, **kw)
+        assert np.array_equal(d, d_ref) and np.abs(d).max() > 0, units
+    with pytest.raises(ValueError, match="units"):
+        compensation([hidden_path(net, h).units])
 
 
 # ------------------------------------------------------------------ K-FAC per-unit forms

@@ -216,18 +216,64 @@ def pruning_scores(net, X, Y, loss, layer, damping=0.0, metric: str = "euclidean
     """
     path, delta = _check_common(net, layer, damping, metric, Y, curvature, incoming, scope, pi)
     grps = check_groups(groups, path.units)
+    if curvature != "kfac" and incoming == "fixed" and scope != "network":
+        raise ValueError("incoming: 'fixed' needs scope='network'")
+    prep = _prepare(net, X, Y, loss, path, delta, metric, curvature, scope, pi)
+    return _scores(net, path, prep, grps, delta, curvature, incoming, scope)
+
+
+def _prepare(net, X, Y, loss, path, delta, metric, curvature, scope, pi):
+    """The curvature setup that :func:`pruning_scores` and :func:`obs_compensation` both start
+    from (they may share it while ``net`` is unchanged): the consumer's damped K-FAC block
+    ``(A_d, G_d, V, Wf)`` or the exact ``(ctx, idx, theta)`` of :func:`_exact_setup`."""
+    if curvature == "kfac":
+        from .pruning_kfac import kfac_block
+        return kfac_block(net, X, Y, loss, path, delta, metric, pi)
+    return _exact_setup(net, X, Y, loss, path, delta, metric, scope)
+
+
+def _scores(net, path, prep, grps, delta, curvature, incoming, scope) -> PruningScores:
+    """:class:`PruningScores` of the checked groups ``grps`` from a :func:`_prepare` setup."""
     if curvature == "kfac":
         from .pruning_kfac import kfac_pruning_scores
-        return kfac_pruning_scores(net, X, Y, loss, path, grps, delta, metric, pi, incoming)
-    if incoming == "fixed" and scope != "network":
-        raise ValueError("incoming: 'fixed' needs scope='network'")
-    ctx, idx, theta = _exact_setup(net, X, Y, loss, path, delta, metric, scope)
+        return kfac_pruning_scores(net, path, prep, grps, delta, incoming)
+    ctx, idx, theta = prep
     rows = [_exact_group(ctx, *_block(net, path, grp, incoming, idx, theta))[:4] for grp in grps]
     U_a, s_a, Vt_a = kept_svd(ctx.B)
     eta = replace(ctx, old=np.arange(idx.size), U_o=U_a, s_o=s_a, Vt_o=Vt_a).eta_before()
     arr = np.array(rows).reshape(len(grps), 4)
     return PruningScores(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], eta, grps, curvature, delta,
                          incoming, scope, path.units)
+
+
+def _obs(net, path, prep, grp, curvature, incoming) -> np.ndarray:
+    """The (P,) OBS update of the checked unit tuple ``grp`` from a :func:`_prepare` setup."""
+    if curvature == "kfac":
+        from .pruning_kfac import kfac_obs
+        return kfac_obs(net, path, prep, grp)
+    ctx, idx, theta = prep
+    d = np.zeros(theta.size)
+    d[idx] = _exact_group(ctx, *_block(net, path, grp, incoming, idx, theta))[4]
+    return d
+
+
+def scores_and_compensation(net, X, Y, loss, layer, damping=0.0, metric: str = "euclidean",
+                            curvature: str = "exact"):
+    """``(scores, compensation)``: ``scores`` = :func:`pruning_scores` (each unit alone,
+    ``incoming="free"``, scope "network", ``pi = 1``) and ``compensation(units)`` =
+    :func:`obs_compensation` (``incoming="fixed"``, same scope and ``pi``) of the unchanged
+    ``net``, both from one curvature setup instead of two (what a pruning round needs:
+    ``senn_ref.grow.pruning_round``).  Arguments checked as for :func:`pruning_scores`.
+    ``derivations/18-pruning.md`` section 7; ``tests/test_pruning.py::
+    test_shared_setup_equals_the_public_functions_bit_for_bit``."""
+    path, delta = _check_common(net, layer, damping, metric, Y, curvature, "free", "network", 1.0)
+    prep = _prepare(net, X, Y, loss, path, delta, metric, curvature, "network", 1.0)
+    scores = _scores(net, path, prep, check_groups(None, path.units), delta, curvature, "free", "network")
+
+    def compensation(units) -> np.ndarray:
+        return _obs(net, path, prep, tuple(int(u) for u in check_units(units, path.units)), curvature,
+                    "fixed")
+    return scores, compensation
 
 
 def pruning_candidates(scores: PruningScores, tau, eta_c=None, min_width: int = 1) -> list:
@@ -272,12 +318,7 @@ def obs_compensation(net, X, Y, loss, layer, units, damping=0.0, metric: str = "
     """
     path, delta = _check_common(net, layer, damping, metric, Y, curvature, incoming, scope, pi)
     grp = tuple(int(u) for u in check_units(units, path.units))
-    if curvature == "kfac":
-        from .pruning_kfac import kfac_obs
-        return kfac_obs(net, X, Y, loss, path, grp, delta, metric, pi)
-    if incoming == "fixed" and scope != "network":
+    if curvature != "kfac" and incoming == "fixed" and scope != "network":
         raise ValueError("incoming: 'fixed' needs scope='network'")
-    ctx, idx, theta = _exact_setup(net, X, Y, loss, path, delta, metric, scope)
-    d = np.zeros(theta.size)
-    d[idx] = _exact_group(ctx, *_block(net, path, grp, incoming, idx, theta))[4]
-    return d
+    return _obs(net, path, _prepare(net, X, Y, loss, path, delta, metric, curvature, scope, pi), grp,
+                curvature, incoming)

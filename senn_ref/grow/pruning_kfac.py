@@ -31,8 +31,9 @@ from .prune_neurons import consumer_input_coordinates
 from .residual import apply_w, kept_svd
 
 
-def _consumer_block(net, X, Y, loss, path, delta, metric, pi):
-    """(A_d, G_d, V folded mean-loss gradient, Wf folded weights) of the consumer."""
+def kfac_block(net, X, Y, loss, path, delta, metric, pi):
+    """(A_d, G_d, V folded mean-loss gradient, Wf folded weights) of the consumer: the setup
+    :func:`kfac_pruning_scores` and :func:`kfac_obs` share (``pruning._prepare``)."""
     cons = net.layers[path.consumer]
     f = kfac_factors(net, X, Y, loss, metric=metric, mode="exact")[cons.name]
     A_d, G_d = factored_damping(f.A, f.G, delta, pi)
@@ -66,8 +67,12 @@ def kfac_group_scores(A, G, V, Wf, C) -> tuple:
     Kronecker block ``G (x) A`` (damped factors ``A`` (in+1, in+1), ``G`` (out, out)), gradient
     ``V`` and weights ``Wf`` (out, in+1) folded.  Formulas in the module docstring;
     18-pruning.md section 5; ``tests/test_pruning.py::test_kfac_forms_equal_kronecker_brute_force``."""
+    return _group_scores(A, G, sym_inverse(G, "G (damped)"), V, Wf, C)
+
+
+def _group_scores(A, G, G_inv, V, Wf, C) -> tuple:
+    """:func:`kfac_group_scores` with ``G_inv = G^+`` given (inverted once for all groups)."""
     R, T, S, S_inv = _split(A, C)
-    G_inv = sym_inverse(G, "G (damped)")
     Res = V[:, C] - V[:, R] @ T
     U = G_inv @ Res @ S_inv
     E = Wf[:, C] - U
@@ -87,25 +92,27 @@ def kfac_obs_folded(A, Wf, C) -> np.ndarray:
     return D
 
 
-def kfac_pruning_scores(net, X, Y, loss, path, groups, delta, metric, pi, incoming="free"):
+def kfac_pruning_scores(net, path, block, groups, delta, incoming="free"):
     """:class:`~.pruning.PruningScores` of ``groups`` under the consumer's damped K-FAC block;
     ``eta`` is that block's ``<V, G_d^+ V A_d^+>`` (the consumer's ``kfac_eta`` entry).
     ``incoming`` is only recorded: the unit's incoming parameters lie in other blocks, which
-    block-diagonal K-FAC decouples.  Arguments validated by :func:`~.pruning.pruning_scores`.
+    block-diagonal K-FAC decouples.  ``block`` = :func:`kfac_block`; arguments validated by
+    :func:`~.pruning.pruning_scores`.  ``G_d`` is inverted once for every group and ``eta``.
     18-pruning.md section 5."""
     from .pruning import PruningScores
-    A, G, V, Wf = _consumer_block(net, X, Y, loss, path, delta, metric, pi)
-    rows = [kfac_group_scores(A, G, V, Wf, consumer_input_coordinates(net, path, grp)) for grp in groups]
-    eta = float(np.sum(V * (sym_inverse(G, "G (damped)") @ V @ sym_inverse(A, "A (damped)"))))
+    A, G, V, Wf = block
+    G_inv = sym_inverse(G, "G (damped)")
+    rows = [_group_scores(A, G, G_inv, V, Wf, consumer_input_coordinates(net, path, grp)) for grp in groups]
+    eta = float(np.sum(V * (G_inv @ V @ sym_inverse(A, "A (damped)"))))
     arr = np.array(rows).reshape(len(groups), 4)
     return PruningScores(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], eta, groups, "kfac", delta,
                          incoming, "consumer", path.units)
 
 
-def kfac_obs(net, X, Y, loss, path, units, delta, metric, pi) -> np.ndarray:
-    """Flat (P,) OBS update within the consumer's K-FAC block (zero elsewhere).
-    18-pruning.md section 5."""
-    A, _, _, Wf = _consumer_block(net, X, Y, loss, path, delta, metric, pi)
+def kfac_obs(net, path, block, units) -> np.ndarray:
+    """Flat (P,) OBS update within the consumer's K-FAC block (zero elsewhere); ``block`` =
+    :func:`kfac_block`.  18-pruning.md section 5."""
+    A, _, _, Wf = block
     D = kfac_obs_folded(A, Wf, consumer_input_coordinates(net, path, units))
     cons = net.layers[path.consumer]
     dW, db = unfold(D, cons.params["W"].shape, has_bias(cons))

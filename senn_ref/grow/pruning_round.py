@@ -36,7 +36,7 @@ def pruning_round(net, X, Y, loss, config, optimizer=None, step: int = 0, round_
     from ..trainer.config import SENNConfig
     from .carry_state import check_optimizers
     from .prune_neurons import prune_neurons
-    from .pruning import obs_compensation, pruning_scores
+    from .pruning import scores_and_compensation
     check_network(net)
     if not isinstance(config, SENNConfig):
         raise TypeError(f"config: expected a SENNConfig, got {type(config).__name__}")
@@ -54,7 +54,9 @@ def pruning_round(net, X, Y, loss, config, optimizer=None, step: int = 0, round_
             width = int(net.layers[layer].params["W"].shape[0])
             if width <= config.min_width:
                 break
-            sc = pruning_scores(net, X, Y, loss, layer, damping=damping, metric=metric, curvature=curvature)
+            # one curvature setup for the scores and (if accepted) the OBS compensation
+            sc, compensation = scores_and_compensation(net, X, Y, loss, layer, damping=damping,
+                                                       metric=metric, curvature=curvature)
             worst = np.maximum(sc.freeze, sc.removal)
             u = int(np.argmin(worst))
             limit = config.prune_tau * max(float(sc.eta), 0.0)
@@ -64,9 +66,7 @@ def pruning_round(net, X, Y, loss, config, optimizer=None, step: int = 0, round_
                   "removal": float(sc.removal[u]), "eta_c": float(sc.eta), "threshold": limit,
                   "curvature": curvature, "accepted": accept, "width_before": width}
             if accept:
-                d = obs_compensation(net, X, Y, loss, layer, [u], damping=damping, metric=metric,
-                                     curvature=curvature)
-                prune_neurons(net, layer, [u], compensation=d, optimizer=optimizer)
+                prune_neurons(net, layer, [u], compensation=compensation([u]), optimizer=optimizer)
             ev["width_after"] = int(net.layers[layer].params["W"].shape[0])
             events.append(ev)
             if not accept or not config.recursive:

@@ -33,7 +33,8 @@ from .residual import apply_w, kept_svd
 
 def kfac_block(net, X, Y, loss, path, delta, metric, pi):
     """(A_d, G_d, V folded mean-loss gradient, Wf folded weights) of the consumer: the setup
-    :func:`kfac_pruning_scores` and :func:`kfac_obs` share (``pruning._prepare``)."""
+    :func:`kfac_pruning_scores` and :func:`kfac_obs` share (``pruning._prepare``).
+    18-pruning.md sections 5 and 7."""
     cons = net.layers[path.consumer]
     f = kfac_factors(net, X, Y, loss, metric=metric, mode="exact")[cons.name]
     A_d, G_d = factored_damping(f.A, f.G, delta, pi)

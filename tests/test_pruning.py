@@ -186,6 +186,14 @@ def test_shrink_state_refusals_and_trace_pi():
     A_d, G_d = factored_damping(f.A, f.G, 0.1, "trace")
     assert_close(kf.inverses["conv2d1"][0], sym_inverse(A_d), rtol=1e-12, name="A_inv")
     assert_close(kf.inverses["conv2d1"][1], sym_inverse(G_d), rtol=1e-12, name="G_inv")
+    # removing nothing leaves the state bit for bit, also with pi = "trace" and inverses that are
+    # stale against the factors (inverse_every > 1: a recomputation would change them)
+    stale = KFAC(0.05, damping=0.1, pi="trace", inverse_every=5)
+    _train(case, stale, 2)
+    kbefore = _state(stale)
+    for kw in ({}, dict(out_keep=np.arange(2)), dict(in_keep=np.arange(18)),
+               dict(out_keep=np.arange(2), in_keep=np.arange(18))):
+        assert stale.shrink_state("conv2d1", **kw) and _state(stale) == kbefore, kw
     assert not kf.shrink_state("dense9") and not sgd.shrink_state("dense9.W", (None,))
 
 

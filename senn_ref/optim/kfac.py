@@ -248,7 +248,8 @@ class KFAC(LearningRate):
         ``(A + c I)^-1`` is not the inverse of the submatrix, so a factor that lost rows gets its
         stored damped inverse *recomputed* from the shrunk factor (as a refresh would; both when
         ``pi="trace"``, whose pi depends on both factors); an untouched factor keeps its inverse
-        bit for bit.  Everything is checked first.  Returns False when the layer has no state.
+        bit for bit, and a call that removes nothing (``None`` or every index in place) leaves
+        the whole state as it was, whatever ``pi``.  Everything is checked first.  Returns False when the layer has no state.
         ``derivations/18-pruning.md`` section 6; ``tests/test_pruning.py``.
         """
         if name in self.blocks:
@@ -275,6 +276,8 @@ class KFAC(LearningRate):
             g_keep = None                       # everything kept in place: the factor is untouched
         if a_keep is not None and np.array_equal(a_keep, np.arange(n_in)):
             a_keep = None
+        if a_keep is None and g_keep is None:
+            return True                         # nothing removed: state (and inverses) untouched
         if a_keep is not None and f.with_bias:
             a_keep = np.append(a_keep, n_in)
         A = f.A if a_keep is None else f.A[np.ix_(a_keep, a_keep)]

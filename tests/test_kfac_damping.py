@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 from senn_ref.kfac import (COND_LIMIT, CurvatureWarning, DampedKronInverse, block_inverse, block_solve,
                            factored_damping, kron_solve_exact, kron_solve_factored, sym_eig,
                            sym_inverse, tikhonov, trace_norm_pi)
+from senn_ref.kfac.damping import zero_tolerance
 from senn_ref.testing import assert_close, assert_rel_error
 
 
@@ -103,6 +104,16 @@ def test_pseudo_inverse_of_singular_factors(rng):
         assert np.array_equal(sym_inverse(np.zeros((2, 2))), np.zeros((2, 2)))
     lam, _ = sym_eig(A)
     assert np.count_nonzero(lam) == 2
+
+
+def test_zero_tolerance_is_the_cut_of_sym_eig():
+    """sym_eig zeroes exactly the eigenvalues <= zero_tolerance(dim, max|lam|) (the cut the
+    K-FAC proposal and pruning code import instead of restating it); a diagonal matrix keeps
+    its entries exactly as eigenvalues, so the test sits 1e-9 relative on either side."""
+    t = zero_tolerance(3, 4.0)
+    assert t == 3 * np.finfo(np.float64).eps * 4.0
+    lam, _ = sym_eig(np.diag([t * (1 - 1e-9), t * (1 + 1e-9), 4.0]))
+    assert lam[0] == 0.0 and lam[1] == t * (1 + 1e-9) and lam[2] == 4.0, lam
 
 
 def test_ill_conditioned_factor_warns_and_damping_repairs(rng):

@@ -26,8 +26,7 @@ import numpy as np
 
 from .._validate import as_float_array, check_scalar, check_shape
 from ..kfac.columns import check_options, run_columns
-from ..kfac.damping import factored_damping, sym_inverse
-from ..kfac.damping import EPS
+from ..kfac.damping import factored_damping, sym_inverse, zero_tolerance
 from ..kfac.factors import folded_inputs, input_factor
 from .candidate_path import CandidatePath
 from .structure import hidden_path
@@ -135,7 +134,7 @@ def _width_scores(H, R, G_inv, a, A_inv, shift, *, grad_lower_bound: bool, gain:
     Rf, af = R.reshape(N * T, -1), a.reshape(N * T, -1)
     Dt = np.matmul(Ht, Rf) / N                                          # (C, q, m)
     Ah = np.matmul(Ht, Hf) / N + shift * np.eye(q)
-    Ah_inv, top = _psd_pinv_top(Ah, q * EPS)
+    Ah_inv, top = _psd_pinv_top(Ah, zero_tolerance(q))
     GD = Dt @ G_inv                                                        # (C, q, m) = D^T G~^+
     Q = GD @ np.swapaxes(Dt, 1, 2)                                         # D^T G~^+ D (C, q, q)
     out = ActivationScore(np.einsum("cij,cji->c", Ah_inv, Q), None)
@@ -218,7 +217,7 @@ class WidthProposals:
         if delta == 0.0:
             af = self.a.reshape(-1, self.a.shape[2])
             U, sv, _ = np.linalg.svd(af, full_matrices=False)
-            keep = sv ** 2 > af.shape[1] * EPS * sv[0] ** 2        # sym_inverse's cut on A_c = a^T a / N
+            keep = sv ** 2 > zero_tolerance(af.shape[1], sv[0] ** 2)   # sym_inverse's cut on A_c = a^T a / N
             Q = U[:, keep] * np.sqrt(self.N)
             self._a_score = Q.reshape(self.a.shape[:2] + (Q.shape[1],))
             self._A_inv_score = np.eye(Q.shape[1])

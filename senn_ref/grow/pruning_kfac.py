@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kfac.damping import EPS, factored_damping, sym_eig, sym_inverse
+from ..kfac.damping import factored_damping, sym_eig, sym_inverse, zero_tolerance
 from ..kfac.factors import kfac_factors
 from ..kfac.layout import fold, has_bias, unfold
 from .prune_neurons import consumer_input_coordinates
@@ -56,7 +56,7 @@ def _split(A, C):
     R = np.setdiff1d(np.arange(A.shape[0]), C)
     lam, U = sym_eig(A, "A (damped)")
     Z = np.sqrt(lam)[:, None] * U.T
-    cut = np.sqrt(A.shape[0] * EPS * lam[-1]) if lam.size else 0.0
+    cut = np.sqrt(zero_tolerance(A.shape[0], lam[-1])) if lam.size else 0.0
     U_o, s_o, Vt_o = kept_svd(Z[:, R], cut)
     T = Vt_o.T @ ((U_o.T @ Z[:, C]) / s_o[:, None])
     _, s_q, Vt_q = kept_svd(apply_w(U_o, s_o, 0.0, Z[:, C], 1.0), cut)

@@ -29,6 +29,14 @@ COND_LIMIT = 1e12
 EPS = np.finfo(np.float64).eps
 
 
+def zero_tolerance(dim: int, scale=1.0):
+    """``dim * eps * scale``: the zero tolerance of :func:`sym_eig` for a symmetric PSD
+    (dim, dim) matrix whose largest eigenvalue is ``scale`` (an eigenvalue at most this is
+    rounding noise; ``scale`` may be an array).  One definition for every rank cut-off that must
+    agree with it (``grow/kfac_proposal.py``, ``grow/pruning_kfac.py``).  11-kfac.md section 6."""
+    return dim * EPS * scale
+
+
 class CurvatureWarning(NumericalFallback):
     """A curvature inverse is not the inverse asked for: ``reason`` "ill-conditioned" (the damped
     spectrum's condition number ``value`` exceeds :data:`COND_LIMIT`, the inverse is used anyway)
@@ -89,7 +97,7 @@ def _psd_spectrum(M: np.ndarray, name: str):
     with the zero tolerance ``D * eps * max|lam|`` applied per matrix and a ValueError for a
     clearly negative eigenvalue (naming the matrix, or the first bad block of a stack)."""
     lam, U = np.linalg.eigh(0.5 * (M + np.swapaxes(M, -1, -2)))
-    tol = M.shape[-1] * EPS * np.abs(lam).max(axis=-1, initial=0.0)
+    tol = zero_tolerance(M.shape[-1], np.abs(lam).max(axis=-1, initial=0.0))
     bad = lam[..., 0] < -np.maximum(tol, 1e-300) * 1e3
     if np.any(bad):
         idx = np.unravel_index(int(np.flatnonzero(bad)[0]), bad.shape) if bad.ndim else ()

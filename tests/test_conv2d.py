@@ -218,6 +218,35 @@ def test_threaded_chunks_are_deterministic(rng, monkeypatch):
         assert np.array_equal(again[2]["W"], first[2]["W"])
 
 
+def test_chunks_do_not_depend_on_the_worker_count(rng, monkeypatch):
+    # The chunks set the order in which weight-gradient partial sums are added, so they must
+    # be the same on a one-core machine (one worker) as on a multi-core one (two): before,
+    # their number was rounded to a multiple of the worker count (7 chunks against 8 here,
+    # and dW differed in the last bits on a 16->32 14x14 batch of 60).
+    import senn_ref.layers.conv_chunks as conv_module
+    for N, per_chunk in [(60, 9), (13, 2), (7, 3), (5, 5), (1, 1)]:
+        monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 8 * per_chunk)
+        parts = {}
+        for workers in (1, 2):
+            monkeypatch.setattr(conv_module, "_WORKERS", workers)
+            parts[workers] = conv_module.chunks(N, 8)
+        assert parts[1] == parts[2], (N, per_chunk, parts)
+        assert [i for sl in parts[1] for i in range(N)[sl]] == list(range(N))
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 3 * 5 * 5 * 9 * 8 * 3)   # 3 examples a chunk
+    X, dY = rng.standard_normal((20, 3, 5, 5)), rng.standard_normal((20, 4, 5, 5))
+    results = {}
+    for workers in (1, 2):
+        calls = _force_thread_pool(conv_module, monkeypatch)
+        monkeypatch.setattr(conv_module, "_WORKERS", workers)
+        layer = Conv2D(3, 4, 3, padding=1, rng=np.random.default_rng(5), bias_std=1.0, in_hw=(5, 5))
+        assert len(layer._chunks(20)) > 1
+        results[workers] = (layer.forward(X),) + layer.backward(dY)
+        assert bool(calls) == (workers == 2)
+    (Y1, dX1, g1), (Y2, dX2, g2) = results[1], results[2]
+    assert np.array_equal(Y1, Y2) and np.array_equal(dX1, dX2)
+    assert np.array_equal(g1["W"], g2["W"]) and np.array_equal(g1["b"], g2["b"])
+
+
 def test_thread_pool_survives_fork(rng, monkeypatch):
     # A child forked after the pool started must not wait on the parent's (absent) threads.
     import multiprocessing as mp

@@ -17,8 +17,8 @@ def pyplot():
 
 def training_figure(log, path: str, title: str) -> str:
     """Two panels from a SENNLog: (left) train / test loss against the optimiser step, with a
-    vertical line at every accepted width (blue) and depth (red) event; (right) units per hidden
-    layer against the step.  Writes ``path`` (PNG) and returns it."""
+    vertical line at every accepted width (green), depth (red) and pruning (grey) event;
+    (right) units per hidden layer against the step.  Writes ``path`` (PNG) and returns it."""
     plt = pyplot()
     hist = log.history
     steps = np.array([h["step"] for h in hist])
@@ -43,8 +43,8 @@ def training_figure(log, path: str, title: str) -> str:
         ax1.step(steps, w, where="post", lw=2, label=f"hidden layer {j + 1}")
     ax1.step(steps, [len(h["widths"]) for h in hist], "k--", where="post", lw=1, label="number of hidden layers")
     ax1.set_xlabel("optimiser step")
-    ax1.set_ylabel("units (channels) per hidden layer  (layer j drawn +0.08 j)")
-    ax1.set_title("architecture during training")
+    ax1.set_ylabel("units (channels) per layer")
+    ax1.set_title("architecture during training (layer j drawn +0.08 j)", fontsize=10)
     if depth:
         ax1.legend(fontsize=8)
     fig.tight_layout()

@@ -3,9 +3,10 @@
 A conv pass is a loop over chunks of examples (``Conv2D._map_chunks``): each chunk unfolds its
 columns into a workspace that stays in cache (about :data:`_CHUNK_BYTES`), multiplies them in
 per-example GEMMs and writes its own slice of the output.  :func:`chunks` sizes the chunks
-(their number a multiple of the worker count, so both cores get equal work);
-:func:`map_chunks` runs them, on a pool of (at most) two threads whenever there is more than
-one chunk, in chunk order for the results.  The Numba kernels are compiled with
+(their number a multiple of :data:`_BALANCE` = 2, so two cores get equal work - a constant,
+not the worker count, so that the chunks and hence the summation order are the same on every
+machine); :func:`map_chunks` runs them, on a pool of (at most) two threads whenever there is
+more than one chunk, in chunk order for the results.  The Numba kernels are compiled with
 ``nogil=True`` and NumPy's matmul releases the GIL, so the two threads run in parallel.
 
 **BLAS on one thread inside the pool.**  While the pool runs, BLAS is limited to one thread
@@ -16,9 +17,15 @@ threads on two cores, which on this project's loaded machine made one forward+ba
 20-80x slower (N = 64: 16->32 channels 14x14 1.98 s against 27 ms, 32->64 channels 28x28
 5.3 s against 0.28 s, measured side by side; before this module, layers above 2 MFLOP per
 example ran serially with a multithreaded BLAS and were as slow).  ``derivations/03-convolution.md`` section 6,
-"Threads", has the measurements.  Results do not depend on the thread count: every chunk
-writes its own slice and partial sums are added in chunk order
-(``tests/test_conv2d.py::test_threaded_chunks_are_deterministic``).
+"Threads", has the measurements.  Results do not depend on thread scheduling or on the core
+count: the chunks depend only on the shapes, every chunk writes its own slice, partial sums
+are added in chunk order, and a pass of two or more chunks always runs BLAS on one thread
+(serially too, with one worker), so its bits do not depend on the BLAS thread setting either
+(``tests/test_conv2d.py::test_threaded_chunks_are_deterministic``,
+``test_chunks_do_not_depend_on_the_worker_count``).  A pass of a single chunk runs on the
+calling thread with the caller's BLAS setting: OpenBLAS's GEMM results can differ in the last
+bits between one and two threads (32->64 channels 28x28, measured), which is why the demos pin
+BLAS to one thread.
 """
 from __future__ import annotations
 
@@ -29,6 +36,8 @@ from contextlib import nullcontext
 #: target size in bytes of one chunk of unfolded columns (fits in L2/L3 cache)
 _CHUNK_BYTES = 2 ** 21
 _WORKERS = max(1, min(2, os.cpu_count() or 1))
+#: the chunk count of a multi-chunk pass is a multiple of this (the largest worker count)
+_BALANCE = 2
 _pool: ThreadPoolExecutor | None = None
 _blas = None            # threadpoolctl controller (created on first use), or False without it
 
@@ -65,18 +74,21 @@ def one_blas_thread():
 def chunks(N: int, per_example_bytes: int) -> list:
     """Contiguous slices of a batch of ``N``, each with at most about ``_CHUNK_BYTES`` of
     columns (``per_example_bytes`` each); more than one chunk means a multiple of the
-    worker count (balanced work)."""
+    :data:`_BALANCE` (balanced work on two cores; independent of the machine, so that the
+    summation order is too)."""
     count = -(-N // max(1, _CHUNK_BYTES // per_example_bytes))          # ceil
     if count > 1:
-        count = min(N, -(-count // _WORKERS) * _WORKERS)
+        count = min(N, -(-count // _BALANCE) * _BALANCE)
     step = -(-N // count)
     return [slice(s, min(s + step, N)) for s in range(0, N, step)]
 
 
 def map_chunks(job, slices: list) -> list:
-    """``[job(sl) for sl in slices]``: on the thread pool with BLAS on one thread when there
-    are two or more chunks and workers, else on the calling thread."""
-    if _WORKERS > 1 and len(slices) > 1:
+    """``[job(sl) for sl in slices]``: with two or more chunks, BLAS on one thread and (with two
+    or more workers) on the thread pool; a single chunk on the calling thread as it is."""
+    if len(slices) > 1:
         with one_blas_thread():
-            return list(_executor().map(job, slices))
+            if _WORKERS > 1:
+                return list(_executor().map(job, slices))
+            return [job(sl) for sl in slices]
     return [job(sl) for sl in slices]

@@ -65,3 +65,21 @@ def test_readme_growth_example_output():
     grown = float(shown.splitlines()[2].split()[-1])
     assert log.final["widths"] == [1] and f"{fixed:.3e}" == quoted
     assert round(fixed / grown) == int(ratio)
+
+
+def test_readme_setup_commands_and_ci():
+    """The first screen has exactly two set-up commands - one installs and runs the main demo,
+    one installs the test extra and runs the suite - and .ci/run ends with that test command."""
+    root = README.parent
+    lines = README.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("**Set up on a fresh machine**"))
+    assert start < 20, start
+    block = re.search(r"```bash\n(.*?)```", "\n".join(lines[start:]), re.S).group(1)
+    commands = [c for c in block.splitlines() if c.strip()]
+    assert len(commands) == 2, commands
+    demo, tests = commands
+    assert "pip install ." in demo and demo.endswith("senn-ref demo"), demo
+    assert 'pip install -e ".[test]"' in tests and tests.endswith("python -m pytest -q"), tests
+    ci = [c.strip() for c in (root / ".ci" / "run").read_text().splitlines()
+          if c.strip() and not c.lstrip().startswith("#")]
+    assert ci[-1] == tests.split("&&")[-1].strip(), (ci[-1], tests)

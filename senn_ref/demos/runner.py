@@ -57,8 +57,8 @@ def prepare(name, seed=0, steps=None, quick=False, quiet=False, overrides=None, 
 
 
 def one_blas_thread():
-    """A context pinning BLAS to one thread (threadpoolctl, shipped with scikit-learn; a no-op
-    without it or when OMP_NUM_THREADS is set).  The demos' matrices are small: on this project's
+    """A context pinning BLAS to one thread (threadpoolctl, a dependency; a no-op when
+    OMP_NUM_THREADS is set, which then rules).  The demos' matrices are small: on this project's
     2-core machine under load an NGD-CG step of the digits MLP took 3.6 s with the default
     threads and 0.11 s with one."""
     import contextlib

@@ -120,7 +120,7 @@ def figures(task, net, log, extra, config, out) -> list:
         im = ax.pcolormesh(L["p"], L["q"], L["ratio"], shading="auto", cmap="viridis")
         ax.contour(L["p"], L["q"], L["ratio"], levels=[config.tau], colors="w", linewidths=0.8)
         ok = np.isfinite(L["cand_p"]) & (L["cand_q"] > 0)
-        for passed, color, lab in ((False, "k", "rejected"), (True, "r", "accepted (passes tau, alpha)")):
+        for passed, color, lab in ((False, "k", "fails tau or alpha"), (True, "r", "passes tau and alpha")):
             m = ok & (L["cand_passed"] == passed)
             ax.scatter(L["cand_p"][m], L["cand_q"][m], s=10, c=color, label=f"{lab}: {int(m.sum())}")
         ax.set_yscale("log")

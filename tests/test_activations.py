@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from senn_ref.gradcheck import central_difference, check_layer
 from senn_ref.layers.activations import (
-    SiLU, Tanh, silu, silu_derivative, stable_sigmoid, tanh_derivative,
+    SiLU, Tanh, _tanh_and_slope, silu, silu_derivative, stable_sigmoid, tanh_derivative,
 )
 from senn_ref.testing import assert_close
 
@@ -50,7 +50,84 @@ def test_values_against_textbook_formulas():
     # relative accuracy in the tails too (1 - tanh^2 would give 0 beyond |x| ~ 19)
     assert_close(tanh_derivative(x), 1 / np.cosh(x) ** 2, rtol=16 * U, atol=1e-300, name="tanh'")
     layer = Tanh((x.size,))
-    assert np.array_equal(layer.forward(x[None]), np.tanh(x)[None])
+    assert_close(layer.forward(x[None])[0], np.tanh(x), rtol=3 * U, atol=0, name="tanh")
+
+
+def _tanh_grid():
+    """|x| from 5e-324 to the largest float, both signs: denormal/tiny (tanh x = x), the
+    cancellation zone near 0, the bend, the tails where tanh rounds to +-1 but the slope
+    does not, the subnormal slopes (|x| > 354) and beyond."""
+    rng = np.random.default_rng(7)
+    a = np.concatenate([[5e-324, 1e-310], np.logspace(-300, -9, 60), np.logspace(-9, np.log10(0.35), 300),
+                        rng.uniform(0.35, 5, 400), rng.uniform(5, 20, 300), rng.uniform(20, 354, 200),
+                        rng.uniform(354, 380, 100), np.logspace(np.log10(380), 308, 40),
+                        [np.finfo(float).max]])
+    return np.concatenate([a, -a])
+
+
+def _max_ulps(got, ref, x, name):
+    """Largest |got - ref| in units of the last place of ref rounded to float64 (ref in
+    long double: 11 more bits than float64 on x86, so its own error is ~1/2000 ulp)."""
+    with np.errstate(under="ignore"):
+        err = np.abs(got.astype(np.longdouble) - ref) / np.spacing(np.abs(ref.astype(np.float64)))
+    worst = np.argsort(err)[-3:][::-1]
+    print(f"{name}: worst ulps " + ", ".join(f"{err[i]:.2f} at x={x[i]!r}" for i in worst))
+    return float(err.max())
+
+
+def _tanh_references(x):
+    xl = x.astype(np.longdouble)
+    with np.errstate(over="ignore", under="ignore"):
+        return np.tanh(xl), 1 / np.cosh(xl) ** 2          # cosh overflows to inf -> slope 0
+
+
+def test_tanh_and_slope_to_a_few_ulps_everywhere():
+    """One expm1(2|x|) gives both: tanh within 3 ulp (np.tanh: 1), the slope within 5 ulp
+    (the former 4e/(1+e)^2: 4), relative, from 5e-324 to the largest float
+    (derivations/06-activations.md section 1 has the measured table)."""
+    x = _tanh_grid()
+    ref_y, ref_s = _tanh_references(x)
+    with np.errstate(all="raise", under="ignore"):
+        y, s = _tanh_and_slope(x)
+    assert _max_ulps(y, ref_y, x, "tanh") <= 3.0
+    assert _max_ulps(s, ref_s, x, "slope") <= 5.0
+    layer = Tanh((x.size,))
+    assert np.array_equal(layer.forward(x[None])[0], y)
+    assert np.array_equal(tanh_derivative(x), s)
+
+
+def test_tanh_accuracy_test_rejects_naive_formulas():
+    """The bounds above have teeth: (1 - e)/(1 + e) with e = exp(-2|x|) cancels near 0 and
+    1 - tanh^2 cancels in the tails, each by many ulps on the same grid."""
+    x = _tanh_grid()
+    ref_y, ref_s = _tanh_references(x)
+    with np.errstate(over="ignore", under="ignore"):
+        e = np.exp(-2 * np.abs(x))
+        naive_y = np.sign(x) * (1 - e) / (1 + e)
+    assert _max_ulps(naive_y, ref_y, x, "naive tanh") > 1e6
+    assert _max_ulps(1 - np.tanh(x) ** 2, ref_s, x, "naive slope") > 1e6
+
+
+def test_tanh_special_values():
+    """-0.0 keeps its sign, NaN propagates (the internal evaluation; the layer refuses NaN),
+    the smallest subnormal maps to itself with slope 1, and the buffers are reused safely."""
+    x = np.array([0.0, -0.0, np.nan, 5e-324, -5e-324, 360.0, -360.0])
+    y, s = _tanh_and_slope(x)
+    assert np.array_equal(y, [0.0, -0.0, np.nan, 5e-324, -5e-324, 1.0, -1.0], equal_nan=True)
+    assert np.array_equal(np.signbit(y), [False, True, False, False, True, False, True])
+    assert np.array_equal(s[[0, 1, 3, 4]], np.ones(4)) and np.isnan(s[2])
+    assert s[5] == s[6] and 0 < s[5] < np.finfo(float).tiny   # 4 exp(-720) = 9e-313: subnormal, not 0
+    layer = Tanh((2,))
+    X1, X2 = np.array([[0.5, -3.0]]), np.array([[2.0, 0.1]])
+    Y1 = layer.forward(X1)
+    d1 = layer.backward(np.ones((1, 2)))[0]
+    layer.forward(X2)
+    d2 = layer.backward(np.ones((1, 2)))[0]
+    assert np.array_equal(Y1, _tanh_and_slope(X1)[0])          # Y1 is not overwritten
+    assert np.array_equal(d1, _tanh_and_slope(X1)[1]) and np.array_equal(d2, _tanh_and_slope(X2)[1])
+    import copy
+    twin = copy.deepcopy(layer)
+    assert "_buffers" not in twin.__dict__ and np.array_equal(twin.backward(np.ones((1, 2)))[0], d2)
 
 
 def test_derivatives_match_finite_differences():

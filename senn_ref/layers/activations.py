@@ -3,8 +3,7 @@
 Both map a batch ``X`` of shape ``(N,) + in_shape`` to ``Y`` of the same shape,
 ``Y = phi(X)`` elementwise, with
 
-* ``tanh``:  ``tanh(x) = sign(x) m/(m+2)``, ``phi'(x) = 1 - tanh(x)^2 = 4 (m+1)/(m+2)^2`` with
-  ``m = expm1(2|x|)`` (one transcendental per element for both);
+* ``tanh``:  ``phi'(x) = 1 - tanh(x)^2 = 4 e/(1+e)^2`` with ``e = exp(-|x|)^2 = exp(-2|x|)``;
 * ``SiLU``:  ``phi(x) = x * sigmoid(x)``,
   ``phi'(x) = sigmoid(x) * (1 + x * sigmoid(-x))``.
 
@@ -63,49 +62,33 @@ def _silu_and_slope(x: np.ndarray):
 
 
 def tanh_derivative(x) -> np.ndarray:
-    """``tanh'(x) = 1 - tanh(x)^2``, evaluated as ``4 (m+1)/(m+2)^2`` with ``m = expm1(2|x|)``.
+    """``tanh'(x) = 1 - tanh(x)^2``, evaluated as ``4 e/(1+e)^2`` with ``e = exp(-|x|)^2``.
 
     Same shape as ``x``.  ``derivations/06-activations.md`` §1."""
     x = as_float_array(x, "tanh_derivative x", allow_empty=True)
     return _tanh_and_slope(x)[1]
 
 
-# |x| is clamped here before expm1(2|x|): expm1(708) = 1.5e307 is finite, expm1(2 * 354.9)
-# would overflow.  Beyond the clamp tanh rounds to +-1 and the slope 4 exp(-2|x|) is below
-# the smallest normal float (4/max_float = 2^-1022), so it is recomputed there (rare path).
-_TANH_CLAMP = 354.0
-
-
 def _tanh_and_slope(x: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None):
-    """``(tanh(x), tanh'(x))`` from ONE transcendental per element, ``m = expm1(2 min(|x|, 354))``:
+    """``(tanh(x), tanh'(x))``: ``np.tanh`` and ``4 e/(1+e)^2`` with ``e = exp(-|x|)^2``.
 
-    ``tanh(x) = sign(x) m r``,  ``tanh'(x) = 4 (m + 1) r r``,  ``r = 1/(m + 2)``
-
-    (derivations/06-activations.md §1: each a few ulp, relative, for every float; ``m``
-    is accurate near 0 and grows as ``e^{2|x|}`` in the tails, so neither value is formed
-    by a cancelling subtraction).  ``out``/``scratch``: optional float64 buffers of
-    ``x``'s shape; the slope is written into ``out`` (fresh arrays of this size cost page
-    faults that were measured to exceed the arithmetic).  NaN propagates, ``-0.0`` keeps
-    its sign, and |x| up to the largest float raises no floating-point warning."""
+    ``out``/``scratch``: optional float64 buffers of ``x``'s shape; the slope is written
+    into ``out``, ``(1+e)^2`` into ``scratch`` (fresh arrays of this size cost page faults
+    that were measured to exceed the arithmetic, derivations/06-activations.md §1)."""
+    # 1 - tanh^2 = sech^2 = 4 e / (1 + e)^2 with e = exp(-2|x|) in [0, 1]: full relative
+    # accuracy in the tails, where 1 - tanh(x)^2 would round to 0 (|x| > ~19).  e is formed
+    # as exp(-|x|)^2, because 2|x| itself overflows for |x| > ~9e307
+    # (the numbers are those of 4.0 * e / ((1 + e) * (1 + e)))
     with np.errstate(under="ignore"):
-        m = np.abs(x, out=out)
-        big = m.size > 0 and not m.max() <= _TANH_CLAMP     # True with a NaN too (then far is empty)
-        np.minimum(m, _TANH_CLAMP, out=m)                   # NaN stays NaN
-        m *= 2.0
-        np.expm1(m, out=m)
-        r = np.add(m, 2.0, out=scratch)
-        np.reciprocal(r, out=r)
-        y = m * r
-        np.copysign(y, x, out=y)
-        m += 1.0
-        m *= r                                              # (m+1)/(m+2) in (1/2, 1]: no overflow
-        m *= r
-        m *= 4.0
-        if big:
-            far = np.abs(x) > _TANH_CLAMP
-            e = np.exp(-np.minimum(np.abs(x[far]), 800.0))  # 2|x| would overflow beyond 9e307
-            m[far] = 4.0 * (e * e)
-        return y, m
+        slope = np.abs(x, out=out)
+        np.negative(slope, out=slope)
+        np.exp(slope, out=slope)
+        slope *= slope                 # e
+        den = np.add(slope, 1.0, out=scratch)
+        den *= den                     # (1 + e)^2
+        slope *= 4.0
+        slope /= den
+        return np.tanh(x), slope
 
 
 class Elementwise(ParameterFree):
@@ -156,7 +139,7 @@ class Elementwise(ParameterFree):
 
 
 class Tanh(Elementwise):
-    """``Y = tanh(X)``, ``phi' = 1 - tanh^2``, both from ``m = expm1(2|X|)``.
+    """``Y = tanh(X)``, ``phi' = 1 - tanh^2`` (as ``4 e/(1+e)^2``, ``e = exp(-|X|)^2``).
 
     The slope is written into a buffer the layer keeps between forwards (with a scratch
     array of the same shape; copies and pickles leave both behind): only ``Y`` is a fresh

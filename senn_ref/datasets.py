@@ -105,8 +105,9 @@ def teacher_student(n_train: int = 1000, n_test: int = 1000, n_in: int = 4, widt
     The teacher is ``mlp([n_in, width, 1], activation="rational", seed=seed + 2000)``; inputs
     x ~ N(0, I) of shape (n, n_in); targets y = teacher(x) + noise * N(0, 1), shape (n, 1).
     A student with rational units of the same family represents the teacher exactly at
-    ``width`` units, so a growing student should stop near ``width`` (senn-math section 10).
-    Returns ``(X_train, Y_train, X_test, Y_test, teacher)``.
+    ``width`` units, so a growing student should stop near ``width`` (senn-math section 10) -
+    if training can find it: ``derivations/21-trainer.md`` sections 7 and 9.
+    Returns ``(X_train, Y_train, X_test, Y_test, teacher)``.  ``tests/test_datasets_idx.py``.
     """
     from .architectures import mlp
 

@@ -98,3 +98,15 @@ def test_teacher_student_is_deterministic_and_of_known_width():
     np.testing.assert_array_equal(again[0], X)
     with pytest.raises(ValueError, match="width"):
         teacher_student(width=0)
+
+
+def test_teacher_student_noise_floor():
+    """The teacher's own loss is the noise floor (derivations/21-trainer.md section 9):
+    1/2 mean((teacher(x) - y)^2) = noise^2 / 2 * mean(e^2), e ~ N(0, 1).  mean(e^2) over n
+    draws has mean 1 and standard error sqrt(2 / n) (Var e^2 = 2): 0.022 at n = 4000, so
+    5 standard errors is 0.11 (a false failure has probability ~6e-7 for any seed)."""
+    n, noise = 4000, 0.01
+    X, Y, _, _, teacher = teacher_student(n_train=n, n_test=1, width=6, seed=0, noise=noise)
+    floor = 0.5 * np.mean((teacher.forward(X) - Y) ** 2)
+    assert abs(floor / (0.5 * noise ** 2) - 1.0) < 5 * np.sqrt(2.0 / n), floor
+

@@ -404,7 +404,11 @@ def test_preservation_holds_near_the_condition_limit():
 
 def test_search_improves_the_bound_and_its_best_insertion_preserves_the_function():
     # integration with grow/proposals.py: Adam ascent on the analytic gradient keeps each
-    # candidate's best, so the result is at least the identity candidate's bound
+    # candidate's best, and the identity is candidate 0 of depth_candidates, so the result is at
+    # least the best starting candidate's bound and the identity's (certain).  "Improves" is the
+    # strict inequality over the best start: it fails only if none of the 8 x 10 ascent steps
+    # raised a bound, which first-order Taylor rules out for a small enough step along the
+    # non-zero gradient (measured: 1.1e-3 against 2.8e-5 at the best start, identity 2.3e-6)
     from senn_ref.grow.proposals import best_depth_proposal
     case = make_case("mlp_deep", 0, N=60)
     ctx = DepthProposals(case.net, case.X, case.Y, case.loss, 2)
@@ -412,7 +416,7 @@ def test_search_improves_the_bound_and_its_best_insertion_preserves_the_function
     prop = best_depth_proposal(case.net, case.X, case.Y, case.loss, 2, n_candidates=8,
                                rng=np.random.default_rng(0), steps=10)
     assert prop.kind == "depth" and prop.eta_layer == ctx.eta_layer
-    assert prop.lower_bound >= identity and prop.lower_bound > 2 * identity
+    assert prop.lower_bound >= identity and prop.lower_bound > prop.initial_best > 0
     assert_close(ctx.score(prop.params["B"][None], prop.params["s"][None]).lower_bound[0], prop.lower_bound,
                  rtol=1e-12, name="reported bound")
     before = case.net.forward(case.X).copy()

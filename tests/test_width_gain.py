@@ -440,9 +440,14 @@ def test_bound_ratios_measurement():
     ratios = bound_ratios()
     for d, r in ratios.items():
         assert np.all(r[:, 0] >= r[:, 1] * (1 - 1e-10)) and np.all(r[:, 1] >= 1 - 1e-10)
-    assert_close(np.median(ratios[0.1][:, 0]), 2.62, rtol=5e-3, name="median exact/lower, damping 0.1")
-    assert_close(np.median(ratios[1e-6][:, 0]), 1.08e3, rtol=5e-3, name="median exact/lower, damping 1e-6")
-    assert_close(np.median(ratios[1e-6][:, 1]), 35.1, rtol=5e-3, name="median exact/cond, damping 1e-6")
+    # The medians are deterministic (fixed seeds, 40 runs each); derivations/15 section 8 quotes
+    # them to 3 significant digits, so the check is exactly "the code reproduces the quote":
+    # each median must round to the quoted number.  The values (2.6174, 1079.59, 35.114) are
+    # >= 9.6e-4 relative away from a rounding boundary, far above what another BLAS can move them.
+    for got, quoted, name in ((np.median(ratios[0.1][:, 0]), "2.62", "median exact/lower, damping 0.1"),
+                              (np.median(ratios[1e-6][:, 0]), "1.08e3", "median exact/lower, damping 1e-6"),
+                              (np.median(ratios[1e-6][:, 1]), "35.1", "median exact/cond, damping 1e-6")):
+        assert float(f"{got:.3g}") == float(quoted), (name, got, quoted)
 
 
 if __name__ == "__main__":

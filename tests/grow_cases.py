@@ -14,6 +14,7 @@ from senn_ref import convnet, mlp
 from senn_ref.layers import AvgPool2D, Conv2D, Dense, Flatten, GlobalAvgPool, MaxPool2D, Rational, Tanh
 from senn_ref.losses import mse, softmax_cross_entropy
 from senn_ref.network import Network
+from senn_ref.testing import assert_close
 
 
 @dataclass
@@ -101,3 +102,26 @@ def make_case(name: str, seed: int = 0, N: int = 12) -> Case:
         raise ValueError(f"unknown case {name!r}; cases are {CASES}")
     X, Y, loss = _classification(net, N, rng) if cls else _regression(net, N, rng)
     return Case(name, net, X, Y, loss, _producers(net), cls)
+
+
+def fd_check(f, x, analytic, eps, name):
+    """Central differences of the scalar-per-candidate ``f`` at every entry of ``x`` (C, ...),
+    compared with ``analytic`` (same shape) at 1e-6 (the width-gain and Euclidean-gain tests)."""
+    fd = np.zeros_like(x)
+    flat, out = x.reshape(x.shape[0], -1), fd.reshape(x.shape[0], -1)
+    for j in range(flat.shape[1]):
+        xp, xm = flat.copy(), flat.copy()
+        xp[:, j] += eps
+        xm[:, j] -= eps
+        out[:, j] = (f(xp.reshape(x.shape)) - f(xm.reshape(x.shape))) / (2 * eps)
+    assert_close(analytic, fd, 1e-6, atol=1e-6 * np.abs(fd).max(), name=name)
+
+
+def fd_check_candidates(value, W, b, act, sc, label):
+    """:func:`fd_check` of a candidate score ``value(W, b, act)`` (C,) against its gradients
+    ``sc.grad_W``, ``sc.grad_b`` and ``sc.grad_act`` (one entry per key of ``act``)."""
+    fd_check(lambda w: value(w, b, act), W, sc.grad_W, 1e-6, f"{label}/dW")
+    fd_check(lambda v: value(W, v, act), b, sc.grad_b, 1e-6, f"{label}/db")
+    assert set(sc.grad_act) == set(act)
+    for key in act:
+        fd_check(lambda v: value(W, b, {**act, key: v}), act[key], sc.grad_act[key], 1e-6, f"{label}/d{key}")

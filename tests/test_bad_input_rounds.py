@@ -114,6 +114,16 @@ POSITIVE_SCALARS = st.sampled_from([0.0, -0.1, np.nan, np.inf, None, "fast", [0.
 
 
 # ---- search() and mala_step() ----------------------------------------------------------------
+def _bad_data(data, X, Y, which, kind):
+    """``({"X": .., "Y": ..}, match)``: ``which`` ("X" or "Y") replaced by a drawn
+    ``corrupted`` copy of problem ``kind``; ``match`` the argument the error must name.  A row
+    count off by one is bad too: X and Y then disagree, and the message may name either."""
+    good = X if which == "X" else Y
+    bad, _, _ = data.draw(corrupted(good, kind))
+    rows_only = bad.ndim == good.ndim and bad.shape[1:] == good.shape[1:] and bad.shape != good.shape
+    return {"X": X, "Y": Y, which: bad}, ("X|Y" if rows_only else which)
+
+
 def _quadratic(params, grad):
     x = params["x"]
     v = -np.sum(x * x, axis=1)
@@ -273,12 +283,7 @@ def test_best_proposals_refuse_bad_options_before_drawing(kind, case):
 @given(kind=st.sampled_from(["width", "depth"]), which=st.sampled_from(["X", "Y"]), data=st.data())
 def test_best_proposals_refuse_bad_data_before_drawing(bad_kind, kind, which, data):
     net, X, Y, loss, opt = _case()
-    good = X if which == "X" else Y
-    bad, err, _ = data.draw(corrupted(good, bad_kind))
-    # a row count off by one is bad too: X and Y then disagree, and the message may name either
-    rows_only = bad.ndim == good.ndim and bad.shape[1:] == good.shape[1:] and bad.shape != good.shape
-    match = "X|Y" if rows_only else which
-    args = {"X": X, "Y": Y, which: bad}
+    args, match = _bad_data(data, X, Y, which, bad_kind)
     rng = np.random.default_rng(7)
     fn = best_width_proposal if kind == "width" else best_depth_proposal
     before = _snapshot(net, opt, rng)
@@ -355,12 +360,7 @@ def test_expansion_round_refuses_bad_arguments_before_anything_changes(case):
 @given(which=st.sampled_from(["X", "Y"]), data=st.data())
 def test_expansion_round_refuses_bad_data_before_anything_changes(bad_kind, which, data):
     net, X, Y, loss, opt = _case()
-    good = X if which == "X" else Y
-    bad, err, _ = data.draw(corrupted(good, bad_kind))
-    # a row count off by one is bad too: X and Y then disagree, and the message may name either
-    rows_only = bad.ndim == good.ndim and bad.shape[1:] == good.shape[1:] and bad.shape != good.shape
-    match = "X|Y" if rows_only else which
-    args = {"X": X, "Y": Y, which: bad}
+    args, match = _bad_data(data, X, Y, which, bad_kind)
     rng = np.random.default_rng(11)
     state = RoundState()
     cfg = SENNConfig(tau=1e-6, alpha_rel=1e-9, n_candidates=3, search_steps=1, quiet=True)

@@ -11,7 +11,7 @@ and a Euclidean round raises E by exactly its accepted gains; bad options are re
 """
 import numpy as np
 import pytest
-from grow_cases import CASES, make_case
+from grow_cases import CASES, fd_check_candidates, make_case
 
 from senn_ref.bench.senn_rounds import random_case
 from senn_ref.grow.add_neurons import add_neurons
@@ -75,18 +75,6 @@ def test_euclidean_eta_is_the_squared_gradient_norm():
     assert_close(sum(per.values()), E, 1e-13, name="layers add up to the network")
 
 
-def _fd_check(f, x, analytic, eps, name):
-    """Central differences of the scalar-per-candidate ``f`` at every entry of ``x`` (C, ...)."""
-    fd = np.zeros_like(x)
-    flat, out = x.reshape(x.shape[0], -1), fd.reshape(x.shape[0], -1)
-    for j in range(flat.shape[1]):
-        xp, xm = flat.copy(), flat.copy()
-        xp[:, j] += eps
-        xm[:, j] -= eps
-        out[:, j] = (f(xp.reshape(x.shape)) - f(xm.reshape(x.shape))) / (2 * eps)
-    assert_close(analytic, fd, 1e-6, atol=1e-6 * np.abs(fd).max(), name=name)
-
-
 GRAD_CASES = [("mlp_rational", 0), ("mlp_silu", 0), ("mlp_deep", 2), ("mlp_softmax", 0), ("conv_flatten", 0),
               ("conv_strided", 3), ("conv_gap", 0)]
 
@@ -104,11 +92,7 @@ def test_gradients_match_finite_differences(name, layer):
     sc = ctx.score(W, b, act, grad=True)
     assert np.all(sc.gain > 1e-8)
     f = lambda W_, b_, a_: ctx.score(W_, b_, a_).gain  # noqa: E731
-    _fd_check(lambda w: f(w, b, act), W, sc.grad_W, 1e-6, f"{name} dE/dW")
-    _fd_check(lambda v: f(W, v, act), b, sc.grad_b, 1e-6, f"{name} dE/db")
-    assert set(sc.grad_act) == set(act)
-    for key in act:
-        _fd_check(lambda v: f(W, b, {**act, key: v}), act[key], sc.grad_act[key], 1e-6, f"{name} dE/d{key}")
+    fd_check_candidates(f, W, b, act, sc, f"{name} dE")
     C, k = b.shape
     radial = np.sum(sc.grad_W.reshape(C, k, -1) * W.reshape(C, k, -1), axis=2) + sc.grad_b * b
     scale = np.sqrt(np.sum(sc.grad_W.reshape(C, k, -1) ** 2, axis=2) + sc.grad_b ** 2) * _unit_norms(W, b)

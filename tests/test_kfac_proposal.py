@@ -9,7 +9,7 @@ dense and conv producers) match finite differences; vectorised == per-candidate 
 """
 import numpy as np
 import pytest
-from grow_cases import CASES, make_case
+from grow_cases import CASES, fd_check, fd_check_candidates, make_case
 
 from senn_ref import convnet
 from senn_ref.fisher.exact import jacobian
@@ -148,26 +148,14 @@ def test_gain_resolves_nearly_collinear_inputs():
     assert np.all(near.lower_bound <= near.gain * (1 + 1e-9))
 
 
-def _fd_check(f, x, analytic, eps, name):
-    """Central differences of the scalar-per-candidate ``f`` at every entry of ``x`` (C, ...)."""
-    fd = np.zeros_like(x)
-    flat, out = x.reshape(x.shape[0], -1), fd.reshape(x.shape[0], -1)
-    for j in range(flat.shape[1]):
-        xp, xm = flat.copy(), flat.copy()
-        xp[:, j] += eps
-        xm[:, j] -= eps
-        out[:, j] = (f(xp.reshape(x.shape)) - f(xm.reshape(x.shape))) / (2 * eps)
-    assert_close(analytic, fd, 1e-6, atol=1e-6 * np.abs(fd).max(), name=name)
-
-
 @pytest.mark.parametrize("damping", [0.0, 0.05])
 def test_activation_gradients_match_finite_differences(damping):
     case = make_case("conv_flatten", 0)
     ctx = WidthProposals(case.net, case.X, case.Y, case.loss, 3, damping=damping)
     H = ctx.activations(*ctx.random_candidates(2, np.random.default_rng(1), k=1))
     sc = ctx.score_activations(H, grad=True)
-    _fd_check(lambda h: ctx.score_activations(h).lower_bound, H, sc.grad_lower_bound, 1e-6, "dLB/dH")
-    _fd_check(lambda h: ctx.score_activations(h).gain, H, sc.grad_gain, 1e-6, "dGain/dH")
+    fd_check(lambda h: ctx.score_activations(h).lower_bound, H, sc.grad_lower_bound, 1e-6, "dLB/dH")
+    fd_check(lambda h: ctx.score_activations(h).gain, H, sc.grad_gain, 1e-6, "dGain/dH")
 
 
 CAND_CASES = [("mlp_rational", 0), ("mlp_tanh", 0), ("mlp_silu", 0), ("conv_flatten", 0), ("conv_flatten", 3),
@@ -182,11 +170,7 @@ def test_candidate_gradients_match_finite_differences(name, layer):
     sc = ctx.score(W, b, act, grad=True)
     assert np.all(sc.lower_bound > 1e-6)
     lb = lambda W_, b_, a_: ctx.score(W_, b_, a_).lower_bound  # noqa: E731
-    _fd_check(lambda w: lb(w, b, act), W, sc.grad_W, 1e-6, f"{name} dLB/dW")
-    _fd_check(lambda v: lb(W, v, act), b, sc.grad_b, 1e-6, f"{name} dLB/db")
-    assert set(sc.grad_act) == set(act)
-    for key in act:
-        _fd_check(lambda v: lb(W, b, {**act, key: v}), act[key], sc.grad_act[key], 1e-6, f"{name} dLB/d{key}")
+    fd_check_candidates(lb, W, b, act, sc, f"{name} dLB")
 
 
 @pytest.mark.parametrize("name, layer", CAND_CASES)

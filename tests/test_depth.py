@@ -165,6 +165,36 @@ def _step(opt, case):
     return value
 
 
+def test_adam_first_step_on_an_inserted_layer_is_ramped():
+    """08-optimisers.md section 4: an inserted layer's entries are grown entries, so Adam's next
+    step moves them by (1 - beta1) lr g / (|g| + eps) (0.1 lr here), not by the full lr sign(g)
+    of a fresh Adam's first step (the old behaviour: digits-conv's loss 0.74 -> 2.91)."""
+    case = make_case("mlp_deep", 2)
+    net, opt = case.net, Adam(0.01)
+    for _ in range(3):
+        _step(opt, case)
+    B, s = _candidate(net.layers[2].params["W"].shape[1], 5)
+    rec = insert_layer(net, 2, B, s, optimizer=opt)
+    keys = [f"{n}.{p}" for n in rec.added_layers for p in net.layers[net.index_of(n)].param_names]
+    before = {k: net.named_params()[k].copy() for k in keys}
+    value, g = net.loss_and_grad(case.X, case.Y, case.loss)
+    _step(opt, case)
+    biggest = 0.0
+    for k in keys:
+        step = net.named_params()[k] - before[k]
+        fresh = -opt.lr * g.grads[k] / (np.abs(g.grads[k]) + opt.eps)
+        assert_close(step, (1.0 - opt.beta1) * fresh, rtol=1e-12, atol=1e-15)
+        biggest = max(biggest, np.abs(step).max())
+        st = opt.state_dict()["state"][k]
+        assert np.all(st["t"] == 1) and np.all(st["grown"] == 1)
+    assert 0.09 * opt.lr < biggest <= 0.1 * opt.lr * (1 + 1e-12)     # a step, 10x below a fresh one
+    # an optimiser that has not stepped yet gets no state: the whole net then starts fresh
+    case2 = make_case("mlp_deep", 2)
+    opt2 = Adam(0.01)
+    rec2 = insert_layer(case2.net, 2, B, s, optimizer=opt2)
+    assert not any(opt2.has_state(f"{n}.W") for n in rec2.added_layers) and not opt2.state_dict()["state"]
+
+
 @pytest.mark.parametrize("name, i", [("mlp_deep", 2), ("conv_gap", 0), ("conv_flatten", 3), ("conv_strided", 6)])
 def test_optimizer_state_survives_and_kfac_consumer_factor_is_exact(name, i):
     case = make_case(name, 2)
@@ -184,10 +214,15 @@ def test_optimizer_state_survives_and_kfac_consumer_factor_is_exact(name, i):
     rec = insert_layer(net, i, B, s, optimizer=list(opts.values()))
     for kind, before in states.items():
         after = opts[kind].state_dict()
-        assert after["shapes"] == before["shapes"]            # no state for the new layers
+        new_keys = {f"{n}.{p}" for n in rec.added_layers for p in net.layers[net.index_of(n)].param_names}
+        assert set(after["shapes"]) == set(before["shapes"]) | new_keys     # grown state for the new layers
         for key, slots in before["state"].items():
             for slot, arr in slots.items():
                 assert np.array_equal(after["state"][key][slot], arr), (kind, key, slot)
+        for key in new_keys:                                  # zeros, Adam's entries marked grown
+            assert after["shapes"][key] == net.named_params()[key].shape
+            for slot, arr in after["state"][key].items():
+                assert np.all(arr == opts[kind].grown_fill.get(slot, 0)), (kind, key, slot)
     for n, f in old_factors.items():
         if n != consumer.name:
             assert np.array_equal(kf.factors[n].A, f.A) and np.array_equal(kf.factors[n].G, f.G)

@@ -53,16 +53,22 @@ def test_first_order_state_survives_growth(kind, name, h):
         new = after[slot]
         assert new.dtype == old.dtype and new.size == rec.num_params_after
         assert np.array_equal(new[rec.old_to_new], old), slot            # bit for bit
-        assert np.all(new[rec.new_index] == 0), slot                     # a fresh slot
+        assert np.all(new[rec.new_index] == opt.grown_fill.get(slot, 0)), slot   # a fresh slot
     theta = case.net.get_flat()
     value, g = case.net.loss_and_grad(case.X, case.Y, case.loss)
     _train(case, opt, 1)
     assert np.all(np.isfinite(case.net.get_flat()))
     if kind == "adam":
-        # the new entries take exactly a fresh Adam's first step: -lr g / (|g| + eps), t = 1
+        # the new entries are marked grown: no bias correction of m, so their first step is
+        # (1 - beta1) = 0.1 times a fresh Adam's -lr g / (|g| + eps) (08-optimisers.md section 4),
+        # not the full lr sign(g) step the old entries took at t = 1
         g_new = g.flat_grad()[rec.new_index]
         step = case.net.get_flat()[rec.new_index] - theta[rec.new_index]
-        np.testing.assert_allclose(step, -opt.lr * g_new / (np.abs(g_new) + opt.eps), rtol=1e-12, atol=1e-15)
+        fresh = -opt.lr * g_new / (np.abs(g_new) + opt.eps)
+        np.testing.assert_allclose(step, (1.0 - opt.beta1) * fresh, rtol=1e-12, atol=1e-15)
+        assert np.abs(step).max() <= 0.1 * opt.lr * (1 + 1e-12) and np.abs(step).max() > 0.05 * opt.lr
+        assert np.all(_flat_slots(opt, case.net)["grown"][rec.new_index] == 1)
+        assert not _flat_slots(opt, case.net)["grown"][rec.old_to_new].any()
         t = _flat_slots(opt, case.net)["t"]
         assert np.all(t[rec.new_index] == 1) and np.all(t[rec.old_to_new] == 4)
 

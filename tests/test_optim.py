@@ -157,11 +157,14 @@ def check_row_insertion(name, out, n_in, pos, seed):
     for slot, a in before.items():
         assert after[slot].shape == (out + 1, n_in)
         assert np.array_equal(after[slot][old_rows], a)        # bit-identical old slots
-        assert not after[slot][pos].any()                        # zero new slots
+        assert np.all(after[slot][pos] == grown.grown_fill.get(slot, 0))   # fresh new slots (Adam: grown)
     new_row = rng.standard_normal((1, n_in))
     W_big = np.insert(p_grown["W"], pos, new_row[0], axis=0)
     p_grown = {"W": W_big}
     p_fresh = {"W": new_row.copy()}
+    # the new row behaves as a key created by growth in an optimiser that has already stepped
+    fresh.step({"other": np.zeros(1)}, {"other": np.zeros(1)})
+    assert fresh.add_grown_state("W", (1, n_in))
     for _ in range(5):
         g = rng.standard_normal((out + 1, n_in))
         grown.step(p_grown, {"W": g})

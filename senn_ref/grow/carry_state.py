@@ -19,7 +19,9 @@ What each optimiser gets (``derivations/14-growth-operations.md`` section 4):
 * SGD, Adam, NaturalGradientCG (:class:`~senn_ref.optim.state.Optimizer`): removed entries
   are dropped with ``shrink_state``; then ``pad_state(key, new_shape, np.ix_(*positions))``
   copies every surviving entry bit for bit and gives every new entry what a fresh slot
-  gets (zeros: momentum, moments, Adam's per-element step count, CG warm start).
+  gets (zeros: momentum, moments, Adam's per-element step count, CG warm start), except
+  Adam's ``grown`` flag, 1 on new entries (no bias correction of their first moment:
+  ``derivations/08-optimisers.md`` section 4.1).
 * KFAC (:class:`~senn_ref.optim.KFAC`), per layer: the map of ``"<layer>.W"`` gives the
   output map (axis 0) and the input-coordinate map (axes 1.. combined row-major, so a
   Conv2D's new input channel owns the ``kh*kw`` patch coordinates ``c*kh*kw + i*kw + j``,

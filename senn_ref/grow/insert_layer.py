@@ -26,6 +26,7 @@ from .._validate import as_float_array, check_flag, check_network, check_shape
 from ..layers.conv2d import Conv2D
 from ..layers.dense import Dense
 from ..layers.rational import Rational, identity_scale
+from ..optim.state import Optimizer
 from .carry_state import StateChange, append_map, check_carry, check_optimizers
 from .record import build_record, layout
 from .structure import _check_index, is_linear_map
@@ -164,7 +165,9 @@ def insert_layer(net, position, B, s=None, optimizer=None):
 
     The consumer becomes ``W' = q W B^-1``, ``b' = b - W B^-1 s`` (q = sqrt(1 + EPS); conv: over
     input channels / summed over kernel positions), so every output is unchanged.  Optimiser
-    state: the new layers get none (fresh slots on their first step); the consumer keeps its
+    state: an SGD/Adam/NGD-CG optimiser that has state gets zero state for the new layers'
+    keys (:meth:`~senn_ref.optim.state.Optimizer.add_grown_state`; Adam marks them grown, so
+    their first moment is not bias-corrected, ``derivations/08-optimisers.md`` section 4); the consumer keeps its
     keys and shapes, so its per-key state stays bit for bit; a KFAC optimiser's consumer input
     factor becomes ``T A T^T`` (:func:`consumer_transform`), ``G`` is kept and the consumer's
     stored inverses are dropped (recomputed at the next step); consumer state that does not fit
@@ -196,6 +199,11 @@ def insert_layer(net, position, B, s=None, optimizer=None):
             kfac_updates.append((opt, f, T @ f.A @ T.T))
     before = layout(net)
     names = net.insert(i, [lin, act])
+    for opt in opts:                      # Adam: the new layers' entries start as grown entries
+        if isinstance(opt, Optimizer):
+            for new_layer in (lin, act):
+                for p in new_layer.param_names:
+                    opt.add_grown_state(f"{new_layer.name}.{p}", new_layer.params[p].shape)
     layer.params["W"][...] = W_new
     layer.params["b"][...] = b_new
     layer._cache = None

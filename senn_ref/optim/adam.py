@@ -1,12 +1,13 @@
-"""Adam with decoupled (AdamW-style) weight decay and a per-element step count.
+"""Adam with decoupled (AdamW-style) weight decay, a per-element step count and grown entries.
 
 Update for each parameter array ``p`` with gradient ``g`` (elementwise; slots
-``m``, ``v`` float64 and ``t`` int64, all of ``p``'s shape, zeros at the start):
+``m``, ``v`` float64, ``t`` int64 and ``grown`` uint8, all of ``p``'s shape, zeros
+at the start):
 
     m <- beta1 * m + (1 - beta1) * g
     v <- beta2 * v + (1 - beta2) * g^2
     t <- t + 1
-    m_hat = m / (1 - beta1^t),   v_hat = v / (1 - beta2^t)
+    m_hat = m / (1 - beta1^t)  (m where grown = 1),   v_hat = v / (1 - beta2^t)
     p <- p - lr * ( m_hat / (sqrt(v_hat) + eps) + weight_decay * p_old )
 
 The weight decay is decoupled from the adaptive scaling (AdamW, Loshchilov &
@@ -17,6 +18,15 @@ trajectory of a freshly started Adam (full bias correction on its first steps)
 while old entries continue unchanged.  With a single global counter the new
 entries would get bias corrections ``1 - beta^t ~ 1`` and a first step of size
 about ``lr * (1 - beta1) / sqrt(1 - beta2) = 3.16 lr`` instead of ``lr``.
+
+Entries created by growth after training has begun (``pad_state``'s new entries and an
+inserted layer's keys, :meth:`~senn_ref.optim.state.Optimizer.add_grown_state`) carry
+``grown = 1``: their first moment is not bias-corrected, so their k-th step is
+``(1 - beta1^k)`` times a fresh Adam's (0.1 lr sign(g) on the first, a ramp with Adam's own
+time constant 1 / (1 - beta1)), instead of a full ``lr sign(g)`` step on every new weight of a
+trained, function-preserving network (digits-conv: the loss jumped from 0.74 to 2.91 after
+a layer insertion).  A run that never grows has ``grown = 0`` everywhere and computes exactly
+what it computed without the flag.
 
 Derivations: ``derivations/08-optimisers.md`` sections 2 and 4.  Tests: ``tests/test_optim.py``.
 """
@@ -51,7 +61,8 @@ class Adam(Optimizer):
     ``weight_decay >= 0`` is decoupled (AdamW).
     """
 
-    slots = {"m": np.float64, "v": np.float64, "t": np.int64}
+    slots = {"m": np.float64, "v": np.float64, "t": np.int64, "grown": np.uint8}
+    grown_fill = {"grown": 1}
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:
@@ -73,7 +84,11 @@ class Adam(Optimizer):
         v *= self.beta2
         v += (1.0 - self.beta2) * (g * g)
         t += 1
-        m_hat = m / _bias_correction(self.beta1, t)
+        c1 = _bias_correction(self.beta1, t)
+        grown = state["grown"]
+        if grown.any():                  # entries created by growth: m starts from rest (section 4)
+            c1 = np.where(grown != 0, 1.0, c1)
+        m_hat = m / c1
         v_hat = v / _bias_correction(self.beta2, t)
         step = m_hat / (np.sqrt(v_hat) + self.eps)
         if self.weight_decay:

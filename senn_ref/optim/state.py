@@ -18,7 +18,9 @@ not depend on the update rule:
 ``pad_state(key, new_shape, old_index)``
     Growth: every slot becomes ``new = zeros(new_shape)`` with
     ``new[old_index] = old``.  Old entries are copied bit for bit, new entries
-    are zero, i.e. exactly the state of a freshly created slot.
+    are zero (except the slots of ``grown_fill``: Adam marks them ``grown = 1``).
+``add_grown_state(key, shape)``
+    An inserted layer's key: state as the new entries of ``pad_state`` get.
 ``shrink_state(key, keep_index)``
     Pruning: every slot becomes ``old[keep_index]`` (kept entries bit for bit).
 ``drop_state(key)``, ``rename_state(old, new)``, ``rename_states(mapping)``
@@ -95,6 +97,9 @@ class Optimizer(LearningRate):
 
     #: slot name -> dtype of that state array (zeros of this dtype on creation)
     slots: dict[str, type] = {}
+    #: slot name -> the value that entries created by growth (:meth:`pad_state`,
+    #: :meth:`add_grown_state`) get in that slot instead of 0 (Adam's ``grown`` flag)
+    grown_fill: dict[str, int] = {}
 
     def __init__(self) -> None:
         self._state: dict[str, dict[str, np.ndarray]] = {}
@@ -151,7 +156,8 @@ class Optimizer(LearningRate):
         return key in self._shapes
 
     def pad_state(self, key: str, new_shape, old_index) -> bool:
-        """Grow the state of ``key`` to ``new_shape``: ``new[old_index] = old``, new entries 0.
+        """Grow the state of ``key`` to ``new_shape``: ``new[old_index] = old``, new entries 0
+        (``grown_fill[slot]`` in the slots it names).
 
         ``old_index`` is a tuple of slices / integer index arrays (or a single
         one) selecting, in a ``new_shape`` array, a block of exactly the old
@@ -184,10 +190,27 @@ class Optimizer(LearningRate):
         if counts.size and counts.max() > 1:
             raise ValueError(f"pad_state({key!r}): old_index maps several old entries to one new position")
         for name, old in self._state[key].items():
-            new = np.zeros(new_shape, dtype=old.dtype)
+            new = np.full(new_shape, self.grown_fill.get(name, 0), dtype=old.dtype)
             new[index] = old
             self._state[key][name] = new
         self._shapes[key] = new_shape
+        return True
+
+    def add_grown_state(self, key: str, shape) -> bool:
+        """State for a parameter ``key`` of ``shape`` created by growth (an inserted layer):
+        every slot zero except :attr:`grown_fill` (Adam: ``grown = 1``), exactly the state of
+        the new entries of :meth:`pad_state`.  Does nothing and returns False while the
+        optimiser has no state at all (nothing trained yet: the key starts like every other
+        one) or when ``key`` already has state.  ``derivations/08-optimisers.md`` section 4.
+        """
+        shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise ValueError(f"add_grown_state: negative size in shape {shape}")
+        if not self._shapes or key in self._shapes:
+            return False
+        self._shapes[key] = shape
+        self._state[key] = {name: np.full(shape, self.grown_fill.get(name, 0), dtype=dt)
+                            for name, dt in self.slots.items()}
         return True
 
     def shrink_state(self, key: str, keep_index) -> bool:

@@ -161,13 +161,15 @@ def _train(opt, net, X, Y, loss, steps: int = 2):
 
 
 def _first_order_diff(opt, before, net, rec) -> float:
+    """Worst change of surviving slot entries and worst deviation of new entries from what growth
+    gives them (0; Adam's ``grown`` flag 1: ``derivations/08-optimisers.md`` section 4.1)."""
     after = _flat_state(opt, net)
     worst = 0.0
     keep = rec.old_to_new >= 0
     for slot, old in before.items():
         new = after[slot]
         worst = max(worst, float(np.abs(new[rec.old_to_new[keep]] - old[keep]).max(initial=0.0)),
-                    float(np.abs(new[rec.new_index]).max(initial=0.0)))
+                    float(np.abs(new[rec.new_index] - opt.grown_fill.get(slot, 0)).max(initial=0.0)))
     return worst
 
 
@@ -225,7 +227,7 @@ def claim_growth_state(rng, trials: int) -> Outcome:
         add_mod.add_neurons(net, h, *_new_units(rng, net, h, int(rng.integers(1, 3))), None,
                             optimizer=opt, rng=rng)
         kfac_w.append(_kfac_diff(opt, before, net, h, units_old))
-    out.add("add_neurons: SGD/Adam surviving slots changed, new slots nonzero (abs)", first, 0.0)
+    out.add("add_neurons: SGD/Adam surviving slots changed, new slots not fresh (abs)", first, 0.0)
     out.add("prune_neurons / insert_layer: SGD/Adam surviving slots changed (abs)", other, 0.0)
     out.add("add_neurons: K-FAC factors of surviving rows/columns changed (abs)", kfac_w, 0.0)
     return out

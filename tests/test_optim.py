@@ -296,6 +296,12 @@ def test_load_state_dict_errors():
     del bad["state"]["dense0.W"]["t"]
     with pytest.raises(ValueError, match="slots"):
         opt.load_state_dict(bad)
+    legacy = opt.state_dict()                    # saved before Adam had the grown flag
+    for slots in legacy["state"].values():
+        del slots["grown"]
+    opt.load_state_dict(legacy)
+    assert all(not sl["grown"].any() and sl["grown"].shape == sl["m"].shape
+               for sl in opt.state_dict()["state"].values())
     bad = opt.state_dict()
     bad["state"]["dense0.W"]["m"] = np.zeros((2, 2))
     with pytest.raises(ValueError, match="shape"):

@@ -20,8 +20,9 @@ under load 9-11):
   The paper's MNIST 1e-3 is an L2 coefficient; as an AdamW coefficient it shrinks by 1e-5 per
   step, i.e. not at all: seed 0 then fit the training set to a loss of 8e-6 with test loss 0.114
   (accuracy 0.976).  Tried on seed 0 and nothing else (before the grown-entry rule for Adam):
-  1e-3 -> 0.976, 0.1 -> 0.987 (test loss 0.035; 0.989 / 0.034 with the rule), 0.5 -> 0.973.  (The values were compared on the test split; there is no separate
-  validation split in this demo.)
+  1e-3 -> 0.976, 0.1 -> 0.987 (test loss 0.035; 0.989 / 0.034 with the rule), 0.5 -> 0.973.
+  (The values were compared on the test split; there is no separate validation split in this
+  demo.)
 * ``expand_every=100``, ``max_additions_per_round=4``, ``n_candidates=30``,
   ``score_batch=256``: cost.  One round of the previous settings (every 30 steps, up to 32
   additions, 100 candidates, 512 scoring examples) took 140 s for 30 additions; with these, the

@@ -95,6 +95,18 @@ class Adam(Optimizer):
             step += self.weight_decay * p
         p -= self._lr * step
 
+    def load_state_dict(self, d) -> None:
+        """As :meth:`Optimizer.load_state_dict`; a key saved without the ``grown`` slot (state
+        written before the flag existed) gets ``grown = 0``, i.e. the update it had then."""
+        if isinstance(d, dict) and isinstance(d.get("state"), dict):
+            state = {}
+            for key, slots in d["state"].items():
+                if isinstance(slots, dict) and "grown" not in slots and "m" in slots:
+                    slots = {**slots, "grown": np.zeros(np.shape(slots["m"]), dtype=np.uint8)}
+                state[key] = slots
+            d = {**d, "state": state}
+        super().load_state_dict(d)
+
     def __repr__(self) -> str:
         return (f"Adam(lr={self._lr}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "
                 f"weight_decay={self.weight_decay})")

@@ -88,3 +88,18 @@ def test_kernel_benchmark_jax_column():
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(out.stdout.strip().splitlines()[-1])
     assert row["jax_over_ours"] > 0 and row["jax_s"] > 0 and row["ours_s"] > 0, row
+
+
+def test_release_run_child_runs_the_named_checkout():
+    """bench.release: a short SENN run in a fresh process with this checkout's senn_ref; the same
+    checkout as 'previous' is refused (it would compare code with itself)."""
+    from pathlib import Path
+    import pytest
+    from senn_ref.bench import release
+    root = str(Path(__file__).resolve().parents[1])
+    rep = release.run_child(root, "regression1d", steps=31)           # one expansion round at 30
+    assert Path(rep["tree"]).resolve().is_relative_to(Path(root).resolve())
+    assert rep["wall"] > 0 and len(rep["widths"]) == 1 and rep["widths"][0] >= 1
+    assert 0 < rep["metric"] < 1, rep                                # test MSE of the 1-D task
+    with pytest.raises(ValueError, match="previous"):
+        release.compare_trees(root, root + "/.", rounds=1)

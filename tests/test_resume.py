@@ -72,14 +72,14 @@ def _stop_at(step_to_stop):
 def reference(task):
     """The uninterrupted runs (no checkpoints), one per optimiser."""
     out = {}
-    for opt, lr in (("ngd-cg", 0.1), ("kfac", 0.1)):
+    for opt, lr in (("ngd-cg", 0.1), ("kfac", 0.1), ("adam", 0.05)):
         cfg = SENNConfig(**SMALL, optimizer=opt, lr=lr)
         out[opt] = _run(task, cfg)
         assert out[opt][1].count("width") >= 1, "the short run should grow"
     return out
 
 
-@pytest.mark.parametrize("optimizer, lr", [("ngd-cg", 0.1), ("kfac", 0.1)])
+@pytest.mark.parametrize("optimizer, lr", [("ngd-cg", 0.1), ("kfac", 0.1), ("adam", 0.05)])
 def test_runs_stopped_at_several_steps_resume_bit_identically(task, reference, tmp_path, optimizer, lr):
     cfg = SENNConfig(**SMALL, optimizer=optimizer, lr=lr)
     # stops: mid-way between checkpoints, right after a round (step 8 ran one), at a checkpoint
@@ -94,6 +94,13 @@ def test_runs_stopped_at_several_steps_resume_bit_identically(task, reference, t
                           checkpoint_rounds=True), reference[optimizer])
     # resuming a finished run only redoes the final evaluation
     _assert_same_run(_run(task, cfg, checkpoint_dir=tmp_path, resume=True), reference[optimizer])
+    if optimizer == "adam":
+        # the resumed state held entries created by growth after training began: Adam's grown
+        # flag (08-optimisers.md section 4.1) was saved and restored, not only zeros
+        arrays = read_run(list_runs(tmp_path)[-1][1]).arrays
+        flags = [a for name, a in arrays.items() if name.endswith("/grown")]
+        assert flags and all(a.dtype == np.uint8 for a in flags)
+        assert any(a.any() for a in flags) and not all(a.all() for a in flags)
 
 
 def test_ctrl_c_writes_a_checkpoint_and_the_resumed_run_is_identical(task, reference, tmp_path):

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import score as _score
-from .._validate import check_batch, check_option, check_positive_int, check_rng, check_scalar
+from .._validate import check_batch, check_network, check_option, check_positive_int, check_rng, check_scalar
 from ..kfac import kfac_eta
 from ..losses.base import METRICS
 from .criterion import decide, rate_bound
@@ -68,14 +68,14 @@ class RoundResult:
 def architecture(net) -> list:
     """Units per hidden layer, in order (the producers' output widths), as a list of ints.
     ``derivations/19-criterion.md`` section 4."""
-    _check_network(net)
+    check_network(net)
     return [int(net.layers[i].params["W"].shape[0]) for i in growable_layers(net)]
 
 
 def num_linear_layers(net) -> int:
     """Number of Dense/Conv2D layers (what ``max_layers`` limits).  ``derivations/19-criterion.md``
     section 4."""
-    _check_network(net)
+    check_network(net)
     return sum(1 for la in net.layers if is_linear_map(la))
 
 
@@ -89,12 +89,6 @@ def _block_eta(det, idx: np.ndarray, damping: float) -> float:
 def _layer_indices(net, name: str) -> np.ndarray:
     sl = net.param_slices()
     return np.concatenate([np.arange(s.start, s.stop) for k, s in sl.items() if k.split(".")[0] == name])
-
-
-def _check_network(net) -> None:
-    from ..network import Network
-    if not isinstance(net, Network):
-        raise TypeError(f"net: expected a senn_ref.Network, got {type(net).__name__}")
 
 
 def _check_proposal(proposal) -> None:
@@ -114,7 +108,7 @@ def exact_gain_of(net, X, Y, loss, proposal, damping, metric, eta_before: float)
     elimination this equals the Schur form ``r_p^T S_p^+ r_p`` of ``width_gain.gain_exact``; the
     difference serves width and depth alike and is the quantity the rate bound is about.)
     ``derivations/19-criterion.md`` section 4.  ``net`` is not changed."""
-    _check_network(net)
+    check_network(net)
     _check_proposal(proposal)
     eta_before = check_scalar(eta_before, "eta_before")
     damping = check_scalar(damping, "damping", minimum=0.0)
@@ -136,7 +130,7 @@ def apply_proposal(net, proposal, optimizer=None):
     """Apply a :class:`Proposal` in place through ``add_neurons`` (width) or ``insert_layer``
     (depth), carrying ``optimizer``'s state; returns the Growth record.
     ``derivations/19-criterion.md`` section 4."""
-    _check_network(net)
+    check_network(net)
     _check_proposal(proposal)
     p = proposal.params
     if proposal.kind == "width":
@@ -157,7 +151,7 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
     round_index here; Y's values and the loss by the first score) before the network, the optimiser, ``state`` or ``rng`` change.
     """
     from ..trainer.config import SENNConfig
-    _check_network(net)
+    check_network(net)
     if not isinstance(config, SENNConfig):
         raise TypeError(f"config: expected a SENNConfig, got {type(config).__name__}")
     rng = check_rng(rng, "rng", allow_none=False)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._validate import as_float_array, check_option, check_positive_int, check_rng, check_scalar
+from .._validate import as_float_array, check_network, check_option, check_positive_int, check_rng, check_scalar
 from .euclidean_gain import project_units
 from .search import SEARCH_METHODS, search
 
@@ -88,12 +88,6 @@ def search_subset(N: int, search_batch: int | None, rng) -> np.ndarray | None:
     return np.sort(check_rng(rng, "rng", allow_none=False).choice(N, search_batch, replace=False))
 
 
-def _check_network(net) -> None:
-    from ..network import Network
-    if not isinstance(net, Network):
-        raise TypeError(f"net: expected a senn_ref.Network, got {type(net).__name__}")
-
-
 def _check_search_options(n_candidates, rng, method, steps, lr, temperature, search_batch) -> None:
     """The search's own arguments, checked before anything draws from ``rng`` (the contexts check
     the network, data, layer, damping and metric when they are built)."""
@@ -132,7 +126,7 @@ def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, 
     consumer's squared gradient norm.  ``derivations/20-proposal-search.md`` section 3,
     ``23-euclidean-gain.md`` section 5; ``tests/test_proposals.py``."""
     check_option(score, SCORES, "score")
-    _check_network(net)
+    check_network(net)
     _check_search_options(n_candidates, rng, method, steps, lr, temperature, search_batch)
     k = check_positive_int(k, "k (units per candidate)")
     if score == "euclidean":
@@ -238,7 +232,7 @@ def best_depth_proposal(net, X, Y, loss, position: int, *, n_candidates: int, rn
     ``search_batch`` as :func:`best_width_proposal`.  ``derivations/20-proposal-search.md``
     section 3; ``tests/test_proposals.py``."""
     from .depth_gain import DepthProposals
-    _check_network(net)
+    check_network(net)
     _check_search_options(n_candidates, rng, method, steps, lr, temperature, search_batch)
     natural = "exact" if net.num_params() <= ROUND_EXACT_MAX_PARAMS else "cg"
     ctx = DepthProposals(net, X, Y, loss, position, damping=damping, metric=metric, natural=natural)

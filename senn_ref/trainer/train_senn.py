@@ -34,13 +34,12 @@ import time
 
 import numpy as np
 
-from .._validate import check_positive_int
+from .._validate import check_network, check_positive_int
 from ..fallbacks import count_fallbacks, log_fallbacks, recording
 from ..grow.criterion import rate_bound
 from ..grow.expansion_round import RoundState, architecture, expansion_round, num_linear_layers
 from ..grow.structure import growable_layers, is_linear_map
 from ..losses.base import check_loss
-from ..network import Network
 from ..optim import SGD, Adam, KFAC, NaturalGradientCG
 from ..runstate import RunCheckpoints, TrainerState, non_finite
 from ..train import check_training_data, evaluate
@@ -70,8 +69,7 @@ def make_optimizer(config: SENNConfig):
 
 def _check_network(net, config) -> None:
     """Refuse a network that cannot grow under ``config`` (before anything is trained)."""
-    if not isinstance(net, Network):
-        raise TypeError(f"net: expected a senn_ref.Network, got {type(net).__name__}")
+    check_network(net)
     hidden = growable_layers(net)
     if config.width or config.depth:
         can_widen = config.width and bool(hidden)

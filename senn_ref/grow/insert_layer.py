@@ -167,7 +167,7 @@ def insert_layer(net, position, B, s=None, optimizer=None):
     input channels / summed over kernel positions), so every output is unchanged.  Optimiser
     state: an SGD/Adam/NGD-CG optimiser that has state gets zero state for the new layers'
     keys (:meth:`~senn_ref.optim.state.Optimizer.add_grown_state`; Adam marks them grown, so
-    their first moment is not bias-corrected, ``derivations/08-optimisers.md`` section 4); the consumer keeps its
+    their first moment is not bias-corrected, ``derivations/08-optimisers.md`` section 4.1); the consumer keeps its
     keys and shapes, so its per-key state stays bit for bit; a KFAC optimiser's consumer input
     factor becomes ``T A T^T`` (:func:`consumer_transform`), ``G`` is kept and the consumer's
     stored inverses are dropped (recomputed at the next step); consumer state that does not fit

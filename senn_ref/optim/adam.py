@@ -21,14 +21,18 @@ about ``lr * (1 - beta1) / sqrt(1 - beta2) = 3.16 lr`` instead of ``lr``.
 
 Entries created by growth after training has begun (``pad_state``'s new entries and an
 inserted layer's keys, :meth:`~senn_ref.optim.state.Optimizer.add_grown_state`) carry
-``grown = 1``: their first moment is not bias-corrected, so their k-th step is
-``(1 - beta1^k)`` times a fresh Adam's (0.1 lr sign(g) on the first, a ramp with Adam's own
-time constant 1 / (1 - beta1)), instead of a full ``lr sign(g)`` step on every new weight of a
-trained, function-preserving network (digits-conv: the loss jumped from 0.74 to 2.91 after
-a layer insertion).  A run that never grows has ``grown = 0`` everywhere and computes exactly
-what it computed without the flag.
+``grown = 1``: their first moment is not bias-corrected, so at their k-th step the adaptive
+term ``m_hat / (sqrt(v_hat) + eps)`` is ``(1 - beta1^k)`` times a fresh Adam's on the same
+gradients (the decoupled weight decay term is not scaled): at k = 1, m = (1 - beta1) g and
+v_hat = g^2 give ``0.1 lr sign(g)`` (up to eps) instead of a full ``lr sign(g)`` step on every
+new weight of a trained, function-preserving network (digits-conv: the loss jumped from 0.74
+to 2.91 after a layer insertion); the factor ramps up with Adam's own time constant
+1 / (1 - beta1).  This is a project choice, not standard Adam and not from the paper or
+senn-math (which asks only for zero moments); the flag is never cleared (its effect decays
+as beta1^k).  A run that never grows has ``grown = 0`` everywhere and computes exactly what it
+computed without the flag.
 
-Derivations: ``derivations/08-optimisers.md`` sections 2 and 4.  Tests: ``tests/test_optim.py``.
+Derivations: ``derivations/08-optimisers.md`` sections 2, 4 and 4.1.  Tests: ``tests/test_optim.py``.
 """
 from __future__ import annotations
 

@@ -201,7 +201,7 @@ class Optimizer(LearningRate):
         every slot zero except :attr:`grown_fill` (Adam: ``grown = 1``), exactly the state of
         the new entries of :meth:`pad_state`.  Does nothing and returns False while the
         optimiser has no state at all (nothing trained yet: the key starts like every other
-        one) or when ``key`` already has state.  ``derivations/08-optimisers.md`` section 4.
+        one) or when ``key`` already has state.  ``derivations/08-optimisers.md`` section 4.1.
         """
         shape = tuple(int(s) for s in shape)
         if any(s < 0 for s in shape):

@@ -94,11 +94,12 @@ def test_eta_after_is_the_score_of_the_final_network_bit_for_bit(gain):
     score (kfac_eta, or score.eta under the exact GGN) of the network the round leaves, and with
     gain="exact" every iteration's eta_network is the exact score of the network it judged."""
     from senn_ref import score as S
-    from senn_ref.grow.expansion_round import apply_proposal  # noqa: F401  (public, used below)
     from senn_ref.kfac import kfac_eta
     net, X, Y, loss = _growing_case()
-    for kw in ({}, {"recursive": False}, {"max_additions_per_round": 2}, {"tau": 1e6}):
-        kw = dict(kw)
+    results = {}
+    for kw in ({}, {"recursive": False}, {"max_additions_per_round": 1}, {"max_additions_per_round": 2},
+               {"tau": 1e6}):
+        key, kw = tuple(kw.items()), dict(kw)
         trial = net.copy()
         res = expansion_round(trial, X, Y, loss, _config(tau=kw.pop("tau", 0.05), alpha_rel=1e-3, gain=gain, **kw),
                               np.random.default_rng(0))
@@ -108,6 +109,14 @@ def test_eta_after_is_the_score_of_the_final_network_bit_for_bit(gain):
             again = float(kfac_eta(trial, X, Y, loss, damping=0.1)[0])
         assert res.eta_after == again, (kw, res.additions, res.eta_after, again)
         assert (res.additions == 0) == (res.eta_after == res.eta_before)
+        results[key] = res
+    if gain == "exact":
+        # iteration 0 judged net, iteration 1 the network a one-addition round leaves (same draws)
+        full, one = results[()], results[(("max_additions_per_round", 1),)]
+        eta_of = {e["iteration"]: e["eta_network"] for e in full.events}
+        assert full.additions >= 2 and one.additions == 1
+        assert eta_of[0] == float(S.eta(net, X, Y, loss, damping=0.1)) and eta_of[1] == one.eta_after, \
+            (eta_of, one.eta_after)
 
 
 def test_exact_rounds_reuse_the_grown_copys_score_without_changing_anything(monkeypatch):

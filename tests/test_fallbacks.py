@@ -136,6 +136,28 @@ def test_kfac_pseudo_inverse_at_zero_damping_is_logged(tmp_path):
     assert SENNLog.from_json(tmp_path / "events.json").events == json.loads(json.dumps(log.to_dict()))["events"]
 
 
+def test_kfac_inverse_recomputed_by_shrink_state_reports_its_pseudo_inverse():
+    """Pruning an input of a rank-deficient factor makes KFAC.shrink_state recompute that factor's
+    damped inverse; when it is pseudo-inverted it is reported as the step's refresh reports it
+    (it was silent).  A = [x, 1]^T [x, 1] / 3 is 5 x 5 of rank 3; keeping 3 of 4 inputs leaves a
+    4 x 4 factor of rank 3: 1 eigenvalue cut.  The untouched G keeps its inverse, no warning."""
+    from senn_ref.optim import KFAC
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((3, 4)), rng.standard_normal((3, 1))
+    net, opt = mlp([4, 5, 1], seed=0), KFAC(0.01, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CurvatureWarning)
+        opt.step(net, X, Y, losses.mse())
+    G_inv = opt.inverses["dense0"][1]
+    with warnings.catch_warnings(record=True) as seen, recording() as found:
+        warnings.simplefilter("always")
+        assert opt.shrink_state("dense0", None, np.array([0, 1, 3]))
+    shown = [str(w.message) for w in seen if issubclass(w.category, CurvatureWarning)]
+    assert shown and shown[0].startswith("dense0 A (damped): 1 of 4 eigenvalues"), shown
+    assert [(w.reason, w.value) for w in found] == [("pseudo-inverse", 1.0)]
+    assert opt.inverses["dense0"][1] is G_inv and opt.inverses["dense0"][0].shape == (4, 4)
+
+
 @pytest.mark.parametrize("during, target", [("expansion round", "expansion_round"),
                                             ("pruning round", "pruning_round")])
 def test_fallbacks_inside_rounds_are_logged_at_their_step(teacher, monkeypatch, during, target):

@@ -249,7 +249,10 @@ class KFAC(LearningRate):
         stored damped inverse *recomputed* from the shrunk factor (as a refresh would; both when
         ``pi="trace"``, whose pi depends on both factors); an untouched factor keeps its inverse
         bit for bit, and a call that removes nothing (``None`` or every index in place) leaves
-        the whole state as it was, whatever ``pi``.  Everything is checked first.  Returns False when the layer has no state.
+        the whole state as it was, whatever ``pi``.  A recomputed inverse that needs the
+        pseudo-inverse warns as in :meth:`step` (``CurvatureWarning`` "pseudo-inverse",
+        ``derivations/22-run-checkpoints.md`` section 5).  Everything is checked first.  Returns
+        False when the layer has no state.
         ``derivations/18-pruning.md`` section 6; ``tests/test_pruning.py``.
         """
         if name in self.blocks:
@@ -286,8 +289,11 @@ class KFAC(LearningRate):
         if stored is not None:
             A_d, G_d = factored_damping(A, G, self.damping, self.pi)
             trace = isinstance(self.pi, str)
-            A_inv = sym_inverse(A_d, f"{name} A") if (a_keep is not None or trace) else stored[0]
-            G_inv = sym_inverse(G_d, f"{name} G") if (g_keep is not None or trace) else stored[1]
+            # as the step's refresh: a pseudo-inverted damped factor is a reported fallback
+            A_inv = (sym_inverse(A_d, f"{name} A (damped)", report_cut=True)
+                     if (a_keep is not None or trace) else stored[0])
+            G_inv = (sym_inverse(G_d, f"{name} G (damped)", report_cut=True)
+                     if (g_keep is not None or trace) else stored[1])
             self.inverses[name] = (A_inv, G_inv)
         f.A, f.G = A, G
         return True

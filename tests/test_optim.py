@@ -178,6 +178,36 @@ def check_row_insertion(name, out, n_in, pos, seed):
         assert np.array_equal(st_g[slot][pos:pos + 1], st_f[slot])
 
 
+@pytest.mark.parametrize("config", ADAM_CONFIGS)
+def test_grown_entries_take_the_ramped_steps_of_section_4_1(config):
+    """08-optimisers.md section 4.1, step by step and with weight decay: a key created by growth
+    (add_grown_state after the optimiser has stepped) takes the k-th update
+    lr ((1 - beta1^k) m_fresh / (sqrt(v_hat) + eps) + weight_decay p), m_fresh = m / (1 - beta1^k),
+    i.e. m not bias-corrected, v corrected, the decay not scaled; the first one is
+    (1 - beta1) lr sign(g) + lr weight_decay p."""
+    rng = np.random.default_rng(11)
+    opt = Adam(**config)
+    opt.step({"other": np.zeros(2)}, {"other": np.ones(2)})
+    assert opt.add_grown_state("W", (3, 2))
+    b1, b2, eps, lr, wd = opt.beta1, opt.beta2, opt.eps, opt.lr, opt.weight_decay
+    p = {"W": rng.standard_normal((3, 2))}
+    q, m, v = p["W"].copy(), np.zeros((3, 2)), np.zeros((3, 2))
+    for k in range(1, 6):
+        g = rng.standard_normal((3, 2))
+        before = p["W"].copy()
+        opt.step(p, {"W": g})
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g ** 2
+        m_fresh = m / (1 - b1 ** k)
+        q = q - lr * ((1 - b1 ** k) * m_fresh / (np.sqrt(v / (1 - b2 ** k)) + eps) + wd * q)
+        assert_close(p["W"], q, rtol=1e-14, atol=1e-15)
+        if k == 1:
+            assert_close(before - p["W"], lr * ((1 - b1) * g / (np.abs(g) + eps) + wd * before),
+                         rtol=1e-14, atol=1e-16)
+    st = opt.state_dict()["state"]["W"]
+    assert np.all(st["grown"] == 1) and np.all(st["t"] == 5)
+
+
 def test_bias_correction_is_position_independent():
     from senn_ref.optim.adam import _bias_correction
     t = np.random.default_rng(12).integers(1, 6, size=(257, 9))

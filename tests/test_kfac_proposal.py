@@ -321,3 +321,26 @@ def test_gain_benchmark_quick_rows(capsys):
         assert np.isfinite(r["ratio"]) and r["ratio"] > 0 and np.isfinite(r["spread"])
     assert rows[0]["ratio"] == 1.0
     assert rows[2]["loop_s"] > 0 and rows[2]["vectorised_s"] > 0 and np.isfinite(rows[2]["ratio"])
+
+
+def test_candidate_tape_is_not_overwritten_by_the_next_forward():
+    """A tape of CandidatePath.forward stays valid after another forward at the same shapes, and
+    scoring leaves the network's Tanh layer alone (its forward keeps the slope in buffers of
+    its own; the candidate path must not write into them)."""
+    case = make_case("mlp_tanh", 0, N=20)
+    tanh = case.net.layers[1]
+    case.net.forward(case.X)
+    slope = tanh._cache["slope"].copy()
+    ctx = WidthProposals(case.net, case.X, case.Y, case.loss, 0, damping=0.01)
+    cp = ctx.candidates
+    W1, b1, a1 = ctx.random_candidates(3, np.random.default_rng(1), k=2)
+    W2, b2, a2 = ctx.random_candidates(3, np.random.default_rng(2), k=2)
+    H1, tape1 = cp.forward(W1, b1, a1)
+    dh = np.random.default_rng(3).standard_normal(H1.shape)
+    before = cp.backward(dh, tape1, W1)
+    buffers = tanh.__dict__.get("_buffers")
+    cp.forward(W2, b2, a2)                                # same shapes as the first call
+    after = cp.backward(dh, tape1, W1)
+    assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+    assert tanh.__dict__.get("_buffers") is buffers
+    assert np.array_equal(tanh._cache["slope"], slope)

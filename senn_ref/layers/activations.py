@@ -114,12 +114,18 @@ class Elementwise(ParameterFree):
         return tuple(in_shape)
 
     def _value_and_slope(self, X: np.ndarray):
+        """``(phi(X), phi'(X))`` as fresh arrays (``grow.candidate_path`` calls it on candidate
+        arrays and keeps the slope on its tape)."""
         raise NotImplementedError
+
+    def _forward_value_and_slope(self, X: np.ndarray):
+        """What :meth:`forward` evaluates and caches (a subclass may write into buffers of its own)."""
+        return self._value_and_slope(X)
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         """``Y = phi(X)``; caches ``phi'(X)``.  ``X``, ``Y``: ``(N,) + in_shape``."""
         A = self._check_input(X)
-        Y, slope = self._value_and_slope(A)
+        Y, slope = self._forward_value_and_slope(A)
         self._cache = {"slope": slope}
         return Y
 
@@ -143,9 +149,14 @@ class Tanh(Elementwise):
 
     The slope is written into a buffer the layer keeps between forwards (with a scratch
     array of the same shape; copies and pickles leave both behind): only ``Y`` is a fresh
-    array.  ``derivations/06-activations.md`` §1."""
+    array.  Only :meth:`forward` uses them (its cached slope lives until the next forward);
+    ``_value_and_slope`` returns fresh arrays, so a caller that keeps its slope (the candidate
+    path's tape) never sees it overwritten.  ``derivations/06-activations.md`` §1."""
 
     def _value_and_slope(self, X):
+        return _tanh_and_slope(X)
+
+    def _forward_value_and_slope(self, X):
         bufs = self.__dict__.get("_buffers")
         if bufs is None or bufs[0].shape != X.shape:
             bufs = self._buffers = (np.empty(X.shape), np.empty(X.shape))

@@ -19,7 +19,7 @@ from ..trainer import SENNConfig
 from .task import Task
 
 NAME = "moons"
-SUMMARY = "half-moons from no hidden layer: width and depth growth, decision boundaries (~20 s)"
+SUMMARY = "half-moons from no hidden layer: width and depth growth, decision boundaries"
 OPTIONS = {}
 
 

@@ -20,7 +20,7 @@ from .landscape import LOG10_Q_RANGE, P_RANGE, landscape, unit_locations
 from .task import Task
 
 NAME = "regression1d"
-SUMMARY = "Figure 2: 1-D regression from 1 rational unit, with the (p, q) gain landscape (~20 s)"
+SUMMARY = "Figure 2: 1-D regression from 1 rational unit, with the (p, q) gain landscape"
 OPTIONS = {}
 PANELS = ("before the 4th addition", "after the 4th addition", "before the 5th addition", "end")
 

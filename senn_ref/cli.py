@@ -9,7 +9,18 @@ import sys
 class _Parser(argparse.ArgumentParser):
     """Argument errors as one line naming the flag (no usage block, never a traceback)."""
 
+    def parse_known_args(self, args=None, namespace=None):
+        self._seen = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message):
+        # a missing positional is reported before unknown flags are looked at: name the flag
+        # the user mistyped (``senn-ref --bogus``, ``senn-ref bench --bogus``) instead
+        if message.startswith("the following arguments are required"):
+            unknown = [a for a in getattr(self, "_seen", []) if a.startswith("-") and a != "--"
+                       and a.split("=")[0] not in self._option_string_actions]
+            if unknown:
+                message = f"unrecognized arguments: {' '.join(unknown)}"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

@@ -62,6 +62,16 @@ def test_cli_errors_name_the_flag(capsys, tmp_path, monkeypatch):
     assert main(["demo", "--out", str(tmp_path / "ok"), "--quick"]) == 0 and len(trained) == 1
 
 
+def test_unknown_flag_is_named_before_a_missing_positional(capsys):
+    """``senn-ref --bogus`` and ``senn-ref bench --bogus`` said only that the command / benchmark
+    was missing; the mistyped flag is what the line must name."""
+    assert "unrecognized arguments: --bogus" in _one_line_error(capsys, ["--bogus"])
+    err = _one_line_error(capsys, ["bench", "--bogus"])
+    assert err.startswith("senn-ref bench: error: unrecognized arguments: --bogus"), err
+    assert "required: what" in _one_line_error(capsys, ["bench", "--quick"])
+    assert "required: command" in _one_line_error(capsys, [])
+
+
 def test_version_and_seed_help(capsys):
     from senn_ref import __version__
     import pytest

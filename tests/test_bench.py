@@ -1,6 +1,8 @@
 """The benchmarks report well-formed side-by-side ratios (they assert no speed: that is for
 people to read).  Issue 11 item 3: no row compares code with itself, rows are printed as
 they are measured, after a progress line."""
+from pathlib import Path
+
 import numpy as np
 
 from senn_ref.bench import eta, kernels, rational
@@ -103,3 +105,19 @@ def test_release_run_child_runs_the_named_checkout():
     assert 0 < rep["metric"] < 1, rep                                # test MSE of the 1-D task
     with pytest.raises(ValueError, match="previous"):
         release.compare_trees(root, root + "/.", rounds=1)
+
+
+def test_release_main_refuses_bad_arguments_before_any_run(capsys, monkeypatch, tmp_path):
+    """--rounds 0 gave a NaN median, an unknown demo or a folder that is no checkout a traceback
+    from the first child; each is now one argparse error naming the argument, before any run."""
+    import pytest
+    from senn_ref.bench import release
+    runs = []
+    monkeypatch.setattr(release, "run_child", lambda *a, **kw: runs.append(a))
+    root = str(Path(__file__).resolve().parents[1])
+    for argv, word in (([root, "--rounds", "0"], "--rounds"), ([root, "mnist"], "names"),
+                       ([str(tmp_path)], "previous")):
+        with pytest.raises(SystemExit) as info:
+            release.main(argv)
+        assert info.value.code == 2 and word in capsys.readouterr().err, argv
+    assert runs == []

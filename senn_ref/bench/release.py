@@ -91,13 +91,25 @@ def compare_trees(previous: str, current: str, names=NAMES, rounds: int = 3) -> 
     return res
 
 
+def _positive(text: str) -> int:
+    import argparse
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def main(argv=None) -> None:
     import argparse
     parser = argparse.ArgumentParser(prog="python -m senn_ref.bench.release", description=__doc__.splitlines()[0])
     parser.add_argument("previous", help="path of the older checkout")
     parser.add_argument("names", nargs="*", default=list(NAMES), help="demos (default: regression1d digits)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=_positive, default=3, help="paired rounds after the warm-up (default: 3)")
     args = parser.parse_args(argv)
+    for name in args.names:
+        if name not in NAMES:
+            parser.error(f"argument names: unknown demo {name!r} (choose from {', '.join(NAMES)})")
+    if not (Path(args.previous) / "senn_ref" / "__init__.py").is_file():
+        parser.error(f"argument previous: {args.previous!r} is not a senn-ref checkout (no senn_ref/__init__.py)")
     current = str(Path(__file__).resolve().parents[2])
     print(f"previous {args.previous}, current {current}; {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f}", flush=True)

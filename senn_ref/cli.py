@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("warmup", help="compile the Numba kernels now (or load them from the cache) so "
                                       "that the first training step does not wait for them")
     p.add_argument("parts", nargs="*", metavar="PART",
-                   help="dense (rational MLP kernels) and/or conv (unfold, fold, pooling); default: both")
+                   help="dense (MLPs: the rational kernels and the compiled whole-network passes) "
+                        "and/or conv (unfold, fold, pooling, conv-shaped rational); default: both")
     p.set_defaults(func=_cmd_warmup, parser=p)
     p = sub.add_parser("info", help="versions and the active kernel backend")
     p.set_defaults(func=_cmd_info)

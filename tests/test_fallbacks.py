@@ -216,3 +216,28 @@ def test_fallback_events_merged_across_a_checkpoint_resume_bit_identically(teach
     assert spans == [(0, 4, 5), (5, 9, 5), (10, 11, 2)], spans
     assert log_a.final["numerical_fallbacks"] == 12
     assert np.array_equal(net_a.get_flat(), net_b.get_flat()) and comparable(log_a) == comparable(log_b)
+
+
+def test_kfac_padding_at_zero_damping_reports_its_pseudo_inverse():
+    """Growth pads K-FAC's stored inverses: a new row's diagonal is 1 / (mean factor diagonal +
+    damping shift), and 0 when that is 0 (zero damping, all-zero factor).  Here dense1's weights
+    are 0, so dense0's output gradients, its G and the rational unit blocks are all 0: the two new
+    rows of G^-1 and the new units' blocks are pseudo-inverted - reported (it was silent)."""
+    from senn_ref.grow import add_neurons
+    from senn_ref.optim import KFAC
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((6, 4)), rng.standard_normal((6, 1))
+    net, opt = mlp([4, 5, 1], seed=0), KFAC(0.01, 0.0)
+    net.layers[2].params["W"][...] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CurvatureWarning)
+        opt.step(net, X, Y, losses.mse())
+    new = {"v": np.zeros(2), "c": np.zeros(2), "l": np.zeros(2)}
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        add_neurons(net, 0, rng.standard_normal((2, 4)), act=new, optimizer=opt)
+    shown = [str(w.message) for w in seen if issubclass(w.category, CurvatureWarning)]
+    assert any(m.startswith("dense0 G (damped): 2 of 7 eigenvalues") for m in shown), shown
+    assert any(m.startswith("per-unit blocks (damped)") for m in shown), shown
+    assert not any(m.startswith("dense1 A") for m in shown), shown       # its new rows: 1/(mA + 0), mA > 0
+    assert np.all(opt.inverses["dense0"][1][5:, 5:] == 0.0)

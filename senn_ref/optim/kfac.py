@@ -37,7 +37,7 @@ import numpy as np
 
 from .._validate import check_network, check_positive_int, check_scalar
 from ..kfac.columns import check_options, run_columns
-from ..kfac.damping import block_inverse, factored_damping, sym_inverse
+from ..kfac.damping import _report_cut, block_inverse, factored_damping, sym_inverse
 from ..kfac.factors import KronAccumulator, KroneckerFactors, kfac_layers
 from ..kfac.layout import fold, has_bias, unfold
 from .state import LearningRate, check_keep_index
@@ -218,8 +218,8 @@ class KFAC(LearningRate):
             self.inverses.pop(name, None)            # recomputed from the padded factors at the next step
         else:
             A_inv, G_inv = stored
-            self.inverses[name] = (_pad(A_inv, A_idx, 1.0 / (mA + cA) if mA + cA > 0 else 0.0),
-                                   _pad(G_inv, G_idx, 1.0 / (mG + cG) if mG + cG > 0 else 0.0))
+            self.inverses[name] = (_pad(A_inv, A_idx, _fresh_reciprocal(mA + cA, A_idx, f"{name} A (damped)")),
+                                   _pad(G_inv, G_idx, _fresh_reciprocal(mG + cG, G_idx, f"{name} G (damped)")))
         return True
 
     def _pad_blocks(self, name, n_out, out_index) -> bool:
@@ -231,7 +231,7 @@ class KFAC(LearningRate):
         newB[idx] = B
         Binv = self.block_inverses[name]
         newBinv = np.empty_like(newB)
-        newBinv[:] = block_inverse(np.diag(m)[None], self.damping, RATIONAL_RCOND)[0]
+        newBinv[:] = block_inverse(np.diag(m)[None], self.damping, RATIONAL_RCOND, report_cut=True)[0]
         newBinv[idx] = Binv
         self.blocks[name], self.block_inverses[name] = newB, newBinv
         return True
@@ -387,6 +387,18 @@ def _index(index, n_old: int, n_new, what: str, name: str):
     if idx.size and (idx.min() < 0 or idx.max() >= n_new or np.unique(idx).size != n_old):
         raise ValueError(f"pad_state({name!r}): {what} must be distinct positions in 0..{n_new - 1}")
     return idx.astype(np.int64), n_new
+
+
+def _fresh_reciprocal(d: float, idx, name: str) -> float:
+    """The stored inverse's diagonal for new rows whose damped factor diagonal is ``d``: ``1/d``,
+    or 0 when ``d <= 0`` (zero damping and an all-zero factor diagonal) - the pseudo-inverse
+    fallback, reported like :meth:`KFAC.step`'s (``CurvatureWarning`` "pseudo-inverse";
+    derivations/22-run-checkpoints.md section 5)."""
+    if d > 0:
+        return 1.0 / d
+    old, n = idx
+    _report_cut(n - len(old), n, name)
+    return 0.0
 
 
 def _pad(M, idx, fill: float) -> np.ndarray:

@@ -16,13 +16,13 @@ under load 9-11):
   trainer's default, reached 0.72 test accuracy after 40 steps in 101 s of optimiser time
   (2.5 s per step: CG at its 100-iteration cap once the net had grown) and 0.973 after 120
   steps in 757 s; Adam's 1000 mini-batch steps took 16-32 s of training time.
-* ``weight_decay=0.1`` (decoupled, AdamW: each step shrinks the weights by lr * 0.1 = 1e-3).
-  The paper's MNIST 1e-3 is an L2 coefficient; as an AdamW coefficient it shrinks by 1e-5 per
-  step, i.e. not at all: seed 0 then fit the training set to a loss of 8e-6 with test loss 0.114
-  (accuracy 0.976).  Tried on seed 0 and nothing else (before the grown-entry rule for Adam):
-  1e-3 -> 0.976, 0.1 -> 0.987 (test loss 0.035; 0.989 / 0.034 with the rule), 0.5 -> 0.973.
-  (The values were compared on the test split; there is no separate validation split in this
-  demo.)
+* ``weight_decay=0.01`` (decoupled, AdamW: each step shrinks the weights by lr * 0.01 = 1e-4).
+  Chosen on a validation split of the training images only: the last 269 of seed 0's 1347
+  (shuffled) training rows held out, SENN with this config trained on the other 1078 for each
+  of 1e-3, 1e-2, 0.1, 0.5; validation accuracy 0.985, 0.993, 0.985, 0.985 (validation loss
+  0.052, 0.031, 0.039, 0.053); the highest accuracy was picked (1e-2 is 2 of 269 images ahead).
+  ``derivations/21-trainer.md`` section 10.  The earlier 0.1 had been picked on the test split
+  (1e-3 -> 0.976, 0.1 -> 0.987, 0.5 -> 0.973) and is withdrawn.
 * ``expand_every=100``, ``max_additions_per_round=4``, ``n_candidates=30``,
   ``score_batch=256``: cost.  One round of the previous settings (every 30 steps, up to 32
   additions, 100 candidates, 512 scoring examples) took 140 s for 30 additions; with these, the
@@ -32,9 +32,10 @@ under load 9-11):
   layer), ``tau=0.007`` (the paper's MNIST value; with the default tau = 1 and NGD-CG no channel
   was added in the first 90 steps).
 
-Full run with baselines (README, Demos; after the grown-entry rule for Adam,
-``derivations/08-optimisers.md`` section 4.1): test accuracy 0.989 (seed 0) / 0.991 (seed 1),
-26 / 28 channels added and one layer inserted; 77-165 s on 2 cores under load 2-8.
+Full run with baselines (README, Demos), seed 0 with decay 0.01: test accuracy 0.960 (the
+>= 0.98 target is missed: the batch loss rose from 2e-5 to 0.35 in the last 40 steps), 21 channels
+added and one layer inserted; 122 s under load 3-4.  With the withdrawn 0.1 (after the grown-entry
+rule for Adam, ``derivations/08-optimisers.md`` section 4.1): 0.989 (seed 0) / 0.991 (seed 1).
 
 ``--quick`` (CI): 300 training images, 60 steps and ``QUICK`` (a round every 20 steps, at most 2
 additions per round, 10 candidates, 128 scoring examples).
@@ -54,7 +55,7 @@ from .task import Task
 #: starting channels of the two conv layers
 START = (4, 4)
 #: the full run's settings (module docstring)
-CONFIG = dict(steps=1000, optimizer="adam", lr=0.01, batch_size=128, weight_decay=0.1, expand_every=100,
+CONFIG = dict(steps=1000, optimizer="adam", lr=0.01, batch_size=128, weight_decay=0.01, expand_every=100,
               max_additions_per_round=4, n_candidates=30, score_batch=256, depth=True, max_width=32,
               tau=0.007)
 #: --quick (CI smoke run) only: a round every 20 steps, at most 2 additions, 10 candidates
@@ -63,8 +64,9 @@ NOTES = {"optimizer": "the paper's conv experiment uses Adam; NGD-CG took 2.5 s 
                       "(CG at its 100-iteration cap once grown)",
          "lr": "Adam, 0.01", "batch_size": "128 (mini-batches, as the paper's MNIST run)",
          "steps": "1000 mini-batch steps (95 epochs)",
-         "weight_decay": "decoupled (AdamW) 0.1 = shrink 1e-3 per step; 1e-3 (the paper's L2 value) "
-                         "does not regularise at all under AdamW (seed 0: 0.976 vs 0.987)",
+         "weight_decay": "decoupled (AdamW) 0.01 = shrink 1e-4 per step; picked by validation accuracy "
+                         "on the last 20 % of seed 0's training rows (1e-3 0.985, 1e-2 0.993, "
+                         "0.1 0.985, 0.5 0.985), not on test",
          "expand_every": "100 steps (cost: 9 rounds)", "max_additions_per_round": "4 (cost)",
          "n_candidates": "30 (cost)", "score_batch": "256 (cost)",
          "depth": "layer growth is part of this experiment", "max_width": "32 channels per layer",

@@ -22,7 +22,7 @@ from senn_ref.layers import Dense
 from senn_ref.optim import KFAC, SGD, Adam, NaturalGradientCG
 from senn_ref.train import fit
 from senn_ref.trainer import SENNConfig, train_senn
-from senn_ref.trainer.config import ETA_C, GAINS, METRICS, OPTIMIZERS, SCORES, SEARCHES
+from senn_ref.trainer.config import ETA_C, GAINS, LR_SCHEDULES, METRICS, OPTIMIZERS, SCORES, SEARCHES
 
 FAST = settings(max_examples=30, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -75,7 +75,7 @@ NONNEG_FLOAT = ("damping", "weight_decay")
 OPT_FLOAT = ("score_damping",)
 FLAGS = ("recursive", "width", "depth", "prune", "quiet")
 OPTIONS = {"optimizer": OPTIMIZERS, "gain": GAINS, "eta_c": ETA_C, "search": SEARCHES, "metric": METRICS,
-           "score": SCORES}
+           "score": SCORES, "lr_schedule": LR_SCHEDULES}
 
 
 def test_the_field_lists_cover_every_config_field():

@@ -103,6 +103,16 @@ def test_runs_stopped_at_several_steps_resume_bit_identically(task, reference, t
         assert any(a.any() for a in flags) and not all(a.all() for a in flags)
 
 
+def test_a_cosine_lr_schedule_resumes_bit_identically(task, tmp_path):
+    """lr_schedule="cosine" is a function of the global step only, so a resumed run sees the
+    same lr sequence and ends where the uninterrupted one does."""
+    cfg = SENNConfig(**SMALL, optimizer="adam", lr=0.05, lr_schedule="cosine")
+    plain = _run(task, cfg)
+    with pytest.raises(Stop):
+        _run(task, cfg, checkpoint_dir=tmp_path, checkpoint_every=3, resume=True, callback=_stop_at(17))
+    _assert_same_run(_run(task, cfg, checkpoint_dir=tmp_path, checkpoint_every=3, resume=True), plain)
+
+
 def test_ctrl_c_writes_a_checkpoint_and_the_resumed_run_is_identical(task, reference, tmp_path):
     cfg = SENNConfig(**SMALL, optimizer="ngd-cg", lr=0.1)
 

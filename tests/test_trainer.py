@@ -242,3 +242,41 @@ def test_depth_growth_inserts_layers_through_the_trainer(task):
     assert sum(1 for la in net.layers if la.has_kfac_block) == 3
     assert dep[0]["score"] == pytest.approx(dep[0]["lower_bound"] / 1e-3)
     assert log.final["widths"] == [2, 2] and np.isfinite(log.final["train_loss"])
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adam", 0.01), ("ngd-cg", 0.1)])
+def test_lr_schedule_sequence_seen_by_the_optimiser_is_the_formula(task, monkeypatch, optimizer, lr):
+    """lr_schedule="cosine": the optimiser's lr at global step t is lr (1 + cos(pi t / steps)) / 2
+    (derivations/21-trainer.md section 11); "constant" leaves it at lr on every step."""
+    import importlib
+    module = importlib.import_module("senn_ref.trainer.train_senn")
+    seen, real_step = [], module._optimizer_step
+
+    def spy(run, step, opt, *args):
+        seen.append((step, opt.lr))
+        return real_step(run, step, opt, *args)
+    monkeypatch.setattr(module, "_optimizer_step", spy)
+    X, Y, _, _ = task
+    finals = {}
+    for schedule in ("constant", "cosine"):
+        seen.clear()
+        cfg = SENNConfig(**{**SMALL, "optimizer": optimizer, "lr": lr, "tau": 0.2, "lr_schedule": schedule})
+        _, log = train_senn(mlp([1, 1, 1], seed=3), X, Y, losses.mse(), cfg)
+        steps = np.array([s for s, _ in seen])
+        got = np.array([v for _, v in seen])
+        np.testing.assert_array_equal(steps, np.arange(cfg.steps))
+        want = np.full(cfg.steps, lr) if schedule == "constant" else \
+            lr * 0.5 * (1.0 + np.cos(np.pi * np.arange(cfg.steps) / cfg.steps))
+        bad = np.argsort(-np.abs(got - want))[:3]
+        np.testing.assert_allclose(got, want, rtol=1e-14, atol=0,
+                                   err_msg=f"worst steps {bad}: got {got[bad]}, want {want[bad]}")
+        assert got[-1] > 0 and np.isfinite(log.final["train_loss"])
+        finals[schedule] = log.final["train_loss"]
+    assert finals["constant"] != finals["cosine"], "the schedule changed nothing"
+
+
+def test_lr_schedule_is_refused_unless_a_known_string():
+    with pytest.raises(ValueError, match="lr_schedule"):
+        SENNConfig(lr_schedule="linear")
+    with pytest.raises(TypeError, match="lr_schedule"):
+        SENNConfig(lr_schedule=None)

@@ -20,6 +20,7 @@ ETA_C = ("network", "layer")
 SEARCHES = ("ascent", "langevin", "random")
 METRICS = ("euclidean", "true")
 SCORES = ("natural", "euclidean")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -32,6 +33,9 @@ class SENNConfig:
       optimizer="ngd-cg"  "ngd-cg" natural gradient by CG on the damped exact GGN (as the paper
                         trains), "kfac", "adam" or "sgd"
       lr=0.1            learning rate [released: 0.1 for natural gradient]
+      lr_schedule="constant"  "constant": lr at every step; "cosine": lr_t = lr * (1 + cos(pi t /
+                        steps)) / 2 at global step t = 0..steps-1 (never 0 inside the run; a pure
+                        function of t, so resuming is unchanged); trainer/lr_schedule.py
       damping=0.1       Tikhonov damping of the training curvature [released: 0.1]
       weight_decay=0.0  L2 coefficient [released MNIST: 1e-3]
       cg_maxiter=100    CG iterations per natural-gradient step
@@ -94,6 +98,7 @@ class SENNConfig:
     batch_size: int | None = None
     optimizer: str = "ngd-cg"
     lr: float = 0.1
+    lr_schedule: str = "constant"
     damping: float = 0.1
     weight_decay: float = 0.0
     cg_maxiter: int = 100
@@ -157,7 +162,8 @@ class SENNConfig:
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         for name, allowed in (("optimizer", OPTIMIZERS), ("gain", GAINS), ("eta_c", ETA_C),
-                              ("search", SEARCHES), ("metric", METRICS), ("score", SCORES)):
+                              ("search", SEARCHES), ("metric", METRICS), ("score", SCORES),
+                              ("lr_schedule", LR_SCHEDULES)):
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise TypeError(f"{name}: expected one of the strings {sorted(allowed)}, got {type(value).__name__}")

@@ -45,6 +45,7 @@ from ..runstate import RunCheckpoints, TrainerState, non_finite
 from ..train import check_training_data, evaluate
 from .config import SENNConfig
 from .log import SENNLog
+from .lr_schedule import scheduled_lr
 
 #: scoring uses at most this many examples (a fixed random subset) unless score_batch says
 SCORE_BATCH_DEFAULT = 512
@@ -242,6 +243,8 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
             Xb, Yb = X[idx], Y[idx]
         else:
             Xb, Yb = X, Y
+        if config.lr_schedule != "constant":     # constant: lr untouched, runs bit-identical
+            opt.lr = scheduled_lr(config, step)
         value = _optimizer_step(run, step, opt, uses_curvature, net, Xb, Yb, loss, log)
         log.timing["train"] += time.perf_counter() - t0
         if step % config.history_every == 0:

@@ -120,6 +120,8 @@ class RunCheckpoints:
         meta, arrays = network_payload(net)
         start = fingerprint(np.frombuffer(repr(meta).encode(), np.uint8), *[arrays[k] for k in sorted(arrays)])
         cfg = {k: v for k, v in config.to_dict().items() if k != "quiet"}
+        if cfg.get("lr_schedule") == "constant":   # the default: checkpoints from before the field resume
+            cfg.pop("lr_schedule")
         self.identity = {"config": cfg, "seed": int(seed), "data": fingerprint(X, Y, X_val, Y_val),
                          "start_network": start}
         if self.folder is not None:

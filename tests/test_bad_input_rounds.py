@@ -243,6 +243,8 @@ def test_mala_temperature_stays_positive_when_every_score_is_zero():
     res = search(saddle, {"x": x0}, method="langevin", steps=20, rng=np.random.default_rng(1))
     # with T ~ 1e-300 the drift (1/2) eps^2 grad / T threw every proposal to +-1e298 and none was
     # accepted; with T = temperature * 1 the chains move and climb the saddle
+    # measured: accept rate 0.476, every final value > 0; the old T ~ 1e-300 gave rate 0 and all
+    # values still exactly 0, so both bounds sit well between the bug and the measurement
     assert 0.2 < res.accept_rate < 1.0, res.accept_rate
     assert np.all(np.isfinite(res.values)) and np.mean(res.values > 0) > 0.5, res.values
 

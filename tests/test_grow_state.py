@@ -66,6 +66,9 @@ def test_first_order_state_survives_growth(kind, name, h):
         step = case.net.get_flat()[rec.new_index] - theta[rec.new_index]
         fresh = -opt.lr * g_new / (np.abs(g_new) + opt.eps)
         np.testing.assert_allclose(step, (1.0 - opt.beta1) * fresh, rtol=1e-12, atol=1e-15)
+        # |step| = 0.1 lr |g| / (|g| + eps) < 0.1 lr for every entry (the 1e-12 covers rounding), and
+        # > 0.05 lr exactly when |g| > eps: the largest new-entry gradient must exceed eps, i.e. the
+        # step is not the zero-gradient degenerate case
         assert np.abs(step).max() <= 0.1 * opt.lr * (1 + 1e-12) and np.abs(step).max() > 0.05 * opt.lr
         assert np.all(_flat_slots(opt, case.net)["grown"][rec.new_index] == 1)
         assert not _flat_slots(opt, case.net)["grown"][rec.old_to_new].any()

@@ -226,6 +226,11 @@ def test_round_events_log_the_decision_they_claim():
                             want = det.eta
                         else:
                             want = per[name] if eta_c == "layer" else total
+                        # measured (seeds 1, 3, every model): bit-identical except exact + layer, where
+                        # this test solves the damped block itself (np.linalg.solve) and the library
+                        # solves it its own way: max rel 5.8e-16.  rel=1e-9 leaves room for rounding in a
+                        # worse-conditioned block; picking the wrong model's score is a different quantity.
+                        # (lambda and score above: measured rel 0, their 1e-13/1e-14 are slack for rounding.)
                         assert e["eta_c"] == pytest.approx(want, rel=1e-9), (gain, eta_c, e["kind"])
     assert checked_best >= 3, "too few iterations with several passing proposals"
 

@@ -157,7 +157,8 @@ def layerwise():
 def plan_for(net):
     """The :class:`SequentialPlan` of ``net`` when the fast path applies (the ``"numba"``
     backend and only supported layers, outside :func:`layerwise`), else None.  Kept on the
-    network, rebuilt when :meth:`SequentialPlan.matches` fails."""
+    network, rebuilt when :meth:`SequentialPlan.matches` fails.
+    ``derivations/24-sequential-fast-path.md`` section 2."""
     if not _ENABLED or _backend.get_backend() != "numba":
         return None
     plan = net.__dict__.get("_sequential_plan")
@@ -206,7 +207,9 @@ class Point:
         return [cot[N * off:N * (off + d)].reshape(N, d) for d, off in self.plan._cot_plan]
 
     def ggn(self, v: np.ndarray, mode: int = 0, aux: np.ndarray | None = None):
-        """``F v`` (P,) (mode/aux: :func:`~senn_ref.kernels.sequential_numba.sequential_ggn_numba`)."""
+        """``F v = (1/N) sum_n J_n^T M_n J_n v`` (P,), v (P,) (mode/aux:
+        :func:`~senn_ref.kernels.sequential_numba.sequential_ggn_numba`);
+        ``derivations/24-sequential-fast-path.md`` section 1."""
         aux = np.zeros((0, 0)) if aux is None else aux
         Fv, status = kernels()[2](self.plan.meta, self.theta, self.ws, v, self.N, mode, aux)
         return None if status >= 0 else Fv
@@ -222,7 +225,7 @@ class Point:
 def forward_point(net, X: np.ndarray) -> Point | None:
     """Run the compiled forward pass of ``net`` at a validated batch ``X`` (N, in) and set the
     layers' caches; None when the fast path does not apply or met a non-finite activation
-    (nothing has changed then)."""
+    (nothing has changed then).  ``derivations/24-sequential-fast-path.md`` sections 2-3."""
     plan = plan_for(net)
     if (plan is None or type(X) is not np.ndarray or X.dtype != np.float64 or X.ndim != 2
             or X.shape[1] != plan.meta[0, 1] or not X.flags.c_contiguous or not plan.fast_for(X.shape[0])):
@@ -254,7 +257,8 @@ def loss_and_grad(net, X: np.ndarray, Y, loss):
     """``(L, Gradients)`` as :meth:`Network.loss_and_grad` computes them: the compiled forward
     pass, then for MSE and softmax cross-entropy one kernel for the loss and the reverse pass
     (other losses: ``loss.value_and_grad`` between the two kernels).  None when the fast path
-    does not apply; ``X`` validated (N, in); the loss checks ``Y`` and raises as usual."""
+    does not apply; ``X`` validated (N, in); the loss checks ``Y`` and raises as usual.
+    ``derivations/24-sequential-fast-path.md`` sections 1 and 3."""
     point = forward_point(net, X)
     if point is None:
         return None

@@ -210,7 +210,7 @@ class Point:
         """``F v = (1/N) sum_n J_n^T M_n J_n v`` (P,), v (P,) (mode/aux:
         :func:`~senn_ref.kernels.sequential_numba.sequential_ggn_numba`);
         ``derivations/24-sequential-fast-path.md`` section 1."""
-        aux = np.zeros((0, 0)) if aux is None else aux
+        aux = _NO_T if aux is None else aux
         Fv, status = kernels()[2](self.plan.meta, self.theta, self.ws, v, self.N, mode, aux)
         return None if status >= 0 else Fv
 

@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from .._validate import check_flag
 from ..checkpoint import NPZ_TMP_SUFFIX, TMP_PREFIX
 from ..demo_regression import check_out_dir
 from ..optim.kfac import KFAC
@@ -100,8 +101,7 @@ class RunCheckpoints:
                 raise TypeError(f"checkpoint_seconds: expected a number of seconds, got {type(seconds).__name__}")
             seconds = check_scalar(seconds, "checkpoint_seconds", minimum=0.0, strict=True)
         for name, flag in (("resume", resume), ("checkpoint_rounds", after_rounds)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{name}: expected True or False, got {flag!r}")
+            check_flag(flag, name)
         if folder is None and (resume or every is not None or seconds is not None):
             raise ValueError("checkpoint_dir: resume, checkpoint_every and checkpoint_seconds need a "
                              "checkpoint folder")

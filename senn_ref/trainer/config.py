@@ -10,9 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import numpy as np
-
-from .._validate import check_option, check_positive_int, check_scalar
+from .._validate import check_flag, check_option, check_positive_int, check_scalar
 
 OPTIMIZERS = ("ngd-cg", "kfac", "adam", "sgd")
 GAINS = ("lower_bound", "kfac", "exact")
@@ -159,8 +157,7 @@ class SENNConfig:
         if self.alpha_rel > 1.0:
             raise ValueError(f"alpha_rel: must be <= 1, got {self.alpha_rel}")
         for name in ("recursive", "width", "depth", "prune", "quiet"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+            check_flag(getattr(self, name), name)
         for name, allowed in (("optimizer", OPTIMIZERS), ("gain", GAINS), ("eta_c", ETA_C),
                               ("search", SEARCHES), ("metric", METRICS), ("score", SCORES),
                               ("lr_schedule", LR_SCHEDULES)):

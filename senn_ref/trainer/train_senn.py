@@ -231,7 +231,9 @@ def train_senn(net, X, Y, loss, config: SENNConfig | None = None, X_val=None, Y_
                 log_fallbacks(log.events, found, step, "pruning round")
             round_index += 1
             round_ran = True
-        bad = non_finite(net, opt)
+        # the previous step's _optimizer_step already checked net and opt; only the first step,
+        # a round or the callback can have changed them since (derivations/22 section 4)
+        bad = non_finite(net, opt) if (step == start or round_ran or callback is not None) else None
         if bad is not None:
             raise run.failure(step, f"{bad} is not finite before the step", log)
         t0 = time.perf_counter()

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from .._validate import check_flag
+from .._validate import check_flag, check_positive_int, check_scalar
 from ..checkpoint import NPZ_TMP_SUFFIX, TMP_PREFIX
 from ..demo_regression import check_out_dir
 from ..optim.kfac import KFAC
@@ -91,7 +91,6 @@ class RunCheckpoints:
 
     def __init__(self, folder=None, every=None, seconds=None, resume=False, after_rounds=False,
                  quiet=True) -> None:
-        from .._validate import check_positive_int, check_scalar
         if folder is not None and not isinstance(folder, (str, os.PathLike)):
             raise TypeError(f"checkpoint_dir: expected a path, got {type(folder).__name__}")
         if every is not None:

@@ -60,7 +60,11 @@ def euclidean_eta(net, X, Y, loss) -> tuple[float, dict]:
     ``derivations/23-euclidean-gain.md`` section 4; ``tests/test_euclidean_gain.py``."""
     check_network(net)
     check_loss(loss)
-    _, grads = net.loss_and_grad(X, Y, loss)
+    return _squared_norms(net, net.loss_and_grad(X, Y, loss)[1])
+
+
+def _squared_norms(net, grads) -> tuple[float, dict]:
+    """:func:`euclidean_eta`'s ``(E, per layer)`` from the gradients ``grads`` of ``net``."""
     per = {}
     for la in net.layers:
         if la.param_names:
@@ -112,9 +116,8 @@ class EuclideanWidthProposals:
         self.path = path
         self.d = np.asarray(cons.curvature_outgrads(grads.output_grads[path.consumer]), dtype=np.float64)
         self.N = self.d.shape[0]
-        flat = grads.flat_grad()
-        self.E_network = float(flat @ flat)
-        self.eta_layer = float(sum(np.sum(grads.grads[f"{cons.name}.{p}"] ** 2) for p in cons.param_names))
+        self.E_network, per_layer = _squared_norms(net, grads)
+        self.eta_layer = per_layer[cons.name]
         self.candidates = CandidatePath(net, path)
         self.radius = RADIUS
 

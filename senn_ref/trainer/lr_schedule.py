@@ -16,7 +16,8 @@ from .config import SENNConfig
 
 
 def scheduled_lr(config: SENNConfig, step: int) -> float:
-    """lr_t of ``config.lr_schedule`` at global step ``step`` (0 <= step < config.steps)."""
+    """lr_t of ``config.lr_schedule`` at global step ``step`` (0 <= step < config.steps): ``lr``
+    or ``lr (1 + cos(pi step / steps)) / 2``; ``derivations/21-trainer.md`` section 11."""
     if config.lr_schedule == "constant":
         return float(config.lr)
     if config.lr_schedule == "cosine":

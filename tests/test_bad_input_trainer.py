@@ -382,6 +382,22 @@ def test_optimiser_option_checks(build, name, value, exc):
     refused(lambda: build(**{name: value}), exc, name)
 
 
+@pytest.mark.parametrize("which", ["SGD", "Adam", "KFAC", "NaturalGradientCG"])
+@pytest.mark.parametrize("zero", [0.0, -0.0, 0, np.float64(0.0)])
+def test_every_optimiser_refuses_a_zero_learning_rate(which, zero):
+    """lr = 0 is no step at all (a silent no-op run): refused by the constructor and by a later
+    assignment, naming lr, and the optimiser keeps its lr and state."""
+    build = {"SGD": lambda: SGD(zero), "Adam": lambda: Adam(zero), "KFAC": lambda: KFAC(zero, 0.1),
+             "NaturalGradientCG": lambda: NaturalGradientCG(zero)}[which]
+    message = refused(build, ValueError, "lr")
+    assert "> 0" in message, message
+    net, opt, _, _ = _trained(which)
+    state = opt.state_dict()
+    refused(lambda: setattr(opt, "lr", zero), ValueError, "lr")
+    assert opt.lr == {"SGD": 0.1, "Adam": 0.01, "KFAC": 0.05, "NaturalGradientCG": 0.1}[which]
+    assert same(opt.state_dict(), state)
+
+
 def _trained(which):
     X = np.random.default_rng(0).standard_normal((12, 3))
     Y = np.random.default_rng(1).standard_normal((12, 2))

@@ -61,7 +61,7 @@ def _bias_correction(beta: float, t: np.ndarray) -> np.ndarray:
 class Adam(Optimizer):
     """``Adam(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)``; see the module docstring.
 
-    ``lr >= 0`` may be changed between steps; ``0 <= beta1, beta2 < 1``; ``eps > 0``;
+    ``lr > 0`` may be changed between steps; ``0 <= beta1, beta2 < 1``; ``eps > 0``;
     ``weight_decay >= 0`` is decoupled (AdamW).
     """
 

@@ -65,7 +65,6 @@ class KFAC(LearningRate):
 
     #: ``step`` takes (net, X, Y, loss); read by :func:`senn_ref.train.fit`
     uses_curvature = True
-    lr_must_be_positive = True
 
     def __init__(self, lr, damping, weight_decay=0.0, ema=0.95, inverse_every: int = 1,
                  metric: str = "euclidean", mode: str = "exact", n_samples: int = 1, rng=None,

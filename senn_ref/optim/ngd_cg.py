@@ -42,7 +42,6 @@ class NaturalGradientCG(Optimizer):
     slots = {"u": np.float64}
     #: ``senn_ref.train.fit`` calls ``step(net, X, Y, loss)`` for optimisers with this flag
     uses_curvature = True
-    lr_must_be_positive = True
 
     def __init__(self, lr: float = 0.1, damping: float = 0.1, metric: str = "euclidean",
                  cg_tol: float = 1e-6, cg_maxiter: int = 100, weight_decay: float = 0.0) -> None:

@@ -24,7 +24,7 @@ from .state import Optimizer
 class SGD(Optimizer):
     """``SGD(lr, momentum=0.0, nesterov=False, weight_decay=0.0)``; see the module docstring.
 
-    ``lr >= 0`` may be changed between steps (``opt.lr = ...``); ``0 <= momentum < 1``;
+    ``lr > 0`` may be changed between steps (``opt.lr = ...``); ``0 <= momentum < 1``;
     ``nesterov`` needs ``momentum > 0``; ``weight_decay >= 0`` is an L2 penalty
     (coupled: it passes through the momentum buffer).
     """

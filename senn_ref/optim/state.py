@@ -71,11 +71,10 @@ def check_keep_index(keep_index, shape: tuple, name: str) -> list:
 
 
 class LearningRate:
-    """Mixin: a learning rate ``lr`` checked on every assignment (finite, >= 0), so that a
-    schedule may change it between steps without ever letting a NaN reach the parameters."""
-
-    #: True where lr = 0 is refused too (the curvature optimisers, whose steps are costly)
-    lr_must_be_positive = False
+    """Mixin: a learning rate ``lr`` checked on every assignment (finite, > 0), so that a
+    schedule may change it between steps without ever letting a NaN reach the parameters.
+    lr = 0 is refused too: every step would be a silent no-op (the cosine schedule of
+    trainer/lr_schedule.py never reaches 0)."""
 
     @property
     def lr(self) -> float:
@@ -83,8 +82,7 @@ class LearningRate:
 
     @lr.setter
     def lr(self, value) -> None:
-        self._lr = check_scalar(value, f"{type(self).__name__} lr", minimum=0.0,
-                                strict=self.lr_must_be_positive)
+        self._lr = check_scalar(value, f"{type(self).__name__} lr", minimum=0.0, strict=True)
 
 
 class Optimizer(LearningRate):

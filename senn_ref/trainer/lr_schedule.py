@@ -4,7 +4,7 @@
     cosine:    lr_t = lr * (1 + cos(pi t / T)) / 2,   t = 0 .. T-1, T = ``config.steps``
 
 The cosine schedule starts at ``lr`` and decays to lr * (1 + cos(pi (T-1)/T)) / 2 > 0 at the
-last step (never 0, so the curvature optimisers, which refuse lr = 0, accept it too).  It is a
+last step (never 0, so the optimisers, which all refuse lr = 0, accept it).  It is a
 pure function of the step, so a run resumed from a checkpoint sees the same sequence.
 ``derivations/21-trainer.md`` section 11; ``tests/test_trainer.py::test_lr_schedule_*``.
 """

@@ -82,12 +82,42 @@ def check_option(value, allowed, name: str):
     return value
 
 
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+
+
 def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+    """An integer (not a bool) ``>= minimum`` that fits a 64-bit integer, as a Python int.
+
+    TypeError naming ``name`` for anything but an integer; ValueError below ``minimum`` or
+    beyond int64 (numpy would later fail on such a size, step or seed with an unclear
+    OverflowError or 'Maximum allowed dimension exceeded')."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    value = int(value)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{name}: {value} does not fit a 64-bit integer (|value| < 2**63)")
     if value < minimum:
         raise ValueError(f"{name}: must be >= {minimum}, got {value}")
-    return int(value)
+    return value
+
+
+def refuse_huge_indices(arr: np.ndarray, name: str) -> None:
+    """ValueError naming ``name`` when ``arr`` (``np.asarray`` of index values) holds integers
+    beyond int64: numpy keeps those in an object array (|i| >= 2**64 or i < -2**63) or a uint64
+    array (2**63 <= i < 2**64), which an int64 cast would reject or silently wrap.  Anything
+    else passes unchanged (the caller then checks dtype and range as usual)."""
+    if arr.dtype.kind == "u" and arr.size and arr.max() > INT64_MAX:
+        big = int(arr.max())
+    elif arr.dtype.kind == "O":
+        ints = [int(v) for v in arr.reshape(-1)
+                if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))]
+        huge = [v for v in ints if not INT64_MIN <= v <= INT64_MAX]
+        if not huge:
+            return
+        big = huge[0]
+    else:
+        return
+    raise ValueError(f"{name}: index {big} out of range (beyond 64-bit integers)")
 
 
 def check_scalar(value, name: str, *, minimum: float | None = None, strict: bool = False) -> float:

@@ -117,3 +117,44 @@ def test_as_float_array_keeps_a_0d_array_0d_so_shape_checks_see_it():
     with pytest.raises(ValueError, match=r"grads\['dense1.b'\]: shape \(\) does not match parameter shape \(1,\)"):
         SGD(lr=0.1).step(net.named_params(), grads)
     assert np.array_equal(net.named_params()["dense1.b"], before)
+
+
+HUGE = (2**63, 2**70, -2**63 - 1, -2**70)
+
+
+@pytest.mark.parametrize("value", HUGE)
+def test_check_positive_int_refuses_integers_beyond_int64_naming_the_argument(value):
+    """numpy cannot hold them (OverflowError, 'Maximum allowed dimension exceeded' or an object
+    array later); the shared checker refuses them up front with the argument's name."""
+    with pytest.raises(ValueError, match="^k: .*64-bit") as info:
+        check_positive_int(value, "k", minimum=-2**70 - 1)
+    assert str(value) in str(info.value)
+    assert check_positive_int(2**63 - 1, "k") == 2**63 - 1
+    assert check_positive_int(np.uint64(2**63 - 1), "k") == 2**63 - 1
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda B: mlp([3, B, 1]), "mlp size"),
+    (lambda B: mlp([3, 4, 1], seed=B), "seed"),
+    (lambda B: convnet(image_size=8, n_classes=B), "n_classes"),
+    (lambda B: __import__("senn_ref").datasets.teacher_regression(n_train=B), "n_train"),
+    (lambda B: __import__("senn_ref").trainer.SENNConfig(steps=B), "steps"),
+    (lambda B: __import__("senn_ref").trainer.SENNConfig(n_candidates=B), "n_candidates"),
+    (lambda B: __import__("senn_ref").optim.KFAC(0.1, 0.1, inverse_every=B), "inverse_every"),
+])
+def test_huge_integer_arguments_are_refused_naming_them(call, name):
+    with pytest.raises(ValueError, match="64-bit") as info:
+        call(2**70)
+    assert name in str(info.value), info.value
+
+
+@pytest.mark.parametrize("units", [[2**70], [0, 2**64], np.array([2**63], dtype=np.uint64), 2**70, [-2**70]])
+def test_huge_unit_and_flat_indices_are_refused_naming_them(units):
+    from senn_ref.grow.prune_neurons import check_units
+    from senn_ref.grow.residual import check_flat_index
+    for check, name in ((lambda u: check_units(u, 4), "units"),
+                        (lambda u: check_flat_index(u, 10, "new_index"), "new_index")):
+        with pytest.raises(ValueError, match="out of range") as info:
+            check(units)
+        assert str(info.value).startswith(name + ":"), info.value
+        assert "-9223372036854775808" not in str(info.value), info.value   # no wrapped value

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float_array, check_shape
+from .._validate import as_float_array, check_shape, refuse_huge_indices
 from ..layers.conv2d import Conv2D
 from .carry_state import AxisMap, StateChange, carry_state, check_carry, check_optimizers
 from .record import Growth, build_record, layout
@@ -46,6 +46,7 @@ def check_units(units, n_units: int, name: str = "units", leave_one: bool = True
         arr = arr.reshape(1)
     if arr.size == 0:               # before the dtype: np.asarray([]) is float64
         raise ValueError(f"{name}: empty; name at least one unit to remove")
+    refuse_huge_indices(arr, name)
     if arr.dtype.kind not in "iu" or arr.ndim != 1:
         raise TypeError(f"{name}: expected a 1-d array of integer unit indices, got {units!r}")
     arr = arr.astype(np.int64)

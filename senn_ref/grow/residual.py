@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import check_network, check_scalar
+from .._validate import check_network, check_scalar, refuse_huge_indices
 from ..fisher.exact import check_metric, ggn_factor
 from ..score import WHITENING_TOL, default_rcond, mean_loss_grad, whitened_residual
 
@@ -38,6 +38,7 @@ def check_flat_index(index, P: int, name: str, allow_empty: bool = False) -> np.
         if allow_empty:
             return np.zeros(0, dtype=np.int64)
         raise ValueError(f"{name}: empty; select at least one parameter")
+    refuse_huge_indices(arr, name)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integer flat indices, got dtype {arr.dtype}")
     if arr.ndim != 1:

@@ -184,6 +184,29 @@ def test_ggn_from_jacobian_identity_metric_equals_none(rng):
     assert_rel_error(ggn_from_jacobian(J), expected, 1e-14, "GGN from J")
 
 
+@pytest.mark.parametrize("shape,layout", [((1, 1, 1), "C"), ((4, 3, 7), "C"), ((13, 2, 40), "F"),
+                                          ((9, 1, 64), "strided"), ((50, 1, 3001), "C")])
+def test_identity_metric_gram_is_exactly_symmetric(rng, shape, layout):
+    """M=None skips the (F + F^T)/2 pass because NumPy forms A^T A exactly symmetric; pin that
+    (a NumPy change would make this fail), and that the result is what the symmetrised
+    formula gives, bit for bit (derivations/09-fisher.md section 1)."""
+    J = rng.standard_normal(shape)
+    if layout == "F":
+        J = np.asfortranarray(J)
+    elif layout == "strided":
+        J = rng.standard_normal(shape[:2] + (2 * shape[2],))[:, :, ::2]
+    F = ggn_from_jacobian(J)
+    worst = np.unravel_index(np.argmax(np.abs(F - F.T)), F.shape)
+    assert np.array_equal(F, F.T), f"asymmetric at {worst}: {F[worst]!r} vs {F.T[worst]!r}"
+    N, K, P = J.shape
+    A = J.reshape(N * K, P)
+    G = A.T @ A / N                              # the formula before the in-place division
+    reference = 0.5 * (G + G.T)
+    worst = np.unravel_index(np.argmax(np.abs(F - reference)), F.shape)
+    assert np.array_equal(F, reference), f"worst entry {worst}: {F[worst]!r} vs {reference[worst]!r}"
+    assert_rel_error(F, sum(J[n].T @ J[n] for n in range(N)) / N, 1e-13, "GGN from J")
+
+
 def test_operator_damping_and_point_guard(rng):
     net, X, Y, loss = problem(rng, "mse")
     F = exact(net, X, loss)

@@ -127,19 +127,24 @@ def ggn_from_jacobian(J, M=None) -> np.ndarray:
     """``F = (1/N) sum_n J_n^T M_n J_n`` from J (N, K, P) and M (N, K, K); ``M=None`` means I.
 
     Computed as one (P, NK) @ (NK, P) product of the stacked Jacobian with the
-    stacked ``M_n J_n``; the result is symmetrised (``(F + F^T)/2``) to remove
-    rounding asymmetry.  Returns (P, P).  See ``derivations/09-fisher.md`` section 1.
+    stacked ``M_n J_n``.  With ``M=None`` that product is ``A^T A`` of one array
+    ``A = J.reshape(NK, P)``, which NumPy forms exactly symmetric (BLAS ``syrk`` and a
+    mirrored triangle, or one summation order for both triangles without BLAS), so it is
+    only divided by N, in place; otherwise the result is symmetrised (``(F + F^T)/2``) to
+    remove rounding asymmetry.  Either way the result is what ``(F + F^T)/2`` of
+    ``J^T M J / N`` gives, bit for bit.  Returns (P, P).  See ``derivations/09-fisher.md``
+    section 1; tested in ``tests/test_fisher.py::test_identity_metric_gram_is_exactly_symmetric``.
     """
     J = as_float_array(J, "J", ndim=3)
     N, K, P = J.shape
     if M is None:
-        MJ = J
-    else:
-        M = as_float_array(M, "M", ndim=3)
-        if M.shape != (N, K, K):
-            raise ValueError(f"M: expected shape {(N, K, K)} to match J {J.shape}, got {M.shape}")
-        MJ = np.matmul(M, J)
-    F = J.reshape(N * K, P).T @ MJ.reshape(N * K, P) / N
+        A = J.reshape(N * K, P)
+        F = A.T @ A
+        return np.divide(F, N, out=F)
+    M = as_float_array(M, "M", ndim=3)
+    if M.shape != (N, K, K):
+        raise ValueError(f"M: expected shape {(N, K, K)} to match J {J.shape}, got {M.shape}")
+    F = J.reshape(N * K, P).T @ np.matmul(M, J).reshape(N * K, P) / N
     return 0.5 * (F + F.T)
 
 

@@ -85,6 +85,15 @@ def check_option(value, allowed, name: str):
 INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
 
 
+def check_str_option(value, allowed, name: str, *, label: str | None = None) -> str:
+    """A string naming one of ``allowed``: TypeError ``"<name>: expected a string, one of
+    [...], got <type>"`` for anything but a ``str`` (a number, None, bytes, a list), then
+    :func:`check_option` (ValueError ``"unknown <label or name> ..."``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a string, one of {sorted(allowed)}, got {type(value).__name__}")
+    return check_option(value, allowed, name if label is None else label)
+
+
 def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
     """An integer (not a bool) ``>= minimum`` that fits a 64-bit integer, as a Python int.
 

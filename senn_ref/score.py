@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_float_array, check_flag, check_network, check_option, check_scalar
+from ._validate import as_float_array, check_flag, check_network, check_scalar, check_str_option
 from .fisher.exact import check_metric, ggn_factor
 from .losses.base import check_loss
 from .natural_gradient import natural_gradient
@@ -172,9 +172,7 @@ def eta(net, X, Y, loss, curvature: str = "exact", damping: float = 0.0, metric:
     See ``derivations/10-expansion-score.md``.
     """
     check_network(net)
-    if not isinstance(curvature, str):
-        raise TypeError(f"curvature: expected a string, got {type(curvature).__name__}")
-    check_option(curvature, CURVATURES, "curvature")
+    check_str_option(curvature, CURVATURES, "curvature")
     check_metric(metric, Y)
     delta = check_scalar(damping, "damping", minimum=0.0)
     if curvature == "exact":

@@ -158,3 +158,47 @@ def test_huge_unit_and_flat_indices_are_refused_naming_them(units):
             check(units)
         assert str(info.value).startswith(name + ":"), info.value
         assert "-9223372036854775808" not in str(info.value), info.value   # no wrapped value
+
+
+def _depth_gain(**kw):
+    from senn_ref.grow.depth_gain import DepthProposals
+    net = mlp([2, 3, 1], seed=0)
+    return DepthProposals(net, np.ones((4, 2)), np.zeros((4, 1)), __import__("senn_ref").losses.mse(), 1, **kw)
+
+
+def _string_option_calls():
+    from senn_ref import losses
+    from senn_ref.grow.depth_exact import depth_index
+    from senn_ref.grow.pruning import pruning_scores
+    from senn_ref.optim import KFAC, NaturalGradientCG
+    from senn_ref.trainer import SENNConfig
+    net, X, Y, mse = mlp([2, 3, 1], seed=0), np.ones((4, 2)), np.zeros((4, 1)), losses.mse()
+    return [
+        ("curvature", lambda v: score.eta(net, X, Y, mse, curvature=v)),
+        ("metric", lambda v: fisher.exact(net, X, mse, metric=v)),
+        ("metric", lambda v: NaturalGradientCG(metric=v)),
+        ("metric", lambda v: kfac_eta(net, X, Y, mse, metric=v)),
+        ("mode", lambda v: kfac_eta(net, X, Y, mse, mode=v)),
+        ("mode", lambda v: KFAC(0.1, 0.1, mode=v)),
+        ("damping_mode", lambda v: kfac_eta(net, X, Y, mse, damping_mode=v)),
+        ("natural", lambda v: _depth_gain(natural=v)),
+        ("condition", lambda v: _depth_gain(condition=v)),
+        ("curvature", lambda v: pruning_scores(net, X, Y, mse, 0, curvature=v)),
+        ("incoming", lambda v: pruning_scores(net, X, Y, mse, 0, incoming=v)),
+        ("scope", lambda v: pruning_scores(net, X, Y, mse, 0, scope=v)),
+        ("params", lambda v: depth_index(net, None, params=v)),
+        ("optimizer", lambda v: SENNConfig(optimizer=v)),
+        ("lr_schedule", lambda v: SENNConfig(lr_schedule=v)),
+    ]
+
+
+@pytest.mark.parametrize("value", [3, None, b"exact", ["exact"]])
+def test_every_string_option_refuses_a_non_string_with_one_message(value):
+    """The string options share check_str_option: a TypeError "<name>: expected a string, one of
+    [...], got <type>" everywhere (before, three wordings; some without the allowed values)."""
+    for name, call in _string_option_calls():
+        with pytest.raises(TypeError) as info:
+            call(value)
+        msg = str(info.value)
+        assert msg.startswith(f"{name}: expected a string, one of ['"), msg
+        assert msg.endswith(f"got {type(value).__name__}"), msg

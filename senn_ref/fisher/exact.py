@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float_array, check_network, check_option
+from .._validate import as_float_array, check_network, check_str_option
 from ..layers.base import Layer
 from ..losses.base import METRICS, check_loss
 
@@ -20,9 +20,7 @@ from ..losses.base import METRICS, check_loss
 
 def check_metric(metric: str, Y) -> str:
     """Validate the metric name; ``"empirical"`` needs targets ``Y`` (09-fisher.md section 2)."""
-    if not isinstance(metric, str):
-        raise TypeError(f"metric: expected a string, got {type(metric).__name__}")
-    check_option(metric, METRICS, "metric")
+    check_str_option(metric, METRICS, "metric")
     if metric == "empirical" and Y is None:
         raise ValueError("metric='empirical' needs the targets: pass Y=... "
                          "(M_n = e_n e_n^T depends on y_n; note it is the wrong curvature for SENN)")

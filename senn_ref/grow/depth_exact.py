@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import check_network, check_option, check_scalar
+from .._validate import check_network, check_scalar, check_str_option
 from ..fisher.exact import check_metric, ggn_factor
 from ..score import WHITENING_TOL, default_rcond, mean_loss_grad, whitened_residual
 from .depth_rows import PARAM_SETS, consumer_side, new_rows
@@ -22,9 +22,7 @@ from .residual import WidthContext, kept_svd
 
 def _check_params(params) -> str:
     """``params`` must be one of the names of ``PARAM_SETS`` ("vc", "vcl", "all")."""
-    if not isinstance(params, str):
-        raise TypeError(f"params: expected a string, one of {sorted(PARAM_SETS)}, got {type(params).__name__}")
-    return check_option(params, PARAM_SETS, "params")
+    return check_str_option(params, PARAM_SETS, "params")
 
 
 def depth_index(grown, record, params: str = "all") -> np.ndarray:

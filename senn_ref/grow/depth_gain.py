@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import as_float_array, check_flag, check_option, check_scalar, check_shape
+from .._validate import as_float_array, check_flag, check_scalar, check_shape, check_str_option
 from ..fisher.exact import check_metric, ggn_factor
 from .depth_rows import ConsumerSide, consumer_side, input_cotangent, psi, psi_prime
 from .insert_layer import COND_LIMIT, consumer_at, consumer_width, depth_supported  # noqa: F401
@@ -74,9 +74,7 @@ class DepthProposals:
         check_metric(metric, Y)
         self.delta = check_scalar(damping, "damping", minimum=0.0)
         for value, allowed, name in ((natural, NATURAL, "natural"), (condition, CONDITIONS, "condition")):
-            if not isinstance(value, str):
-                raise TypeError(f"{name}: expected a string, one of {list(allowed)}, got {type(value).__name__}")
-            check_option(value, allowed, name)
+            check_str_option(value, allowed, name)
         i, layer = consumer_at(net, position)
         self.position, self.k = i, consumer_width(layer)
         if natural == "auto":

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .._validate import check_option, check_positive_int, check_scalar
+from .._validate import check_positive_int, check_scalar, check_str_option
 from ..fisher.exact import check_metric
 from ..kfac.damping import factored_damping
 from ..layers.conv2d import Conv2D
@@ -126,9 +126,7 @@ def _check_common(net, layer, damping, metric, Y, curvature, incoming, scope, pi
     check_metric(metric, Y)
     for value, allowed, name in ((curvature, CURVATURES, "curvature"), (incoming, INCOMING, "incoming"),
                                  (scope, SCOPES, "scope")):
-        if not isinstance(value, str):
-            raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
-        check_option(value, allowed, name)
+        check_str_option(value, allowed, name)
     factored_damping(np.eye(1), np.eye(1), delta, pi)        # validates pi whatever the curvature
     return path, delta
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import check_option, check_positive_int
+from .._validate import check_positive_int, check_str_option
 from ..losses.base import METRICS, check_loss
 from ..network import Gradients
 
@@ -52,12 +52,8 @@ def check_options(metric: str, mode: str, n_samples, rng):
     """Validate metric / mode / n_samples / rng (ValueError or TypeError naming the option);
     returns ``(n_samples, rng)`` with ``default_rng(0)`` for mc when ``rng`` is None.
     ``derivations/11-kfac.md`` section 3."""
-    if not isinstance(metric, str):
-        raise TypeError(f"metric: expected a string, got {type(metric).__name__}")
-    check_option(metric, METRICS, "metric")
-    if not isinstance(mode, str):
-        raise TypeError(f"mode: expected a string, got {type(mode).__name__}")
-    check_option(mode, MODES, "K-FAC mode")
+    check_str_option(metric, METRICS, "metric")
+    check_str_option(mode, MODES, "mode", label="K-FAC mode")
     n_samples = check_positive_int(n_samples, "n_samples")
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")

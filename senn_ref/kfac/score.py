@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import check_network, check_option, check_scalar
+from .._validate import check_network, check_scalar, check_str_option
 from .columns import check_options, run_columns
 from .damping import DampedKronInverse, block_solve, factored_damping
 from .factors import KronAccumulator, kfac_layers
@@ -53,9 +53,7 @@ def kfac_eta(net, X, Y, loss, damping=0.0, metric: str = "euclidean", mode: str 
     """
     check_network(net)
     damping = check_scalar(damping, "damping", minimum=0.0)
-    if not isinstance(damping_mode, str):
-        raise TypeError(f"damping_mode: expected a string, got {type(damping_mode).__name__}")
-    check_option(damping_mode, DAMPING_MODES, "damping_mode")
+    check_str_option(damping_mode, DAMPING_MODES, "damping_mode")
     factored_damping(np.eye(1), np.eye(1), damping, pi)         # validates pi for every mode
     if not isinstance(include_rational, (bool, np.bool_)):
         raise TypeError(f"include_rational: expected a bool, got {type(include_rational).__name__}")

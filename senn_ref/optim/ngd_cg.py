@@ -48,8 +48,6 @@ class NaturalGradientCG(Optimizer):
         super().__init__()
         self.lr = lr
         self.damping = check_scalar(damping, "damping", minimum=0.0)
-        if not isinstance(metric, str):
-            raise TypeError(f"metric: expected a string, got {type(metric).__name__}")
         check_metric(metric, "targets are given to step()")
         self.metric = metric
         self.cg_tol = check_scalar(cg_tol, "cg_tol", minimum=0.0, strict=True)

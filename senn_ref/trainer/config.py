@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .._validate import check_flag, check_option, check_positive_int, check_scalar
+from .._validate import check_flag, check_positive_int, check_scalar, check_str_option
 
 OPTIMIZERS = ("ngd-cg", "kfac", "adam", "sgd")
 GAINS = ("lower_bound", "kfac", "exact")
@@ -161,10 +161,7 @@ class SENNConfig:
         for name, allowed in (("optimizer", OPTIMIZERS), ("gain", GAINS), ("eta_c", ETA_C),
                               ("search", SEARCHES), ("metric", METRICS), ("score", SCORES),
                               ("lr_schedule", LR_SCHEDULES)):
-            value = getattr(self, name)
-            if not isinstance(value, str):
-                raise TypeError(f"{name}: expected one of the strings {sorted(allowed)}, got {type(value).__name__}")
-            check_option(value, allowed, name)
+            check_str_option(getattr(self, name), allowed, name)
         if self.score == "euclidean" and self.depth:
             raise ValueError("score: 'euclidean' scores width proposals only; set depth=False")
         if self.score == "euclidean" and self.gain != "lower_bound":

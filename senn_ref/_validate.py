@@ -75,6 +75,19 @@ def check_batch(X, in_shape: tuple[int, ...], name: str = "X") -> np.ndarray:
     return arr
 
 
+def check_target_rows(Y, n: int, name: str = "Y", x_name: str = "X") -> np.ndarray:
+    """``np.asarray(Y)`` after checking it has ``n`` rows (one target per row of the batch
+    ``x_name``); ValueError naming ``name`` for a 0-d, ragged or wrong-length ``Y``.  Only the
+    rows: the values are the loss's to check (``loss.check``)."""
+    try:
+        arr = np.asarray(Y)
+    except ValueError as exc:                      # a ragged nested list
+        raise ValueError(f"{name}: cannot be made an array ({exc})") from exc
+    if arr.ndim == 0 or arr.shape[0] != n:
+        raise ValueError(f"{name}: expected one target per row of {x_name} ({n}), got shape {arr.shape}")
+    return arr
+
+
 def check_option(value, allowed, name: str):
     """Raise ValueError naming the allowed values when ``value`` is not one of them."""
     if value not in allowed:

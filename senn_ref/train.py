@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validate import as_float_array, check_batch, check_network, check_positive_int
+from ._validate import as_float_array, check_batch, check_network, check_positive_int, check_target_rows
 from .losses.base import check_loss  # noqa: F401  (re-exported: senn_ref.train.check_loss)
 
 
@@ -30,10 +30,8 @@ class History:
     val_acc: list = field(default_factory=list)
 
 
-def _check_targets(Y, n: int, name: str) -> np.ndarray:
-    Y = np.asarray(Y)
-    if Y.ndim == 0 or Y.shape[0] != n:
-        raise ValueError(f"{name}: expected {n} targets along axis 0, got shape {Y.shape}")
+def _check_targets(Y, n: int, name: str, x_name: str) -> np.ndarray:
+    Y = check_target_rows(Y, n, name, x_name)
     if Y.dtype.kind == "f":
         Y = as_float_array(Y, name)
     return Y
@@ -56,14 +54,14 @@ def check_training_data(net, X, Y, loss, X_val=None, Y_val=None):
     checked arrays.  Shared by :func:`fit` and :func:`senn_ref.train_senn`."""
     X = check_batch(X, check_network(net).in_shape, "X")
     N = X.shape[0]
-    Y = _check_targets(Y, N, "Y")
+    Y = _check_targets(Y, N, "Y", "X")
     K = int(np.prod(net.out_shape))
     loss.check(np.zeros((N, K)), Y)                  # all targets, against the output width
     if (X_val is None) != (Y_val is None):
         raise ValueError("X_val, Y_val: give both or neither")
     if X_val is not None:
         X_val = check_batch(X_val, net.in_shape, "X_val")
-        Y_val = _check_targets(Y_val, X_val.shape[0], "Y_val")
+        Y_val = _check_targets(Y_val, X_val.shape[0], "Y_val", "X_val")
         loss.check(np.zeros((X_val.shape[0], K)), Y_val)
     return X, Y, X_val, Y_val
 

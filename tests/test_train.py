@@ -47,7 +47,7 @@ def test_datasets_shapes_and_determinism():
 def test_fit_rejects_bad_input():
     net = mlp([2, 3, 1], seed=0)
     X = np.zeros((5, 2))
-    with pytest.raises(ValueError, match="targets"):
+    with pytest.raises(ValueError, match=r"^Y: expected one target per row of X \(5\)"):
         fit(net, X, np.zeros((4, 1)), losses.mse(), Adam())
     with pytest.raises(ValueError, match="batch_size"):
         fit(net, X, np.zeros((5, 1)), losses.mse(), Adam(), batch_size=0)

@@ -202,3 +202,24 @@ def test_every_string_option_refuses_a_non_string_with_one_message(value):
         msg = str(info.value)
         assert msg.startswith(f"{name}: expected a string, one of ['"), msg
         assert msg.endswith(f"got {type(value).__name__}"), msg
+
+
+def test_target_rows_one_check_and_one_message_for_fit_train_senn_and_the_round():
+    """check_target_rows is the one row check of fit, train_senn and expansion_round: the same
+    message naming the targets and the batch, also for a ragged list (numpy's own error before)."""
+    from senn_ref import losses
+    from senn_ref.grow.expansion_round import expansion_round
+    from senn_ref.optim import SGD
+    from senn_ref.train import fit
+    from senn_ref.trainer import SENNConfig, train_senn
+    net, mse = mlp([2, 3, 1], seed=0), losses.mse()
+    X, Y = np.ones((4, 2)), np.zeros((4, 1))
+    cfg = SENNConfig(steps=1, quiet=True)
+    for call in (lambda Yb: fit(net, X, Yb, mse, SGD(0.1)), lambda Yb: train_senn(net, X, Yb, mse, cfg),
+                 lambda Yb: expansion_round(net, X, Yb, mse, cfg, np.random.default_rng(0))):
+        with pytest.raises(ValueError, match=r"^Y: expected one target per row of X \(4\), got shape \(3, 1\)$"):
+            call(Y[:3])
+        with pytest.raises(ValueError, match=r"^Y: cannot be made an array"):
+            call([[0.0], [0.0, 1.0], [0.0], [0.0]])
+    with pytest.raises(ValueError, match=r"^Y_val: expected one target per row of X_val \(2\), got shape \(4, 1\)$"):
+        fit(net, X, Y, mse, SGD(0.1), X_val=X[:2], Y_val=Y)

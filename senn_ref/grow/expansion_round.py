@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import score as _score
-from .._validate import check_batch, check_network, check_option, check_positive_int, check_rng, check_scalar
+from .._validate import (check_batch, check_network, check_option, check_positive_int, check_rng, check_scalar,
+                         check_target_rows)
 from ..kfac import kfac_eta
 from ..losses.base import METRICS
 from .criterion import decide, rate_bound
@@ -156,8 +157,7 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
         raise TypeError(f"config: expected a SENNConfig, got {type(config).__name__}")
     rng = check_rng(rng, "rng", allow_none=False)
     X = check_batch(X, net.in_shape, "X")
-    if np.ndim(Y) < 1 or np.shape(Y)[0] != X.shape[0]:
-        raise ValueError(f"Y: expected one target per row of X ({X.shape[0]}), got shape {np.shape(Y)}")
+    Y = check_target_rows(Y, X.shape[0])
     if state is not None and not isinstance(state, RoundState):
         raise TypeError(f"state: expected a RoundState or None, got {type(state).__name__}")
     step = check_positive_int(step, "step", minimum=0)

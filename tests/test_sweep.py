@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from senn_ref.cli import main
-from senn_ref.demos.sweep import aggregate, parse_seeds, parse_sets, run_sweep, settings_grid, split_settings
+from senn_ref.demos.sweep import (aggregate, parse_seeds, parse_sets, run_sweep, settings_grid, split_settings,
+                                  write_table)
 
 COMMON = {"steps": 35, "quick": True}          # one round (step 30) per run: about a second each
 
@@ -33,6 +34,33 @@ def test_aggregate_mean_and_std():
     assert [r["setting"] for r in t] == ["a", "b"] and t[0]["n"] == 2
     assert t[0]["final_test_loss_mean"] == 2.0 and t[0]["final_test_loss_std"] == 1.0
     assert t[1]["total_hidden_units_std"] == 0.0
+
+
+def test_write_table_is_atomic_a_failure_keeps_the_previous_files(tmp_path, monkeypatch):
+    """sweep.csv and sweep.md go through checkpoint.atomic_write: the exact bytes of a direct
+    write, and a write that fails half-way leaves the previous file whole and no temporary."""
+    table = [{"setting": "tau=1", "n": 2, "final_test_loss_mean": 0.5, "final_test_loss_std": 0.25},
+             {"setting": "tau=2", "n": 2, "final_test_loss_mean": 0.125, "final_test_loss_std": 0.0}]
+    csv_path, md_path = write_table(table, str(tmp_path))
+    raw = open(csv_path, "rb").read()
+    assert raw == (b"setting,n,final_test_loss_mean,final_test_loss_std\r\n"
+                   b"tau=1,2,0.5,0.25\r\ntau=2,2,0.125,0.0\r\n")
+    md = open(md_path, "rb").read()
+    assert md == (b"| setting | n | final_test_loss |\n|---|---|---|\n"
+                  b"| tau=1 | 2 | 0.5 +- 0.25 |\n| tau=2 | 2 | 0.125 +- 0 |\n")
+    calls = []
+
+    def failing_writerow(self, row):
+        calls.append(row)
+        if len(calls) == 2:                       # the header went out, then the second row fails
+            raise OSError("disk full")
+        return original(self, row)
+    original = csv.DictWriter.writerow
+    monkeypatch.setattr(csv.DictWriter, "writerow", failing_writerow)
+    with pytest.raises(OSError, match="disk full"):
+        write_table(table[::-1], str(tmp_path))
+    assert open(csv_path, "rb").read() == raw and open(md_path, "rb").read() == md
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.csv", "sweep.md"]
 
 
 def _check_outputs(out, rows, settings, seeds):

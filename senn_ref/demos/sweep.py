@@ -10,6 +10,7 @@ written as ``sweep.csv`` and ``sweep.md`` with a figure ``sweep.png``.  ``tests/
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import os
 import time
@@ -17,6 +18,7 @@ import time
 import numpy as np
 
 from .._validate import check_positive_int
+from ..checkpoint import atomic_write
 from ..trainer import SENNConfig
 
 COLUMNS = ("final_test_loss", "final_test_accuracy", "final_test_mse", "total_hidden_units", "num_params",
@@ -164,21 +166,24 @@ def aggregate(rows) -> list:
 
 
 def write_table(table, out) -> tuple:
-    """``sweep.csv`` (every column) and ``sweep.md`` (mean +- std); returns both paths."""
+    """``sweep.csv`` (every column) and ``sweep.md`` (mean +- std), each written atomically
+    (``checkpoint.atomic_write``); returns both paths."""
     keys = ["setting", "n"] + [f"{k}_{s}" for k in COLUMNS for s in ("mean", "std") if any(f"{k}_mean" in t for t in table)]
     csv_path, md_path = os.path.join(out, "sweep.csv"), os.path.join(out, "sweep.md")
-    with open(csv_path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        for t in table:
-            w.writerow({k: t.get(k, "") for k in keys})
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    for t in table:
+        w.writerow({k: t.get(k, "") for k in keys})
     cols = [k for k in COLUMNS if any(f"{k}_mean" in t for t in table)]
     lines = ["| setting | n | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for t in table:
         cells = [f"{t[k + '_mean']:.4g} +- {t[k + '_std']:.2g}" if k + "_mean" in t else "" for k in cols]
         lines.append(f"| {t['setting']} | {t['n']} | " + " | ".join(cells) + " |")
-    with open(md_path, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+    # atomically, as summary.json (runner.write_json): a crash never leaves a half-written table;
+    # bytes, so that csv's \r\n line ends reach the file unchanged on every platform
+    atomic_write(csv_path, lambda fh: fh.write(buf.getvalue().encode()), suffix=".csv.tmp")
+    atomic_write(md_path, lambda fh: fh.write(("\n".join(lines) + "\n").encode()), suffix=".md.tmp")
     return csv_path, md_path
 
 

@@ -167,10 +167,20 @@ def plan_for(net):
     return plan if plan.supported else None
 
 
+def _finite(a: np.ndarray) -> bool:
+    """Whether every entry of ``a`` is finite.  The kernels check activations, tangents and
+    cotangents only; a sum they accumulate into (a parameter gradient, a GGN product) can still
+    overflow, silently in compiled code, where NumPy's layer-wise path warns (RuntimeWarning):
+    such a result sends the call to the layer-wise path, which warns and gives the same values
+    (derivations/24-sequential-fast-path.md section 3)."""
+    return bool(np.isfinite(a).all())
+
+
 class Point:
     """One compiled forward pass at a batch: ``plan``, ``theta`` (P,), the work buffer ``ws``,
     ``N`` and ``outputs`` (N, K).  :meth:`backward` and :meth:`ggn` reuse it; both return
-    None when a kernel met a non-finite value (the caller then runs the layer-wise path)."""
+    None when a kernel met or produced a non-finite value (the caller then runs the layer-wise
+    path, which warns and raises as usual)."""
 
     def __init__(self, plan: SequentialPlan, theta: np.ndarray, ws: np.ndarray, N: int) -> None:
         self.plan, self.theta, self.ws, self.N = plan, theta, ws, N
@@ -195,7 +205,7 @@ class Point:
         """``(grad (P,), output_grads list or None)`` with ``grad = sum_n J_n^T dY_n``, dY (N, K)."""
         plan = self.plan
         grad, cot, status = kernels()[1](plan.meta, self.theta, self.ws, dY, store_cot, plan.cot_width)
-        if status >= 0:
+        if status >= 0 or not _finite(grad):
             return None
         if not store_cot:
             return grad, None
@@ -212,7 +222,7 @@ class Point:
         ``derivations/24-sequential-fast-path.md`` section 1."""
         aux = _NO_T if aux is None else aux
         Fv, status = kernels()[2](self.plan.meta, self.theta, self.ws, v, self.N, mode, aux)
-        return None if status >= 0 else Fv
+        return None if status >= 0 or not _finite(Fv) else Fv
 
     def gradients(self, grad: np.ndarray, output_grads: list):
         """A :class:`~senn_ref.network.Gradients` of views of ``grad`` (P,)."""
@@ -257,7 +267,8 @@ def loss_and_grad(net, X: np.ndarray, Y, loss):
     """``(L, Gradients)`` as :meth:`Network.loss_and_grad` computes them: the compiled forward
     pass, then for MSE and softmax cross-entropy one kernel for the loss and the reverse pass
     (other losses: ``loss.value_and_grad`` between the two kernels).  None when the fast path
-    does not apply; ``X`` validated (N, in); the loss checks ``Y`` and raises as usual.
+    does not apply or the loss or a gradient is not finite (the layer-wise path then warns as
+    NumPy does); ``X`` validated (N, in); the loss checks ``Y`` and raises as usual.
     ``derivations/24-sequential-fast-path.md`` sections 1 and 3."""
     point = forward_point(net, X)
     if point is None:
@@ -272,6 +283,6 @@ def loss_and_grad(net, X: np.ndarray, Y, loss):
     plan = point.plan
     value, grad, cot, status = kernels()[3](plan.meta, point.theta, point.ws, point.N, *targets,
                                             plan.cot_width)
-    if status >= 0:
-        return None
+    if status >= 0 or not (np.isfinite(value) and _finite(grad)):
+        return None         # the layer-wise rerun raises, or warns on the overflow, as usual
     return float(value), point.gradients(grad, point.output_grads(cot))

@@ -4,6 +4,8 @@ twin, the layer-wise path (kernels/sequential_numpy): derivations/24-sequential-
 Tolerance 1e-12 relative (2-norm): both compute the same sums in a different order (loops or
 BLAS versus NumPy's pairwise sums), so they agree to a few ulps of the largest term.
 """
+import warnings
+
 import numpy as np
 import pytest
 
@@ -218,3 +220,54 @@ def test_errors_as_layerwise():
         assert messages[0] == messages[1]
     with pytest.raises(ValueError, match="X"):
         net.loss_and_grad(X[:, :1], Y, mse())
+
+
+def _overflow_case(which):
+    """A Dense-only network whose outputs stay finite while the loss or a parameter gradient
+    (or a GGN product) overflows: no activation or cotangent the kernels check is non-finite."""
+    net = Network([Dense(1, 2), Dense(2, 1)])
+    net.layers[0].params["W"][:] = [[1e160], [0.0]]
+    net.layers[0].params["b"][:] = 0.0
+    net.layers[1].params["W"][:] = [[1e-10, 0.0]]
+    net.layers[1].params["b"][:] = 0.0
+    X, Y = np.ones((3, 1)), np.zeros((3, 1))
+    if which == "loss":                 # F = 1e150 * 1e10: |F|^2 overflows
+        net.layers[1].params["W"][:] = [[1.0, 0.0]]
+    return net, X, Y                    # else F = 1e150, L = 5e299, dL/dW2 = F h / N ~ 3e309
+
+
+def _run_recording(call):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = call()
+    return out, sorted({(w.category.__name__, str(w.message)) for w in caught})
+
+
+@pytest.mark.parametrize("which", ["loss", "gradient", "ggn"])
+def test_an_overflow_warns_as_on_the_layerwise_path(which):
+    """NumPy's RuntimeWarning on an overflow is not lost on the compiled path: a non-finite
+    loss, gradient or GGN product (with finite activations and cotangents, so the kernels' own
+    status stays -1) sends the call to the layer-wise path, which warns as usual and gives
+    the same values (derivations/24 section 3)."""
+    net, X, Y = _overflow_case(which)
+    assert network_plan.forward_point(net, X) is not None        # the compiled path applies
+    results = {}
+    for name in ("numba", "numpy"):
+        with backend.using(name):
+            if which == "ggn":
+                op = FisherOperator(net, X, mse())
+                v = np.zeros(net.num_params())
+                v[net.param_slices()["dense0.W"].start] = 1e160
+                results[name] = _run_recording(lambda: op.ggn_matvec(v))
+            else:
+                results[name] = _run_recording(lambda: net.loss_and_grad(X, Y, mse()))
+    (fast, fast_warn), (slow, slow_warn) = results["numba"], results["numpy"]
+    assert slow_warn and all(cat == "RuntimeWarning" and "overflow" in msg for cat, msg in slow_warn), slow_warn
+    assert fast_warn == slow_warn, (fast_warn, slow_warn)
+    if which == "ggn":
+        assert not np.isfinite(slow).all()
+        np.testing.assert_array_equal(fast, slow)
+    else:
+        assert not (np.isfinite(slow[0]) and np.isfinite(slow[1].flat_grad()).all())
+        assert fast[0] == slow[0] or (np.isnan(fast[0]) and np.isnan(slow[0]))
+        np.testing.assert_array_equal(fast[1].flat_grad(), slow[1].flat_grad())

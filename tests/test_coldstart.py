@@ -79,3 +79,26 @@ def test_coldstart_child_reports_a_real_first_step(case, tmp_path):
     assert rep["numba_imported"] is False and rep["compiled"] == 0
     assert np.isfinite(rep["loss"]) and rep["loss"] > 0
     assert not list(tmp_path.iterdir())          # nothing was written to the Numba cache
+
+
+def test_every_numba_function_is_compiled_with_cache_true():
+    """Every ``@numba.<decorator>`` in the package (the package spells them so), helpers called only from other kernels included,
+    carries ``cache=True`` (developers' guide: compiled kernels are cached), so a fresh process
+    finds each of them on disk.  Read from the source: the decorators' keyword arguments."""
+    import ast
+    missing = []
+    for path in sorted(Path(ROOT, "senn_ref").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for dec in node.decorator_list:
+                target = dec.func if isinstance(dec, ast.Call) else dec
+                if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                        and target.value.id == "numba"):
+                    continue                    # jax.jit (benchmark peers) is not Numba
+                keywords = {k.arg: k.value for k in dec.keywords} if isinstance(dec, ast.Call) else {}
+                cache = keywords.get("cache")
+                if not (isinstance(cache, ast.Constant) and cache.value is True):
+                    missing.append(f"{os.path.relpath(path, ROOT)}:{node.lineno} {node.name}")
+    assert not missing, "numba functions without cache=True:\n" + "\n".join(missing)

@@ -37,7 +37,7 @@ def _unit_constants(v, c, l, eps):
     return K
 
 
-@numba.njit(nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _element(x, n, a, g, m, kv, kc, kl):
     """``(sigma, d/dx, d/dv, d/dc, d/dl)`` at one scalar ``x`` for one unit's constants."""
     big = abs(x) > 1.0

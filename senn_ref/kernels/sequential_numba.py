@@ -40,14 +40,14 @@ KIND, DIN, DOUT, POFF, XOFF, YOFF, SOFF, COFF = range(8)
 DENSE, TANH, SILU, RATIONAL = range(4)
 
 
-@numba.njit(nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _rows(buf, per_example_offset, N, D):
     """The (N, D) block of ``buf`` at ``N * per_example_offset``."""
     start = N * per_example_offset
     return buf[start:start + N * D].reshape((N, D))
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _finite(a):
     """Whether every entry of the 2-D array ``a`` is finite."""
     for n in range(a.shape[0]):
@@ -57,7 +57,7 @@ def _finite(a):
     return True
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _copy(src, dst):
     """``dst[...] = src`` for 2-D arrays of one shape (explicit loops: Numba's slice assignment
     compiles several times slower, and compile time is the first step's wait)."""
@@ -66,14 +66,14 @@ def _copy(src, dst):
             dst[n, j] = src[n, j]
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _dense_params(theta, p, din, dout):
     W = theta[p:p + dout * din].reshape((dout, din))
     b = theta[p + dout * din:p + dout * din + dout]
     return W, b
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _add_product(x, W, y):
     """``y += x W^T`` for x (N, din), W (dout, din): per row, the terms ``x[n, k] W[:, k]`` are
     added for k = 0, 1, ... (a contiguous inner loop over outputs, which LLVM vectorises
@@ -91,7 +91,7 @@ def _add_product(x, W, y):
                 y[n, j] += a * Wt[k, j]
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _affine(x, W, b, y):
     """``y = b + x W^T`` (the bias first, then the terms of :func:`_add_product`)."""
     for n in range(y.shape[0]):
@@ -100,7 +100,7 @@ def _affine(x, W, b, y):
     _add_product(x, W, y)
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _elementwise(kind, x, y, s):
     """``y = phi(x)``, ``s = phi'(x)`` for tanh or SiLU (06-activations.md sections 1-2)."""
     N, D = x.shape
@@ -129,7 +129,7 @@ def _elementwise(kind, x, y, s):
                 s[n, j] = sp * (1.0 + z * sm)
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _rational(x, v, c, l, eps, y, parts):
     """``y = sigma(x)`` per unit; ``parts`` (4, N, U) = ``d/dx, d/dv, d/dc, d/dl``."""
     N, U = x.shape
@@ -167,7 +167,7 @@ def sequential_forward_numba(meta, eps, theta, X, ws_width):
     return ws, -1
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _backward(meta, theta, ws, g, grad, cot, store_cot):
     """Reverse pass from the output cotangent ``g`` (N, K): adds ``J^T g`` into ``grad`` (P,),
     writes layer i's output cotangent into ``cot`` when ``store_cot``; returns the status."""
@@ -231,7 +231,7 @@ def sequential_backward_numba(meta, theta, ws, dY, store_cot, cot_width):
     return grad, cot, status
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _output_cotangent(F, kind, T, labels):
     """``(L, E / N)`` for outputs ``F`` (N, K): kind 0 MSE ``l = |f - t|^2 / 2``, ``e = f - t``;
     kind 1/2 softmax cross-entropy with integer ``labels`` (N,) / probability rows ``T`` (N, K):

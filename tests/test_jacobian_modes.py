@@ -170,23 +170,3 @@ def test_output_cotangents_equal_the_full_backward_bitwise(rng):
                 for i, layer in enumerate(net.layers):
                     assert np.array_equal(layer.backward_input(full.output_grads[i]),
                                           layer.backward(full.output_grads[i])[0]), f"{name} layer {i}"
-
-
-@pytest.mark.slow
-def test_peers_benchmark_checks_then_times(capsys, monkeypatch):
-    """``senn-ref bench peers`` (extra [bench]) checks the JAX numbers equal ours, then prints
-    one row per case; skipped where JAX is not installed, and slow (JAX import and compilation
-    take ~9 s): run with --runslow."""
-    pytest.importorskip("jax")
-    from senn_ref.bench import peers
-    monkeypatch.setattr(peers, "compare", lambda contenders, **kw: _one_round(contenders))
-    rows = peers.run(quick=True)
-    out = capsys.readouterr().out
-    assert len(rows) == 3 and "exact GGN" in out and "SGD step" in out and "CG iteration" in out
-    assert [r["layerwise_over_ours"] is None for r in rows] == [True, False, False]
-
-
-def _one_round(contenders):
-    from senn_ref.bench.timing import compare
-    return compare(contenders, baseline="senn-ref", warmup=1, min_rounds=1, max_rounds=1,
-                   target_seconds=1e-4)

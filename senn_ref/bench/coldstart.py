@@ -110,9 +110,11 @@ def run_child(case: str, backend: str = "numba", cache_dir: str | None = None) -
     return rep
 
 
-def run_warmup(cache_dir: str) -> float:
-    """Seconds of ``warm()`` (all kernels) in a fresh process with this cache folder."""
-    t0, _ = _spawn([_WARM], _env("numba", cache_dir))
+def run_warmup(cache_dir: str, parts=None) -> float:
+    """Seconds of ``warm(parts)`` (default: all kernels; ``("dense",)`` is ``senn-ref warmup
+    dense``) in a fresh process with this cache folder."""
+    code = _WARM if parts is None else _WARM.replace("warm()", f"warm({list(parts)!r})")
+    t0, _ = _spawn([code], _env("numba", cache_dir))
     return time.time() - t0
 
 

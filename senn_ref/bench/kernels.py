@@ -14,13 +14,14 @@ ratios are stable; each ratio is printed with its spread):
 * ``gemm``   - NumPy's float64 ``(512 x 512) @ (512 x 512)``, interleaved with the layer:
   "of GEMM" is the layer's GFLOP/s over the GEMM's, both from the same rounds;
 * ``jax``    - conv only: ``jax.jit`` of XLA's ``conv_general_dilated`` (NCHW, float64) and its
-  VJP, default threads (column skipped when jax is not importable; PyTorch could not be
-  installed on the README's machine, so this is the peer there);
+  VJP, default threads, checked against our layer's pass first (column skipped when jax is
+  not importable);
 * ``torch``  - ``torch.nn.functional.conv2d`` / ``linear`` / ``max_pool2d`` in float64 +
-  autograd ``backward`` (column skipped when torch is not importable).  Interleaved with
-  the others, torch's OpenMP workers may keep spinning after each call and slow the next
-  contender; run with ``OMP_WAIT_POLICY=PASSIVE`` when torch is installed.  (This path
-  is not exercised where torch is absent, as on the machine of the README's table.)
+  autograd ``backward``, default threads, checked against our layer's pass first (column
+  skipped when torch is not importable).  Interleaved with the others, torch's OpenMP
+  workers would keep spinning after each call and slow the next contender, so torch is
+  imported through :func:`senn_ref.bench.peer_torch.load`, which sets
+  ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is already set.
 
 FLOPs: a conv forward is ``2 N O Ho Wo C kh kw``, forward + backward (dX and dW) three
 times that; dense ``3 * 2 N in out``; a 2x2 max pool row has no FLOP count.  Each row is
@@ -37,12 +38,10 @@ import numpy as np
 from ..layers.conv2d import Conv2D
 from ..layers.dense import Dense
 from ..layers.pooling import MaxPool2D
+from .peer_torch import load
 from .timing import compare, machine, progress, ratio_cell
 
-try:  # optional comparison
-    import torch
-except ImportError:  # pragma: no cover - depends on the environment
-    torch = None
+torch = load()  # optional comparison: None when torch is not importable
 
 #: (label, kind, N, in_ch/in_features, out_ch/out_features, H=W, kernel, padding)
 CASES = [
@@ -78,7 +77,23 @@ def _layer_step(layer, X, dY):
     return step
 
 
-def _torch_step(kind, X, dY, params, padding):
+def _agree(who, layer, X, dY, outs) -> None:
+    """Raise unless a peer's ``outs = (Y, dX[, dW, db])`` equal ``layer``'s forward and backward
+    on ``X``, ``dY`` (relative to the largest entry of ours, 1e-10): a peer column times the
+    same pass as ours."""
+    Y = layer.forward(X)
+    dX, grads = layer.backward(dY)
+    ours = (Y, dX) + tuple(grads[k] for k in ("W", "b") if k in grads)
+    for name, a, b in zip(("Y", "dX", "dW", "db"), outs, ours):
+        err = np.max(np.abs(np.asarray(a) - b)) / max(np.max(np.abs(b)), 1e-300)
+        if not err < 1e-10:
+            raise RuntimeError(f"bench kernels: {who}'s {name} differs from ours (relative {err:.2e})")
+
+
+def _torch_step(kind, layer, X, dY, padding):
+    """PyTorch float64 forward + ``backward`` of ``layer``'s operation with its parameters,
+    checked against ``layer`` first (:func:`_agree`)."""
+    params = getattr(layer, "params", {})
     x = torch.tensor(X, requires_grad=True)
     w = torch.tensor(params.get("W", np.zeros(1)), requires_grad=True)
     b = torch.tensor(params.get("b", np.zeros(1)), requires_grad=True)
@@ -93,6 +108,11 @@ def _torch_step(kind, X, dY, params, padding):
         else:
             y = torch.nn.functional.linear(x, w, b)
         y.backward(g)
+        return y
+
+    y = step()
+    outs = (y, x.grad) if kind == "pool" else (y, x.grad, w.grad, b.grad)
+    _agree("torch", layer, X, dY, [t.detach().numpy() for t in outs])
     return step
 
 
@@ -119,11 +139,7 @@ def _jax_step(layer, X, dY, padding):
     params = layer.params
     args = [jax.numpy.asarray(a) for a in (X, params["W"], params["b"], dY)]
     y, (dx, dw, db) = step(*args)
-    ours = (layer.forward(X),) + layer.backward(dY)
-    for name, a, b in (("Y", y, ours[0]), ("dX", dx, ours[1]), ("dW", dw, ours[2]["W"]), ("db", db, ours[2]["b"])):
-        err = np.max(np.abs(np.asarray(a) - b)) / max(np.max(np.abs(b)), 1e-300)
-        if not err < 1e-10:
-            raise RuntimeError(f"bench kernels: jax's conv {name} differs from ours (relative {err:.2e})")
+    _agree("jax", layer, X, dY, [np.asarray(a) for a in (y, dx, dw, db)])
     return lambda: jax.block_until_ready(step(*args))
 
 
@@ -167,7 +183,7 @@ def measure_case(case, rng, quick: bool = False) -> dict:
     if kind == "conv" and (jax_step := _jax_step(layers["numba"], X, dY, pad)) is not None:
         contenders["jax"] = jax_step
     if torch is not None:
-        contenders["torch"] = _torch_step(kind, X, dY, layers["numba"].params, pad)
+        contenders["torch"] = _torch_step(kind, layers["numba"], X, dY, pad)
     res = compare(contenders, baseline="ours", label=label, **_settings(quick))
     row = {"case": label, "flops": flops, "ours_s": res["ours"].seconds, "rounds": res.rounds,
            "stable": res.stable, "timings": res.timings}

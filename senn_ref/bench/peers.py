@@ -1,234 +1,240 @@
-"""senn-ref against JAX (``jax.jit``, float64) on the sizes SENN runs at, side by side.
+"""``senn-ref bench peers``: senn-ref against ``jax.jit`` and PyTorch at the sizes SENN runs at.
 
-Needs the optional extra ``[bench]`` (``pip install senn-ref[bench]``: jax, jaxlib).
-Each row builds one senn-ref network and a JAX function of the same parameters written
-from the same formulas (Dense ``A W^T + b``; tanh; the rational activation
-``[(2 v x + c)/(1 + x^2) + l x] / sqrt(v^2 + c^2 + l^2 + eps)``, 05-rational.md section 1),
-checks the numbers equal (relative 2-norm error below 1e-10), and only then times both
-with :func:`senn_ref.bench.timing.compare` (senn-ref is the baseline, ratio 1; a JAX ratio
-below 1 means JAX is faster).  Rows:
+Needs the optional extra ``[bench]`` (``pip install 'senn-ref[bench]'``: jax and torch);
+with only one of them installed the other's columns print ``-``, with neither the command
+stops with one line naming the extra.  Issue 12's table, every row side by side in one
+process, float64 on the CPU, each framework with its default threads (PyTorch imported with
+``OMP_WAIT_POLICY=PASSIVE`` unless set, :mod:`senn_ref.bench.peer_torch`).  For each row the
+twins (:mod:`senn_ref.bench.peer_jax`, :mod:`senn_ref.bench.peer_torch`) are built from the
+same formulas as the network, their numbers are checked equal to senn-ref's (relative 2-norm
+error at most 1e-10, else AssertionError with the worst entries), and only then the
+contenders are timed with :func:`senn_ref.bench.timing.compare` (senn-ref is the baseline;
+a ratio below 1 means the peer is faster).  Rows:
 
-* ``exact GGN``: ``fisher.exact(net, X, mse())`` versus ``J^T J / N`` from ``jax.jacrev``
-  (rational 1-83-1 and 1-500-1, N = 50; 09-fisher.md section 3b);
-* ``SGD step``: ``Network.loss_and_grad`` plus ``p -= lr g`` on every array, versus a
-  jitted ``value_and_grad`` and update (rational 1-16-1, N = 50, MSE; tanh 64-64-10,
-  N = 1797, softmax cross-entropy with labels);
-* ``CG iteration``: the operator product of one natural-gradient CG iteration,
-  ``FisherOperator.matvec(v) = (F + 0.1 I) v`` (MSE), versus a jitted ``jvp`` + ``vjp``
-  (rational 1-16-1, N = 50; CG's own vector updates, a few NumPy operations on P = 97
-  entries, are not in either time; 09-fisher.md section 4).
+* ``exact GGN``: ``fisher.exact(net, X, mse())`` versus ``J^T J / N`` (rational 1-83-1,
+  P = 499, and 1-500-1, P = 3001; N = 50; 09-fisher.md section 3b);
+* ``SGD step``: ``Network.loss_and_grad`` and ``p -= lr g`` (rational 1-16-1, N = 50, MSE;
+  tanh 64-64-10, N = 1797, softmax cross-entropy);
+* ``CG iteration``: one natural-gradient CG iteration's operator product
+  ``FisherOperator.matvec(v) = (F + 0.1 I) v`` (MSE; 1-16-1, N = 50; 09-fisher.md section 4);
+* ``conv fwd+bwd``: issue 12's four 3x3 'same' conv cases, N = 64, forward then backward
+  (dX, dW, db), built and checked by :mod:`senn_ref.bench.kernels`;
+* ``first step, fresh process``: seconds from process start to the end of the first training
+  step of the 1-D task (:mod:`senn_ref.bench.peer_fresh`), median of interleaved rounds.
 
-JAX compiles on the warm-up call; its compile time is not in the ratio.  PyTorch is not
-part of this run (it is not installable from the default index on this machine).
+The 1-D SGD and CG rows also time senn-ref's layer-wise path
+(:func:`senn_ref.network_plan.layerwise`) in the same rounds.  ``--quick``: the 1-83-1 GGN,
+the 1-D SGD and CG rows, one conv case and one fresh-process round, fewer timing rounds.
+The table is printed as Markdown (paste-able into the README).
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from ..architectures import mlp
 from ..fisher.exact import exact
 from ..fisher.matvec import FisherOperator
-from ..layers.activations import Tanh
-from ..layers.dense import Dense
-from ..layers.rational import Rational
-from ..network_plan import layerwise, plan_for
 from ..losses import mse, softmax_cross_entropy
-from ..testing import relative_error
+from ..network_plan import layerwise, plan_for
+from ..testing import describe_mismatch, relative_error
+from . import peer_fresh, peer_jax, peer_torch
 from .timing import compare, machine, progress, ratio_cell
 
 LR = 1e-3
 CG_DAMPING = 0.1
+PEERS = ("jax.jit", "torch")
+COLUMNS = ("senn-ref",) + PEERS + ("layer-wise",)
 
 
-def _jax():
-    try:
-        import jax
-    except ImportError as exc:             # pragma: no cover - depends on the environment
-        raise SystemExit("senn-ref bench peers needs JAX: pip install 'senn-ref[bench]'") from exc
-    jax.config.update("jax_enable_x64", True)
-    return jax, jax.numpy
+def load_peers() -> dict:
+    """``{"jax.jit": jax, "torch": torch}`` for the importable ones (torch first, so that its
+    OpenMP setting is in place before anything imports it); SystemExit naming the extra when
+    neither is there."""
+    torch, jax = peer_torch.load(), peer_jax.load()
+    found = {name: mod for name, mod in (("jax.jit", jax), ("torch", torch)) if mod is not None}
+    if not found:
+        raise SystemExit("senn-ref bench peers needs jax or torch: pip install 'senn-ref[bench]'")
+    return found
 
 
-def _jax_forward(net, jnp):
-    """``f(params, X)`` for a sequential Dense/Tanh/Rational ``net``; params is a list of the
-    arrays in ``net.get_flat()`` order (per layer, ``param_names`` order)."""
-    plan = []
-    for layer in net.layers:
-        if not isinstance(layer, (Dense, Tanh, Rational)):
-            raise TypeError(f"peers: no JAX twin for {layer._label()}")
-        plan.append((type(layer), len(layer.param_names), getattr(layer, "EPS", 0.0)))
-
-    def f(params, X):
-        i = 0
-        for kind, count, eps in plan:
-            p = params[i:i + count]
-            i += count
-            if kind is Dense:
-                X = X @ p[0].T + p[1]
-            elif kind is Tanh:
-                X = jnp.tanh(X)
-            else:
-                v, c, l = p
-                X = ((2.0 * v * X + c) / (1.0 + X * X) + l * X) / jnp.sqrt(v * v + c * c + l * l + eps)
-        return X
-    return f
-
-
-def _params(net):
-    return [np.array(p) for p in net.named_params().values()]
-
-
-def _ggn_row(label, net, X, jax, jnp, settings):
-    f = _jax_forward(net, jnp)
-    N = X.shape[0]
-    shapes = [p.shape for p in _params(net)]
-
-    @jax.jit
-    def ggn(params, X):
-        jac = jax.jacrev(lambda ps: f(ps, X).reshape(N, -1))(params)         # list of (N, K, *shape)
-        J = jnp.concatenate([j.reshape(j.shape[0] * j.shape[1], -1) for j in jac], axis=1)
-        return J.T @ J / N
-
-    params = [jnp.asarray(p) for p in _params(net)]
-    loss = mse()
-    ours = exact(net, X, loss)
-    err = relative_error(np.asarray(ggn(params, X)), ours)
+def check(label: str, who: str, what: str, theirs, ours) -> None:
+    """AssertionError unless ``theirs`` equals ``ours`` to relative 2-norm error 1e-10."""
+    theirs, ours = np.asarray(theirs, dtype=np.float64), np.asarray(ours, dtype=np.float64)
+    err = relative_error(theirs, ours) if theirs.shape == ours.shape else np.inf
     if not err <= 1e-10:
-        raise AssertionError(f"{label}: JAX GGN differs from fisher.exact ({err:.2e}); shapes {shapes}")
-    return compare({"senn-ref": lambda: exact(net, X, loss),
-                    "jax.jit": lambda: ggn(params, X).block_until_ready()},
-                   baseline="senn-ref", label=label, **settings)
+        detail = (describe_mismatch(theirs, ours, 1e-10, 0.0, 3) if theirs.shape == ours.shape
+                  else f"shapes {theirs.shape} vs {ours.shape}")
+        raise AssertionError(f"{label}: {who}'s {what} differs from senn-ref's (relative {err:.2e}); "
+                             f"{who} vs senn-ref: {detail}")
 
 
-def _sgd_row(label, net, X, Y, loss, jax, jnp, settings):
-    f = _jax_forward(net, jnp)
-    N = X.shape[0]
-    if loss.name == "mse":
-        def value(params):
-            R = f(params, X) - Y
-            return 0.5 * jnp.sum(R * R) / N
-    else:
-        def value(params):
-            Z = f(params, X)
-            return jnp.mean(jax.nn.logsumexp(Z, axis=1) - Z[jnp.arange(N), Y])
+def ggn_contenders(label, net, X, peers) -> dict:
+    loss = mse()
+    out = {"senn-ref": lambda: exact(net, X, loss)}
+    ours = exact(net, X, loss)
+    for name, mod in peers.items():
+        twin = peer_jax if name == "jax.jit" else peer_torch
+        out[name], G = twin.ggn(net, X, mod)
+        check(label, name, "GGN", G, ours)
+    return out
 
-    @jax.jit
-    def step(params):
-        v, g = jax.value_and_grad(value)(params)
-        return v, [p - LR * gp for p, gp in zip(params, g)]
 
-    start = _params(net)
-    value_ours, grads = net.loss_and_grad(X, Y, loss)
-    value_jax, new = step([jnp.asarray(p) for p in start])
-    ours_new = [p - LR * g for p, g in zip(start, grads.grads.values())]
-    err = max(relative_error(np.asarray(a), b) for a, b in zip(new, ours_new))
-    if not (abs(float(value_jax) - value_ours) <= 1e-10 * abs(value_ours) and err <= 1e-10):
-        raise AssertionError(f"{label}: JAX step differs (loss {float(value_jax)} vs {value_ours}, "
-                             f"parameters {err:.2e})")
+def sgd_contenders(label, net, X, Y, loss, peers) -> dict:
+    start = [np.array(p) for p in net.named_params().values()]
+    value, grads = net.loss_and_grad(X, Y, loss)
+    new = [p - LR * g for p, g in zip(start, grads.grads.values())]
     params = net.named_params()
-    jparams = [jnp.asarray(p) for p in start]
 
     def ours_step():
         _, g = net.loss_and_grad(X, Y, loss)
         for key, gk in g.grads.items():
             params[key] -= LR * gk
 
-    def jax_step():
-        _, out = step(jparams)
-        jax.block_until_ready(out)
-
-    twin = net.copy()                                    # its own caches: no refresh between contenders
-    twin_params = twin.named_params()
-
-    def layerwise_step():
-        with layerwise():
-            _, g = twin.loss_and_grad(X, Y, loss)
-        for key, gk in g.grads.items():
-            twin_params[key] -= LR * gk
-
-    contenders = {"senn-ref": ours_step, "jax.jit": jax_step}
+    out = {"senn-ref": ours_step}
+    for name, mod in peers.items():
+        twin = peer_jax if name == "jax.jit" else peer_torch
+        out[name], their_value, their_new = twin.sgd(net, X, Y, loss.name, LR, mod)
+        check(label, name, "loss", their_value, value)
+        for key, a, b in zip(params, their_new, new):
+            check(label, name, f"updated {key}", a, b)
     plan = plan_for(net)
-    if plan is not None and plan.fast_for(N):            # else senn-ref is the layer-wise path itself
-        contenders["layer-wise"] = layerwise_step
-    res = compare(contenders, baseline="senn-ref", label=label, **settings)
-    for key, p in zip(params, start):                    # leave the network as it was
-        params[key][...] = p
-    return res
+    if plan is not None and plan.fast_for(X.shape[0]):   # else senn-ref is the layer-wise path itself
+        twin_net = net.copy()                            # its own caches: no refresh between contenders
+        twin_params = twin_net.named_params()
+
+        def layerwise_step():
+            with layerwise():
+                _, g = twin_net.loss_and_grad(X, Y, loss)
+            for key, gk in g.grads.items():
+                twin_params[key] -= LR * gk
+        out["layer-wise"] = layerwise_step
+    return out
 
 
-def _cg_row(label, net, X, jax, jnp, settings):
-    """One CG iteration's operator product ``(F + delta I) v`` (MSE, euclidean metric):
-    ``FisherOperator.matvec`` versus a jitted ``jvp`` + ``vjp`` on flat vectors (the
-    parameters unravelled inside the jit, so JAX dispatches two arrays, not a list)."""
-    from jax.flatten_util import ravel_pytree
-    f = _jax_forward(net, jnp)
-    N = X.shape[0]
-    theta0, unravel = ravel_pytree([jnp.asarray(p) for p in _params(net)])
-
-    @jax.jit
-    def product(theta, v):
-        fX = lambda t: f(unravel(t), X)                                      # noqa: E731
-        _, Jv = jax.jvp(fX, (theta,), (v,))
-        return jax.vjp(fX, theta)[1](Jv)[0] / N + CG_DAMPING * v
-
+def cg_contenders(label, net, X, peers) -> dict:
     op = FisherOperator(net, X, mse(), damping=CG_DAMPING)
     v = np.random.default_rng(4).standard_normal(op.P)
     ours = op.matvec(v)
-    err = relative_error(np.asarray(product(theta0, v)), ours)
-    if not err <= 1e-10:
-        raise AssertionError(f"{label}: JAX GGN-vector product differs from FisherOperator ({err:.2e})")
-    vj = jnp.asarray(v)
+    out = {"senn-ref": lambda: op.matvec(v)}
+    for name, mod in peers.items():
+        twin = peer_jax if name == "jax.jit" else peer_torch
+        out[name], theirs = twin.gvp(net, X, v, CG_DAMPING, mod)
+        check(label, name, "GGN-vector product", theirs, ours)
     with layerwise():
         op_layerwise = FisherOperator(net.copy(), X, mse(), damping=CG_DAMPING)
-    assert op_layerwise._point is None
 
     def layerwise_product():
         with layerwise():
             op_layerwise.matvec(v)
-
-    return compare({"senn-ref": lambda: op.matvec(v),
-                    "jax.jit": lambda: product(theta0, vj).block_until_ready(),
-                    "layer-wise": layerwise_product}, baseline="senn-ref", label=label, **settings)
+    out["layer-wise"] = layerwise_product
+    return out
 
 
-def run(quick: bool = False) -> list[dict]:
-    """Time every row; returns ``{"row", "senn_ref_s", "jax_s", "jax_over_ours", "spread",
-    "layerwise_over_ours"}`` (the last: rows that take the compiled path of
-    :mod:`senn_ref.network_plan`, the 1-D SGD and CG rows, also time the layer-wise path,
-    :func:`~senn_ref.network_plan.layerwise`, in the same rounds; None for the others)."""
-    jax, jnp = _jax()
-    settings = (dict(min_rounds=3, max_rounds=8, budget_seconds=8.0) if quick
-                else dict(min_rounds=5, max_rounds=30, budget_seconds=40.0))
+def conv_contenders(case, peers) -> dict:
+    """Issue 12's conv case from :data:`senn_ref.bench.kernels.CASES`, its builders and checks."""
+    from . import kernels
+    _, kind, N, cin, cout, hw, k, pad = case
+    layers, X, dY, _ = kernels._setup(kind, N, cin, cout, hw, k, pad, np.random.default_rng(0))
+    out = {"senn-ref": kernels._layer_step(layers["numba"], X, dY)}
+    if "jax.jit" in peers:
+        out["jax.jit"] = kernels._jax_step(layers["numba"], X, dY, pad)
+    if "torch" in peers:
+        out["torch"] = kernels._torch_step(kind, layers["numba"], X, dY, pad)
+    return out
+
+
+def _rows(quick: bool, peers) -> list:
+    """``[(label, make_contenders)]`` in the table's order."""
+    from .kernels import CASES
     data = np.random.default_rng(3)
     X1 = data.standard_normal((50, 1))
-    rows_spec = [("exact GGN rational 1-83-1, N=50", "ggn", mlp([1, 83, 1], seed=0), X1, None, None)]
-    rows_spec.append(("SGD step rational 1-16-1, N=50", "sgd", mlp([1, 16, 1], seed=0), X1,
-                      np.sin(3.0 * X1), mse()))
-    rows_spec.append(("CG iteration rational 1-16-1, N=50", "cg", mlp([1, 16, 1], seed=0), X1, None, None))
+    rows = [("exact GGN, rational 1-83-1, N=50, P=499", lambda L: ggn_contenders(L, mlp([1, 83, 1], seed=0), X1, peers))]
     if not quick:
-        rows_spec.insert(1, ("exact GGN rational 1-500-1, N=50", "ggn", mlp([1, 500, 1], seed=0), X1, None, None))
-        Xd = data.standard_normal((1797, 64))
-        rows_spec.append(("SGD step tanh 64-64-10, N=1797", "sgd", mlp([64, 64, 10], activation="tanh", seed=0),
-                          Xd, data.integers(0, 10, 1797), softmax_cross_entropy()))
-    print(f"senn-ref vs jax.jit {jax.__version__} (float64): median time per call, JAX/senn-ref ratio "
-          f"(< 1: JAX faster; +- half the interquartile range; * = not stable); {machine()}")
-    print(f"{'row':<36} {'senn-ref':>12} {'jax.jit':>12} {'jax/senn-ref':>16} {'layer-wise/senn-ref':>20}",
-          flush=True)
+        rows.append(("exact GGN, rational 1-500-1, N=50, P=3001",
+                     lambda L: ggn_contenders(L, mlp([1, 500, 1], seed=0), X1, peers)))
+    rows.append(("SGD step, rational 1-16-1, N=50, MSE",
+                 lambda L: sgd_contenders(L, mlp([1, 16, 1], seed=0), X1, np.sin(3.0 * X1), mse(), peers)))
+    rows.append(("CG iteration (GGN-vector product), 1-16-1, N=50",
+                 lambda L: cg_contenders(L, mlp([1, 16, 1], seed=0), X1, peers)))
+    if not quick:
+        Xd, Yd = data.standard_normal((1797, 64)), data.integers(0, 10, 1797)
+        rows.append(("SGD step, tanh 64-64-10, N=1797, softmax CE",
+                     lambda L: sgd_contenders(L, mlp([64, 64, 10], activation="tanh", seed=0), Xd, Yd,
+                                              softmax_cross_entropy(), peers)))
+    conv = [c for c in CASES if c[0].startswith("i12 ")]
+    for case in conv[:1] if quick else conv:
+        rows.append((f"conv fwd+bwd N=64 {case[0][4:]} k3", lambda L, c=case: conv_contenders(c, peers)))
+    return rows
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds * 1e6:.3g} us" if seconds < 1e-3 else f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def _line(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _fresh_rows(rounds: int, peers) -> list:
+    """The two fresh-process rows (module docstring): medians over rounds; a peer's ratio is
+    the median of its per-round ratios to senn-ref's time in the same round."""
+    res = peer_fresh.measure(rounds, [p for p in PEERS if p in peers])
     out = []
-    for i, (label, kind, net, X, Y, loss) in enumerate(rows_spec, 1):
-        progress(i, len(rows_spec), label)
-        if kind == "ggn":
-            res = _ggn_row(label, net, X, jax, jnp, settings)
-        elif kind == "cg":
-            res = _cg_row(label, net, X, jax, jnp, settings)
-        else:
-            res = _sgd_row(label, net, X, Y, loss, jax, jnp, settings)
-        ours, theirs = res["senn-ref"], res["jax.jit"]
+    for key, label in (("cold", "first step, fresh process, empty Numba cache"),
+                       ("warmup", "first step, fresh process, after `senn-ref warmup dense`")):
+        ours = np.array(res[key])
+        row = {"row": label, "senn-ref_s": float(np.median(ours)), "rounds": rounds}
+        cells = [label, _time(row["senn-ref_s"])]
+        for p in PEERS:
+            cells.append(_time(float(np.median(res[p]))) if p in res else "-")
+        for p in PEERS:
+            if p in res:
+                row[f"{p}_s"] = float(np.median(res[p]))
+                row[f"{p}_over_ours"] = float(np.median(np.array(res[p]) / ours))
+                cells.append(f"{row[f'{p}_over_ours']:.3g}x")
+            else:
+                cells.append("-")
+        print(_line(cells + [f"{rounds} rounds; warm-up itself {np.median(res['warmup_s']):.3g} s"
+                             if key == "warmup" else f"{rounds} rounds"]), flush=True)
+        out.append(row)
+    return out
+
+
+def run(quick: bool = False, fresh: bool = True) -> list[dict]:
+    """Print the table (module docstring) and return one dict per row: ``row``, ``stable``,
+    ``{name}_s`` (median seconds per call) and ``{name}_over_ours`` (paired ratio, with
+    ``{name}_spread``) for each contender measured (``jax.jit``, ``torch``, ``layer-wise``);
+    the fresh-process rows (``fresh``) have ``rounds`` instead of ``stable``."""
+    peers = load_peers()
+    settings = (dict(min_rounds=3, max_rounds=8, budget_seconds=8.0) if quick
+                else dict(min_rounds=5, max_rounds=30, budget_seconds=30.0))
+    versions = ", ".join([f"jax.jit {peers['jax.jit'].__version__}" if "jax.jit" in peers else "jax not installed",
+                          f"torch {peers['torch'].__version__} ({peers['torch'].get_num_threads()} threads)"
+                          if "torch" in peers else "torch not installed"])
+    print(f"senn-ref vs {versions}; float64, default threads, OMP_WAIT_POLICY "
+          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}; median time per call; ratios peer/senn-ref "
+          f"(< 1: the peer is faster), median of paired interleaved rounds +- half the interquartile "
+          f"range, * = not stable; {machine()}\n")
+    print(_line(("row",) + COLUMNS[:3] + tuple(f"{c}/senn-ref" for c in COLUMNS[1:])))
+    print(_line(["---"] * 7), flush=True)
+    rows = _rows(quick, peers)
+    out = []
+    for i, (label, make) in enumerate(rows, 1):
+        progress(i, len(rows) + fresh, label)
+        res = compare(make(label), baseline="senn-ref", label=label, **settings)
         star = "" if res.stable else "*"
-        old = res.timings.get("layer-wise")
-        print(f"{label:<36} {ours.seconds * 1e3:>9.3g} ms {theirs.seconds * 1e3:>9.3g} ms "
-              f"{ratio_cell(theirs) + star:>16} {ratio_cell(old) if old else '':>20}", flush=True)
-        out.append({"row": label, "senn_ref_s": ours.seconds, "jax_s": theirs.seconds,
-                    "jax_over_ours": theirs.ratio, "spread": theirs.spread,
-                    "layerwise_over_ours": old.ratio if old else None})
+        row = {"row": label, "stable": res.stable}
+        for name, t in res.timings.items():
+            row[f"{name}_s"] = t.seconds
+            if name != "senn-ref":
+                row[f"{name}_over_ours"], row[f"{name}_spread"] = t.ratio, t.spread
+        cells = [label] + [_time(res[c].seconds) if c in res.timings else "-" for c in COLUMNS[:3]]
+        cells += [ratio_cell(res[c]) + star if c in res.timings else "-" for c in COLUMNS[1:]]
+        print(_line(cells), flush=True)
+        out.append(row)
+    if fresh:
+        progress(len(rows) + 1, len(rows) + 1, "first step in fresh processes")
+        out += _fresh_rows(1 if quick else 3, peers)
     return out

@@ -1,0 +1,133 @@
+"""The JAX twins of ``senn-ref bench peers`` (``jax.jit``, float64, CPU, default threads).
+
+Same builders as :mod:`senn_ref.bench.peer_torch` (each returns a zero-argument callable
+doing the timed work, which blocks until JAX's result is ready, and the numbers
+:mod:`senn_ref.bench.peers` checks against senn-ref's before timing), written from the same
+formulas: Dense ``A W^T + b``, tanh, the rational activation
+``[(2 v x + c)/(1 + x^2) + l x] / sqrt(v^2 + c^2 + l^2 + eps)`` (derivations/05-rational.md
+section 1), parameters in ``named_params()`` order:
+
+* SGD step: a jitted ``value_and_grad`` and ``p - lr g`` on every array (MSE
+  ``0.5 sum(R^2) / N``; softmax cross-entropy ``mean(logsumexp(Z) - Z[y])``);
+* GGN-vector product: a jitted ``jvp`` + ``vjp`` on the flat parameter vector (unravelled
+  inside the jit, so JAX dispatches two arrays, not a list), ``/ N + damping v``;
+* exact GGN: ``J^T J / N``, the rows of ``J`` the per-example Jacobians, ``jax.vmap`` over
+  the examples of ``jax.jacrev`` over the list of parameters.  ``jax.jacrev`` of the whole
+  batch's output (N K vector-Jacobian products through the full batch, the idiom of this
+  benchmark's first version) took 2.7x the time on 1-83-1 and 1.15x on 1-500-1 (one run,
+  load about 3).
+
+JAX compiles on the first call (done here, before timing): compile time is not in the
+timed calls; the fresh-process row (:mod:`senn_ref.bench.peer_fresh`) counts it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers.activations import Tanh
+from ..layers.dense import Dense
+from ..layers.rational import Rational
+
+
+def load():
+    """``jax`` with 64-bit floats enabled, or None when it is not importable."""
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def forward(net, jnp):
+    """``f(params, X)`` for a sequential Dense/Tanh/Rational ``net``; ``params`` is a list of
+    arrays in ``net.named_params()`` order (per layer, ``param_names`` order)."""
+    plan = []
+    for layer in net.layers:
+        if not isinstance(layer, (Dense, Tanh, Rational)):
+            raise TypeError(f"peers: no JAX twin for {layer._label()}")
+        plan.append((type(layer), len(layer.param_names), getattr(layer, "EPS", 0.0)))
+
+    def f(params, X):
+        i = 0
+        for kind, count, eps in plan:
+            p = params[i:i + count]
+            i += count
+            if kind is Dense:
+                X = X @ p[0].T + p[1]
+            elif kind is Tanh:
+                X = jnp.tanh(X)
+            else:
+                v, c, l = p
+                X = ((2.0 * v * X + c) / (1.0 + X * X) + l * X) / jnp.sqrt(v * v + c * c + l * l + eps)
+        return X
+    return f
+
+
+def _params(net, jnp):
+    return [jnp.asarray(np.array(p)) for p in net.named_params().values()]
+
+
+def ggn(net, X, jax):
+    """``(call, G)``: ``call()`` computes ``J^T J / N`` (P, P), ``J`` (N K, P) from ``vmap``
+    over examples of ``jax.jacrev``; ``G`` is one result as a NumPy array."""
+    jnp = jax.numpy
+    f = forward(net, jnp)
+    N = X.shape[0]
+
+    @jax.jit
+    def product(params, X):
+        one = jax.jacrev(lambda ps, x: f(ps, x[None]).reshape(-1))               # list of (K, *shape)
+        jac = jax.vmap(one, in_axes=(None, 0))(params, X)                          # list of (N, K, *shape)
+        J = jnp.concatenate([j.reshape(j.shape[0] * j.shape[1], -1) for j in jac], axis=1)
+        return J.T @ J / N
+
+    params, Xj = _params(net, jnp), jnp.asarray(X)
+    return (lambda: product(params, Xj).block_until_ready()), np.asarray(product(params, Xj))
+
+
+def gvp(net, X, v, damping, jax):
+    """``(call, Gv)``: ``call()`` computes ``J^T (J v) / N + damping v`` (P,) with a jitted
+    ``jvp`` + ``vjp``; ``Gv`` is one result as a NumPy array."""
+    from jax.flatten_util import ravel_pytree
+    jnp = jax.numpy
+    f = forward(net, jnp)
+    N = X.shape[0]
+    theta, unravel = ravel_pytree(_params(net, jnp))
+    Xj, vj = jnp.asarray(X), jnp.asarray(v)
+
+    @jax.jit
+    def product(theta, v):
+        fX = lambda t: f(unravel(t), Xj)                                     # noqa: E731
+        _, Jv = jax.jvp(fX, (theta,), (v,))
+        return jax.vjp(fX, theta)[1](Jv)[0] / N + damping * v
+
+    return (lambda: product(theta, vj).block_until_ready()), np.asarray(product(theta, vj))
+
+
+def sgd(net, X, Y, loss_name, lr, jax):
+    """``(call, loss, new_params)``: ``call()`` runs the jitted step (value, gradient and
+    ``p - lr g``) from the network's parameters; ``loss`` and ``new_params`` (NumPy,
+    named_params order) are one such step's results."""
+    jnp = jax.numpy
+    f = forward(net, jnp)
+    N = X.shape[0]
+    Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
+    if loss_name == "mse":
+        def value(params):
+            R = f(params, Xj) - Yj
+            return 0.5 * jnp.sum(R * R) / N
+    else:
+        def value(params):
+            Z = f(params, Xj)
+            return jnp.mean(jax.nn.logsumexp(Z, axis=1) - Z[jnp.arange(N), Yj])
+
+    @jax.jit
+    def step(params):
+        out, g = jax.value_and_grad(value)(params)
+        return out, [p - lr * gp for p, gp in zip(params, g)]
+
+    params = _params(net, jnp)
+    first, new = step(params)
+    return ((lambda: jax.block_until_ready(step(params))), float(first),
+            [np.asarray(p) for p in new])

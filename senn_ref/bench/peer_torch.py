@@ -1,0 +1,160 @@
+"""The PyTorch twins of ``senn-ref bench peers`` (float64, CPU, eager, torch's default threads).
+
+Each builder takes a senn-ref network and data and returns a zero-argument callable that
+does the timed work in PyTorch, plus the numbers :mod:`senn_ref.bench.peers` checks against
+senn-ref's before anything is timed.  The network is written again from the same formulas
+as the JAX twin (:mod:`senn_ref.bench.peer_jax`): Dense ``A W^T + b``, tanh, the rational
+activation ``[(2 v x + c)/(1 + x^2) + l x] / sqrt(v^2 + c^2 + l^2 + eps)``
+(derivations/05-rational.md section 1); the parameters are the network's arrays in
+``named_params()`` order.  The idioms are the ones a PyTorch user would write:
+
+* SGD step: forward, ``loss.backward()``, then ``p -= lr * p.grad`` under ``torch.no_grad()``
+  (MSE ``0.5 sum(R^2) / N``; softmax cross-entropy ``F.cross_entropy``, the mean);
+* GGN-vector product (one CG iteration's operator, MSE): ``torch.func.jvp`` then
+  ``torch.func.vjp`` of ``theta -> f(theta, X)`` on the flat parameter vector, divided by N,
+  plus ``damping * v`` (09-fisher.md section 4);
+* exact GGN ``J^T J / N`` (MSE): the rows of ``J`` (N K, P) are per-example Jacobians,
+  ``torch.func.vmap`` over the examples of ``torch.func.jacrev`` of one example's output
+  (the per-sample-gradient idiom).  Measured against ``torch.func.jacrev`` of the whole
+  batch's output (N K vector-Jacobian products through the full batch: N times the work) in
+  one process, load about 3: 0.41x+-24% of its time on 1-83-1 and 0.65x+-6% on 1-500-1;
+  ``jacrev`` over the list of parameter tensors instead of the flat vector, and
+  ``torch.autograd.functional.jacobian(vectorize=True)``, were within 0.85-1.19x of the
+  flat batch ``jacrev`` in two runs.
+
+Threads: torch's defaults (``torch.get_num_threads()``, the number of cores).  :func:`load`
+sets ``OMP_WAIT_POLICY=PASSIVE`` before the first ``import torch`` unless the variable is
+already set: with the default (active) policy torch's OpenMP workers keep spinning after each
+call and take the CPU from whichever contender runs next (bench/kernels.py's note).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from ..layers.activations import Tanh
+from ..layers.dense import Dense
+from ..layers.rational import Rational
+
+
+def load():
+    """``torch`` with ``OMP_WAIT_POLICY`` defaulted to PASSIVE (module docstring), or None
+    when it is not importable."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def forward(net, torch):
+    """``f(params, X)`` for a sequential Dense/Tanh/Rational ``net``; ``params`` is a sequence
+    of tensors in ``net.named_params()`` order (per layer, ``param_names`` order)."""
+    plan = []
+    for layer in net.layers:
+        if not isinstance(layer, (Dense, Tanh, Rational)):
+            raise TypeError(f"peers: no PyTorch twin for {layer._label()}")
+        plan.append((type(layer), len(layer.param_names), getattr(layer, "EPS", 0.0)))
+
+    def f(params, X):
+        i = 0
+        for kind, count, eps in plan:
+            p = params[i:i + count]
+            i += count
+            if kind is Dense:
+                X = X @ p[0].T + p[1]
+            elif kind is Tanh:
+                X = torch.tanh(X)
+            else:
+                v, c, l = p
+                X = ((2.0 * v * X + c) / (1.0 + X * X) + l * X) / torch.sqrt(v * v + c * c + l * l + eps)
+        return X
+    return f
+
+
+def _flat(net, torch):
+    """Flat parameter vector and ``unravel(theta) -> list of views`` (named_params order)."""
+    arrays = list(net.named_params().values())
+    shapes = [a.shape for a in arrays]
+    sizes = [a.size for a in arrays]
+    theta = torch.from_numpy(np.concatenate([a.ravel() for a in arrays]))
+
+    def unravel(t):
+        return [piece.reshape(shape) for piece, shape in zip(torch.split(t, sizes), shapes)]
+    return theta, unravel
+
+
+def ggn(net, X, torch):
+    """``(call, G)``: ``call()`` computes ``J^T J / N`` (P, P) with ``J`` (N K, P) from
+    ``vmap`` over examples of ``jacrev`` (module docstring); ``G`` is one result as a NumPy
+    array."""
+    f = forward(net, torch)
+    theta, unravel = _flat(net, torch)
+    Xt = torch.from_numpy(np.ascontiguousarray(X))
+    N, P = X.shape[0], theta.shape[0]
+    per_example = torch.func.vmap(torch.func.jacrev(lambda t, x: f(unravel(t), x[None]).reshape(-1)),
+                                  in_dims=(None, 0))                         # (N, K, P)
+
+    def call():
+        J = per_example(theta, Xt).reshape(-1, P)
+        return J.T @ J / N
+    return call, call().numpy()
+
+
+def gvp(net, X, v, damping, torch):
+    """``(call, Gv)``: ``call()`` computes ``J^T (J v) / N + damping v`` (P,) by
+    ``torch.func.jvp`` and ``torch.func.vjp``; ``Gv`` is one result as a NumPy array."""
+    f = forward(net, torch)
+    theta, unravel = _flat(net, torch)
+    Xt = torch.from_numpy(np.ascontiguousarray(X))
+    vt = torch.from_numpy(np.asarray(v, dtype=np.float64))
+    N = X.shape[0]
+
+    def fX(t):
+        return f(unravel(t), Xt)
+
+    def call():
+        _, Jv = torch.func.jvp(fX, (theta,), (vt,))
+        _, pullback = torch.func.vjp(fX, theta)
+        return pullback(Jv)[0] / N + damping * vt
+    with warnings.catch_warnings():          # torch.func.jvp's first call: torch's own deprecation
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
+        first = call().numpy()
+    return call, first
+
+
+def sgd(net, X, Y, loss_name, lr, torch):
+    """``(call, loss, new_params)``: ``call()`` does one SGD step (forward, backward,
+    ``p -= lr g``) on its own leaf tensors; ``loss`` and ``new_params`` (NumPy, named_params
+    order) come from one step taken from the network's parameters before the timed calls."""
+    f = forward(net, torch)
+    Xt = torch.from_numpy(np.ascontiguousarray(X))
+    N = X.shape[0]
+    if loss_name == "mse":
+        Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float64))
+
+        def value(params):
+            R = f(params, Xt) - Yt
+            return 0.5 * (R * R).sum() / N
+    else:
+        Yt = torch.from_numpy(np.asarray(Y, dtype=np.int64))
+
+        def value(params):
+            return torch.nn.functional.cross_entropy(f(params, Xt), Yt)
+    params = [torch.tensor(p, requires_grad=True) for p in net.named_params().values()]
+
+    def call():
+        out = value(params)
+        out.backward()
+        with torch.no_grad():
+            for p in params:
+                p -= lr * p.grad
+                p.grad = None
+        return out
+
+    first = float(call().detach())
+    new = [p.detach().numpy().copy() for p in params]
+    return call, first, new

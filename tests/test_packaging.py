@@ -28,7 +28,8 @@ def test_build_ships_derivations_and_license(tmp_path):
     for name in source:             # regular files with the same text, not a dangling link
         shipped = built / name
         assert not shipped.is_symlink() and shipped.read_bytes() == (ROOT / "derivations" / name).read_bytes()
-    (archive,) = (tmp_path / "sdist").glob("senn-ref-*.tar.gz")
+    # setuptools >= 69.3 names the sdist senn_ref-*.tar.gz (PEP 625), older ones senn-ref-*
+    (archive,) = (tmp_path / "sdist").glob("senn[-_]ref-*.tar.gz")
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
     top = archive.name[:-len(".tar.gz")]

@@ -100,6 +100,25 @@ def test_fresh_torch_child_takes_senn_refs_first_sgd_step(tmp_path):
         peer_fresh.check_peer("torch", rep, (loss * (1 + 1e-8), params))
 
 
+def test_peers_needs_one_peer_and_prints_dashes_for_a_missing_one(capsys, monkeypatch):
+    """Neither jax nor torch: one line naming the extra.  torch alone (jax reported missing):
+    the quick table with '-' in the jax columns and torch's ratios."""
+    _torch()
+    monkeypatch.setattr(peers.peer_jax, "load", lambda: None)
+    monkeypatch.setattr(peers.peer_torch, "load", lambda: None)
+    with pytest.raises(SystemExit, match=r"needs jax or torch: pip install 'senn-ref\[bench\]'"):
+        peers.run(quick=True, fresh=False)
+    monkeypatch.undo()
+    monkeypatch.setattr(peers.peer_jax, "load", lambda: None)
+    monkeypatch.setattr(peers, "compare", lambda contenders, **kw: _one_round(contenders))
+    rows = peers.run(quick=True, fresh=False)
+    table = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(rows) == 4 and len(table) == 6 and table[0][2:6] == ["jax.jit", "torch", "jax.jit/senn-ref", "torch/senn-ref"]
+    for cells, row in zip(table[2:], rows):
+        assert cells[2] == "-" and cells[4] == "-" and cells[5].startswith(f"{row['torch_over_ours']:.3g}x"), cells
+        assert "jax.jit_s" not in row and row["torch_s"] > 0
+
+
 @pytest.mark.slow
 def test_peers_benchmark_checks_then_times(capsys, monkeypatch):
     """The whole quick table (without the fresh-process rows): every peer column checked equal

@@ -219,6 +219,28 @@ def test_euclidean_scoring_changes_decisions_and_raises_E_by_the_accepted_gains(
         assert e["eta_c"] < 0.999 * E0, (e["eta_c"], E0)
 
 
+@pytest.mark.parametrize("max_add", [1, 3])
+def test_a_round_computes_E_once_per_network_it_scores(monkeypatch, max_add):
+    """euclidean_eta runs once for every network state the round scores: the starting network
+    (its E is both lambda and the first iteration's score; it was computed twice before) and
+    each grown one, whether scored by a later iteration or as eta_after."""
+    import senn_ref.grow.expansion_round as er
+    calls = []
+    real = er.euclidean_eta
+
+    def counting(net, *args):
+        calls.append(architecture(net))
+        return real(net, *args)
+
+    monkeypatch.setattr(er, "euclidean_eta", counting)
+    net, X, Y, loss = random_case(0)
+    r = expansion_round(net, X, Y, loss, _config(score="euclidean", max_additions_per_round=max_add),
+                        np.random.default_rng(0))
+    assert r.additions == max_add
+    assert len(calls) == r.additions + 1, calls
+    assert len({tuple(a) for a in calls}) == len(calls), calls       # never the same network twice
+
+
 def test_trainer_runs_with_euclidean_scoring_and_logs_the_kind():
     from senn_ref import mlp, train_senn
     from senn_ref.losses import mse

@@ -169,8 +169,10 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
     damping, metric = config.scoring_damping, config.metric
     bound = rate_bound(config.tau, config.alpha_rel)
     euclid = config.score == "euclidean"
+    current_E = None                        # euclidean_eta of the network as it is now, when known
     if euclid:      # no ceiling: the absolute test's scale is the network's E at the round's start
-        lam = euclidean_eta(net, X, Y, loss)[0]
+        current_E = euclidean_eta(net, X, Y, loss)          # also the first iteration's score
+        lam = current_E[0]
     else:
         lam = _score.ceiling(net, X, Y, loss, metric=metric)
     result = RoundResult(0, bound, lam, float("nan"), float("nan"))
@@ -186,7 +188,9 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
         t0 = time.perf_counter()
         if euclid:
             det = None
-            eta_net, per_layer = euclidean_eta(net, X, Y, loss)
+            if current_E is None:
+                current_E = euclidean_eta(net, X, Y, loss)
+            eta_net, per_layer = current_E
         elif config.gain == "exact":
             if current_det is None:
                 current_det = _score.eta_exact_details(net, X, Y, loss, damping=damping, metric=metric)
@@ -253,6 +257,7 @@ def expansion_round(net, X, Y, loss, config, rng, optimizer=None, state: RoundSt
             growth = apply_proposal(net, proposals[chosen], optimizer)
             scored_is_current = False
             current_det = trial_dets[chosen] if trial_dets else None     # (exact gains only)
+            current_E = None
             result.growths.append(growth)
             result.additions += 1
             added_width |= proposals[chosen].kind == "width"

@@ -140,6 +140,33 @@ def test_search_returns_a_point_on_the_sphere_never_below_the_best_start(method)
     assert_close(again.gain[0], q.lower_bound, 1e-13, name="subset search: whole-batch Delta_E")
 
 
+def test_mala_iterates_drift_off_the_sphere_the_proposal_does_not(monkeypatch):
+    """derivations/23 section 3.1: MALA runs unprojected on the scale-invariant score, so its
+    iterates' unit norms drift (the target is flat along rays, its radial marginal improper);
+    the score and the returned proposal do not depend on the norm.  Measured here at the
+    defaults' scale (20 steps, 16 candidates): the drift is present but modest (median of
+    ||u|| / RADIUS after the last step within [0.85, 1.35]), and the proposal is on the sphere."""
+    import senn_ref.grow.search as search_module
+    norms = []
+    real = search_module._mala_step
+
+    def spy(objective, cur, *args):
+        out = real(objective, cur, *args)
+        norms.append(_unit_norms(out[0]["W"], out[0]["b"]) / RADIUS)
+        return out
+
+    monkeypatch.setattr(search_module, "_mala_step", spy)
+    case = make_case("mlp_rational", 0)
+    p = best_width_proposal(case.net, case.X, case.Y, case.loss, 0, rng=np.random.default_rng(2),
+                            n_candidates=16, method="langevin", steps=20, score="euclidean")
+    ratios = np.array(norms)                                            # (steps, C, k)
+    assert ratios.shape == (20, 16, 1)
+    assert np.abs(ratios - 1.0).max() > 0.05, "no drift: update derivations/23 section 3.1"
+    assert 0.85 < np.median(ratios[-1]) < 1.35, np.median(ratios[-1])
+    assert_close(_unit_norms(p.params["W"][None], p.params["b"][None]), np.full((1, 1), RADIUS), 1e-12,
+                 name="proposal norm")
+
+
 def test_radius_is_the_rms_norm_of_the_released_draw():
     """RADIUS^2 = E||W_j||^2 + E b_j^2 of CandidatePath.random (LeCun-normal kernel, N(0, 1) bias):
     2 on a dense (fan-in 2) and a conv (fan-in 18) producer; 40000 units, 3 % (about 7 standard

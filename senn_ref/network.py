@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import backend as _backend
-from . import network_plan
+from . import buffered_pass, network_plan
 from ._validate import as_float_array, check_batch, check_shape
 from .layers.base import Layer
 from .losses.base import check_loss
@@ -161,6 +161,7 @@ class Network:
         """A deep copy (parameters, names, counters; forward caches dropped)."""
         clone = copy.deepcopy(self)
         clone.__dict__.pop("_sequential_plan", None)        # rebuilt on first use (network_plan)
+        clone.__dict__.pop("_buffered_pass", None)          # and its buffers (buffered_pass)
         for layer in clone.layers:
             layer._cache = None
         return clone
@@ -276,13 +277,20 @@ class Network:
         The loss sees the output flattened per example, (N, K) with K = prod(out_shape).
         Under the ``"numba"`` backend a sequential Dense/Tanh/SiLU/Rational network runs the
         compiled whole-network passes of :mod:`senn_ref.network_plan` (the same numbers to
-        rounding, the same caches and errors); ``derivations/24-sequential-fast-path.md``.
+        rounding, the same caches and errors); otherwise a sequential Dense/Tanh/SiLU network
+        runs the layer-wise passes in reused buffers of :mod:`senn_ref.buffered_pass` (the same
+        numbers bit for bit, the same caches and errors); ``derivations/24-sequential-fast-path.md``
+        sections 1 and 6.
         """
         check_loss(loss)
+        checked = check_batch(X, self.in_shape, "X")
         if _backend.get_backend() == "numba":
-            fast = network_plan.loss_and_grad(self, check_batch(X, self.in_shape, "X"), Y, loss)
+            fast = network_plan.loss_and_grad(self, checked, Y, loss)
             if fast is not None:
                 return fast
+        fast = buffered_pass.loss_and_grad(self, checked, Y, loss)
+        if fast is not None:
+            return fast
         F = self.forward(X)
         N = F.shape[0]
         value, E = loss.value_and_grad(F.reshape(N, -1), Y)

@@ -69,12 +69,14 @@ def tanh_derivative(x) -> np.ndarray:
     return _tanh_and_slope(x)[1]
 
 
-def _tanh_and_slope(x: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None):
+def _tanh_and_slope(x: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None,
+                    value_out: np.ndarray | None = None):
     """``(tanh(x), tanh'(x))``: ``np.tanh`` and ``4 e/(1+e)^2`` with ``e = exp(-|x|)^2``.
 
-    ``out``/``scratch``: optional float64 buffers of ``x``'s shape; the slope is written
-    into ``out``, ``(1+e)^2`` into ``scratch`` (fresh arrays of this size cost page faults
-    that were measured to exceed the arithmetic, derivations/06-activations.md §1)."""
+    ``out``/``scratch``/``value_out``: optional float64 buffers of ``x``'s shape; the slope is
+    written into ``out``, ``(1+e)^2`` into ``scratch``, ``tanh(x)`` into ``value_out``
+    (fresh arrays of this size cost page faults that were measured to exceed the arithmetic,
+    derivations/06-activations.md §1; ``senn_ref.buffered_pass`` passes all three)."""
     # 1 - tanh^2 = sech^2 = 4 e / (1 + e)^2 with e = exp(-2|x|) in [0, 1]: full relative
     # accuracy in the tails, where 1 - tanh(x)^2 would round to 0 (|x| > ~19).  e is formed
     # as exp(-|x|)^2, because 2|x| itself overflows for |x| > ~9e307
@@ -88,7 +90,7 @@ def _tanh_and_slope(x: np.ndarray, out: np.ndarray | None = None, scratch: np.nd
         den *= den                     # (1 + e)^2
         slope *= 4.0
         slope /= den
-        return np.tanh(x), slope
+        return np.tanh(x, out=value_out), slope
 
 
 class Elementwise(ParameterFree):

@@ -116,10 +116,16 @@ class SoftmaxCrossEntropyLoss(Loss):
         directly (``t_n . f_n = f_{n, y_n}``, ``e_n = p_n - 1_{y_n}``) instead of through
         one-hot rows (both are exact: the other terms are zeros).  07-losses.md section 2."""
         F = as_float_array(F, "F (network outputs)", ndim=2)
+        E = np.empty(F.shape)
+        return self._value_and_grad_into(F, Y, E), E
+
+    def _value_and_grad_into(self, F: np.ndarray, Y, E: np.ndarray) -> float:
+        """:meth:`value_and_grad` for a validated float64 ``F`` (N, K), writing ``E`` (N, K) into
+        the given buffer and returning ``L`` (``senn_ref.buffered_pass`` passes a buffer it keeps)."""
         labels = self._check_labels(F, Y)
         T = None if labels is not None else self._check_probabilities(F, Y)
         m = F.max(axis=1)
-        E = F - m[:, None]
+        np.subtract(F, m[:, None], out=E)
         np.exp(E, out=E)                                   # exp(Z), Z = F - m
         s = E.sum(axis=1)
         E /= s[:, None]                                    # p
@@ -130,7 +136,7 @@ class SoftmaxCrossEntropyLoss(Loss):
             rows = np.arange(F.shape[0])
             fy = F[rows, labels]
             E[rows, labels] -= 1.0
-        return float(np.mean((m - fy) + np.log(s))), E
+        return float(np.mean((m - fy) + np.log(s)))
 
     # -------------------------------------------------------------- metric
     def _true_metric(self, F, T):

@@ -13,6 +13,7 @@ from senn_ref.bench import peer_fresh, peer_torch, peers
 from senn_ref.fisher.exact import exact
 from senn_ref.fisher.matvec import FisherOperator
 from senn_ref.losses import mse, softmax_cross_entropy
+from senn_ref.natural_gradient import natural_gradient
 from senn_ref.testing import relative_error
 
 
@@ -32,8 +33,9 @@ def _nets(rng):
 
 
 def test_torch_twins_give_senn_refs_numbers(rng):
-    """SGD step (loss, updated parameters), GGN-vector product and exact GGN from the PyTorch
-    twin equal senn-ref's to 1e-10 relative (measured: about 1e-16)."""
+    """SGD step (loss, updated parameters), GGN-vector product, exact GGN and CG eta from the
+    PyTorch twin equal senn-ref's to 1e-10 relative (measured: about 1e-16, eta about 1e-12);
+    CG iteration counts within one (6 and 7 here: the last residual is rounding-sized)."""
     torch = _torch()
     for net, X, Y, loss in _nets(rng):
         start = [p.copy() for p in net.named_params().values()]
@@ -54,6 +56,9 @@ def test_torch_twins_give_senn_refs_numbers(rng):
         _, Gv = peer_torch.gvp(net, X, v, 0.1, torch)
         assert relative_error(Gv, G @ v + 0.1 * v) <= 1e-10, relative_error(Gv, G @ v + 0.1 * v)
         assert relative_error(Gv, FisherOperator(net, X, loss, damping=0.1).matvec(v)) <= 1e-10
+        u, g, _, info = natural_gradient(net, X, Y, loss, damping=0.1, tol=1e-10)
+        _, (value, iterations) = peer_torch.cg_eta(net, X, Y, 0.1, 1e-10, torch)
+        assert abs(value - g @ u) <= 1e-10 * (g @ u) and abs(iterations - info.iterations) <= 1, (value, g @ u, iterations)
 
 
 def test_check_names_the_peer_and_the_worst_entries():
@@ -113,7 +118,7 @@ def test_peers_needs_one_peer_and_prints_dashes_for_a_missing_one(capsys, monkey
     monkeypatch.setattr(peers, "compare", lambda contenders, **kw: _one_round(contenders))
     rows = peers.run(quick=True, fresh=False)
     table = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    assert len(rows) == 4 and len(table) == 6 and table[0][2:6] == ["jax.jit", "torch", "jax.jit/senn-ref", "torch/senn-ref"]
+    assert len(rows) == 5 and len(table) == 7 and table[0][2:6] == ["jax.jit", "torch", "jax.jit/senn-ref", "torch/senn-ref"]
     for cells, row in zip(table[2:], rows):
         assert cells[2] == "-" and cells[4] == "-" and cells[5].startswith(f"{row['torch_over_ours']:.3g}x"), cells
         assert "jax.jit_s" not in row and row["torch_s"] > 0
@@ -128,11 +133,11 @@ def test_peers_benchmark_checks_then_times(capsys, monkeypatch):
     rows = peers.run(quick=True, fresh=False)
     out = capsys.readouterr().out
     assert [r["row"].split(",")[0] for r in rows] == ["exact GGN", "SGD step",
-                                                      "CG iteration (GGN-vector product)",
+                                                      "CG iteration (GGN-vector product)", "CG eta",
                                                       "conv fwd+bwd N=64 conv 1->8 8x8 k3"]
     assert all(r["jax.jit_s"] > 0 for r in rows)
     assert sum(line.startswith("| ") for line in out.splitlines()) == len(rows) + 2      # header, rule
-    assert ["layer-wise_over_ours" in r for r in rows] == [False, True, True, False]
+    assert ["layer-wise_over_ours" in r for r in rows] == [False, True, True, False, False]
     if peer_torch.load() is not None:
         assert all(r["torch_over_ours"] > 0 for r in rows)
 

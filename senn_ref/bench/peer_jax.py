@@ -131,3 +131,40 @@ def sgd(net, X, Y, loss_name, lr, jax):
     first, new = step(params)
     return ((lambda: jax.block_until_ready(step(params))), float(first),
             [np.asarray(p) for p in new])
+
+
+def cg_eta(net, X, Y, damping, tol, jax):
+    """``(call, (eta, iterations))``: ``call()`` computes ``eta = g^T (F + delta I)^{-1} g``
+    (MSE ``0.5 sum(R^2) / N``, g its gradient) in one jitted function: ``jax.linearize`` and
+    ``jax.vjp`` at the parameters, then plain CG from 0 in a ``lax.while_loop``, stopping as
+    ``natural_gradient.cg_solve`` does (``||r|| <= tol ||g||`` or ``2 P`` iterations)."""
+    from jax.flatten_util import ravel_pytree
+    jnp = jax.numpy
+    f = forward(net, jnp)
+    N = X.shape[0]
+    theta, unravel = ravel_pytree(_params(net, jnp))
+    Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
+    maxiter = max(2 * theta.shape[0], 10)
+
+    @jax.jit
+    def eta(theta):
+        fX = lambda t: f(unravel(t), Xj)                                     # noqa: E731
+        out, jvp = jax.linearize(fX, theta)
+        pull = jax.vjp(fX, theta)[1]
+        g = pull((out - Yj) / N)[0]
+        bound = tol * jnp.linalg.norm(g)
+
+        def body(state):
+            x, r, p, rr, it = state
+            Ap = pull(jvp(p))[0] / N + damping * p
+            alpha = rr / (p @ Ap)
+            r = r - alpha * Ap
+            rr_new = r @ r
+            return x + alpha * p, r, r + (rr_new / rr) * p, rr_new, it + 1
+
+        x, _, _, _, it = jax.lax.while_loop(lambda s: (jnp.sqrt(s[3]) > bound) & (s[4] < maxiter), body,
+                                            (jnp.zeros_like(g), g, g, g @ g, 0))
+        return g @ x, it
+
+    value, it = eta(theta)
+    return (lambda: eta(theta)[0].block_until_ready()), (float(value), int(it))

@@ -120,10 +120,15 @@ def gvp(net, X, v, damping, torch):
         _, Jv = torch.func.jvp(fX, (theta,), (vt,))
         _, pullback = torch.func.vjp(fX, theta)
         return pullback(Jv)[0] / N + damping * vt
-    with warnings.catch_warnings():          # torch.func.jvp's first call: torch's own deprecation
+    return call, _first(call).numpy()
+
+
+def _first(call):
+    """``call()``, without the deprecation warning torch.func.jvp's first call emits about
+    torch's own use of ``torch.jit.script``."""
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
-        first = call().numpy()
-    return call, first
+        return call()
 
 
 def sgd(net, X, Y, loss_name, lr, torch):
@@ -158,3 +163,37 @@ def sgd(net, X, Y, loss_name, lr, torch):
     first = float(call().detach())
     new = [p.detach().numpy().copy() for p in params]
     return call, first, new
+
+
+def cg_eta(net, X, Y, damping, tol, torch):
+    """``(call, (eta, iterations))``: ``call()`` computes ``eta = g^T (F + delta I)^{-1} g``
+    (MSE ``0.5 sum(R^2) / N``, g its gradient): ``torch.func.vjp`` at the parameters gives
+    ``g`` and the pullback, each CG product is ``torch.func.jvp`` then that pullback; plain CG
+    from 0 in a Python loop, stopping as ``natural_gradient.cg_solve`` does
+    (``||r|| <= tol ||g||`` or ``2 P`` iterations)."""
+    f = forward(net, torch)
+    theta, unravel = _flat(net, torch)
+    Xt = torch.from_numpy(np.ascontiguousarray(X))
+    Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float64))
+    N = X.shape[0]
+    maxiter = max(2 * theta.shape[0], 10)
+
+    def fX(t):
+        return f(unravel(t), Xt)
+
+    def call():
+        out, pull = torch.func.vjp(fX, theta)
+        g = pull((out - Yt) / N)[0]
+        bound = tol * float(torch.linalg.norm(g))
+        x, r, p = torch.zeros_like(g), g.clone(), g.clone()
+        rr, it = float(r @ r), 0
+        while rr ** 0.5 > bound and it < maxiter:
+            Ap = pull(torch.func.jvp(fX, (theta,), (p,))[1])[0] / N + damping * p
+            alpha = rr / float(p @ Ap)
+            x += alpha * p
+            r -= alpha * Ap
+            rr_new = float(r @ r)
+            p = r + (rr_new / rr) * p
+            rr, it = rr_new, it + 1
+        return float(g @ x), it
+    return call, _first(call)

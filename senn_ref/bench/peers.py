@@ -17,6 +17,8 @@ a ratio below 1 means the peer is faster).  Rows:
   tanh 64-64-10, N = 1797, softmax cross-entropy);
 * ``CG iteration``: one natural-gradient CG iteration's operator product
   ``FisherOperator.matvec(v) = (F + 0.1 I) v`` (MSE; 1-16-1, N = 50; 09-fisher.md section 4);
+* ``CG eta``: ``score.eta(curvature="cg")``, ``g^T (F + 0.1 I)^{-1} g`` by CG to relative
+  residual 1e-10, against the same CG in each framework (same eta, iteration counts within one);
 * ``conv fwd+bwd``: issue 12's four 3x3 'same' conv cases, N = 64, forward then backward
   (dX, dW, db), built and checked by :mod:`senn_ref.bench.kernels`;
 * ``first step, fresh process``: seconds from process start to the end of the first training
@@ -24,7 +26,7 @@ a ratio below 1 means the peer is faster).  Rows:
 
 The 1-D SGD and CG rows also time senn-ref's layer-wise path
 (:func:`senn_ref.network_plan.layerwise`) in the same rounds.  ``--quick``: the 1-83-1 GGN,
-the 1-D SGD and CG rows, one conv case and one fresh-process round, fewer timing rounds.
+the 1-D SGD, CG and CG-eta rows, one conv case and one fresh-process round, fewer timing rounds.
 The table is printed as Markdown (paste-able into the README).
 """
 from __future__ import annotations
@@ -37,13 +39,16 @@ from ..architectures import mlp
 from ..fisher.exact import exact
 from ..fisher.matvec import FisherOperator
 from ..losses import mse, softmax_cross_entropy
+from ..natural_gradient import natural_gradient
 from ..network_plan import layerwise, plan_for
+from ..score import eta
 from ..testing import describe_mismatch, relative_error
 from . import peer_fresh, peer_jax, peer_torch
 from .timing import compare, machine, progress, ratio_cell
 
 LR = 1e-3
 CG_DAMPING = 0.1
+CG_TOL = 1e-10
 PEERS = ("jax.jit", "torch")
 COLUMNS = ("senn-ref",) + PEERS + ("layer-wise",)
 
@@ -132,6 +137,22 @@ def cg_contenders(label, net, X, peers) -> dict:
     return out
 
 
+def cg_eta_contenders(label, net, X, Y, peers) -> dict:
+    """``score.eta(..., curvature="cg")`` (tolerance 1e-10) against the peers' CG: the same
+    eta (1e-10) after the same number of iterations, give or take one (the last residuals are
+    rounding-sized: on a 1-5-1 net ours stopped at relative residual 3.4e-11 after 6, torch's
+    after 7; 11 for all three on this row's net)."""
+    u, g, _, info = natural_gradient(net, X, Y, mse(), damping=CG_DAMPING, tol=CG_TOL)
+    out = {"senn-ref": lambda: eta(net, X, Y, mse(), curvature="cg", damping=CG_DAMPING, tol=CG_TOL)}
+    for name, mod in peers.items():
+        twin = peer_jax if name == "jax.jit" else peer_torch
+        out[name], (value, iterations) = twin.cg_eta(net, X, Y, CG_DAMPING, CG_TOL, mod)
+        check(label, name, "eta", value, g @ u)
+        if abs(iterations - info.iterations) > 1:
+            raise AssertionError(f"{label}: {name}'s CG took {iterations} iterations, senn-ref's {info.iterations}")
+    return out
+
+
 def conv_contenders(case, peers) -> dict:
     """Issue 12's conv case from :data:`senn_ref.bench.kernels.CASES`, its builders and checks."""
     from . import kernels
@@ -158,6 +179,8 @@ def _rows(quick: bool, peers) -> list:
                  lambda L: sgd_contenders(L, mlp([1, 16, 1], seed=0), X1, np.sin(3.0 * X1), mse(), peers)))
     rows.append(("CG iteration (GGN-vector product), 1-16-1, N=50",
                  lambda L: cg_contenders(L, mlp([1, 16, 1], seed=0), X1, peers)))
+    rows.append(("CG eta, 1-16-1, N=50, tol 1e-10",
+                 lambda L: cg_eta_contenders(L, mlp([1, 16, 1], seed=0), X1, np.sin(3.0 * X1), peers)))
     if not quick:
         Xd, Yd = data.standard_normal((1797, 64)), data.integers(0, 10, 1797)
         rows.append(("SGD step, tanh 64-64-10, N=1797, softmax CE",

@@ -134,7 +134,7 @@ def test_peers_benchmark_checks_then_times(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert [r["row"].split(",")[0] for r in rows] == ["exact GGN", "SGD step",
                                                       "CG iteration (GGN-vector product)", "CG eta",
-                                                      "conv fwd+bwd N=64 conv 1->8 8x8 k3"]
+                                                      "conv fwd+bwd N=64 1->8 8x8 k3"]
     assert all(r["jax.jit_s"] > 0 for r in rows)
     assert sum(line.startswith("| ") for line in out.splitlines()) == len(rows) + 2      # header, rule
     assert ["layer-wise_over_ours" in r for r in rows] == [False, True, True, False, False]

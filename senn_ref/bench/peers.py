@@ -76,6 +76,8 @@ def check(label: str, who: str, what: str, theirs, ours) -> None:
 
 
 def ggn_contenders(label, net, X, peers) -> dict:
+    """``{name: call}``: ``fisher.exact(net, X, mse())``, the (P, P) GGN ``J^T J / N``, and the
+    peers' (09-fisher.md section 3b), each checked equal to ours."""
     loss = mse()
     out = {"senn-ref": lambda: exact(net, X, loss)}
     ours = exact(net, X, loss)
@@ -87,6 +89,9 @@ def ggn_contenders(label, net, X, peers) -> dict:
 
 
 def sgd_contenders(label, net, X, Y, loss, peers) -> dict:
+    """``{name: call}``: one SGD step ``p -= LR g`` on every parameter array, ours with
+    ``Network.loss_and_grad``; the peers' first step (loss, updated parameters) checked equal
+    to ours; the layer-wise path too where the compiled whole-network path serves ``net``."""
     start = [np.array(p) for p in net.named_params().values()]
     value, grads = net.loss_and_grad(X, Y, loss)
     new = [p - LR * g for p, g in zip(start, grads.grads.values())]
@@ -119,6 +124,9 @@ def sgd_contenders(label, net, X, Y, loss, peers) -> dict:
 
 
 def cg_contenders(label, net, X, peers) -> dict:
+    """``{name: call}``: one CG iteration's product ``(F + 0.1 I) v`` (MSE, v (P,) random),
+    ``FisherOperator.matvec`` against the peers' jvp + vjp (09-fisher.md section 4), and the
+    layer-wise path."""
     op = FisherOperator(net, X, mse(), damping=CG_DAMPING)
     v = np.random.default_rng(4).standard_normal(op.P)
     ours = op.matvec(v)
@@ -188,7 +196,7 @@ def _rows(quick: bool, peers) -> list:
                                               softmax_cross_entropy(), peers)))
     conv = [c for c in CASES if c[0].startswith("i12 ")]
     for case in conv[:1] if quick else conv:
-        rows.append((f"conv fwd+bwd N=64 {case[0][4:]} k3", lambda L, c=case: conv_contenders(c, peers)))
+        rows.append((f"conv fwd+bwd N=64 {case[0][9:]} k3", lambda L, c=case: conv_contenders(c, peers)))
     return rows
 
 

@@ -68,19 +68,15 @@ def default_rcond(shape: tuple[int, int]) -> float:
 def whitened_residual(loss, outputs: np.ndarray, Y, metric: str, return_residual: bool = False):
     """``h`` (N, r) with ``R_n h_n = e_n``: ``h_n = R_n^+ e_n`` for the metric factor ``R_n`` (K, r).
 
-    Euclidean: ``h = e``.  Otherwise a batched pseudo-inverse of ``loss.metric_sqrt``
-    that drops singular values of ``R_n`` below ``max(K, r) * eps * max(1, ||R_n||_2)``:
-    the entries of the factors are O(1) numbers that cancel (for cross-entropy
-    ``R_n = diag(sqrt p) - p sqrt(p)^T`` is O(1) entrywise even when ``||R_n||`` is
-    tiny), so their rounding noise is absolute, about ``eps``, and a purely relative
-    cut-off would keep the noise direction of the exact null vector ``1``.
-    Exact because ``e_n`` lies in ``range(M_n) = range(R_n)`` for every metric the
-    losses offer (10-expansion-score.md section 6); then ``g = B^T h / sqrt(N)`` with
-    ``B`` from :func:`senn_ref.fisher.ggn_factor`, and ``||h||^2 / N = lambda_M``.
-    In floating point the range condition fails when a probability is so small that
-    its square root falls below the cut-off (softmax logit gaps beyond about 70);
-    with ``return_residual=True`` the largest ``||R_n h_n - e_n|| / ||e_n||`` is returned
-    as well, so that callers can detect it.
+    The closed form of each loss, :meth:`senn_ref.losses.base.Loss.whitened`: ``h = e``
+    (euclidean, and true MSE), ``h_n = e_n / sqrt(p_n)`` elementwise (true softmax
+    cross-entropy), ``h_n = [1]`` or ``[0]`` (empirical).  Exact because ``e_n`` lies in
+    ``range(M_n) = range(R_n)`` for every metric the losses offer (10-expansion-score.md
+    section 6); then ``g = B^T h / sqrt(N)`` with ``B`` from :func:`senn_ref.fisher.ggn_factor`,
+    and ``||h||^2 / N = lambda_M``.  With ``return_residual=True`` the largest
+    ``||R_n h_n - e_n|| / ||e_n||`` (``R_n`` from ``loss.metric_sqrt``, as ``B`` is built) is
+    returned as well (``inf`` if it is not finite), so that callers can detect where the
+    computed factor cannot reproduce ``e_n`` (10-expansion-score.md section 7).
     """
     check_loss(loss)
     check_metric(metric, Y)
@@ -90,20 +86,22 @@ def whitened_residual(loss, outputs: np.ndarray, Y, metric: str, return_residual
         raise ValueError(f"outputs: expected (N,) + out_shape with at least 2 dimensions, got shape "
                          f"{outputs.shape}")
     out = outputs.reshape(outputs.shape[0], -1)
-    E = loss.output_grad(out, Y)
-    if metric == "euclidean":
-        return (E, 0.0) if return_residual else E
-    R = np.asarray(loss.metric_sqrt(out, Y, metric))
-    norms = np.linalg.norm(R, ord=2, axis=(1, 2))
-    cutoff = max(R.shape[1], R.shape[2]) * np.finfo(np.float64).eps * np.maximum(norms, 1.0)
-    rcond = np.where(norms > 0, cutoff / np.where(norms > 0, norms, 1.0), 1.0)
-    H = np.matmul(np.linalg.pinv(R, rcond=rcond), E[:, :, None])[:, :, 0]
+    H = loss.whitened(out, Y, metric)
     if not return_residual:
         return H
-    miss = np.linalg.norm(np.matmul(R, H[:, :, None])[:, :, 0] - E, axis=1)
+    if metric == "euclidean":
+        return H, 0.0
+    E = loss.output_grad(out, Y)
+    R = np.asarray(loss.metric_sqrt(out, Y, metric))
+    U, sv, Vt = np.linalg.svd(R, full_matrices=False)
+    floor = max(R.shape[1], R.shape[2]) * np.finfo(np.float64).eps * np.maximum(sv[:, :1], 1.0)
+    kept = np.matmul(U * np.where(sv > floor, sv, 0.0)[:, None, :], Vt)      # R_n above its rounding level
+    with np.errstate(invalid="ignore", over="ignore"):
+        miss = np.linalg.norm(np.matmul(kept, H[:, :, None])[:, :, 0] - E, axis=1)
     scale = np.linalg.norm(E, axis=1)
-    worst = float(np.max(np.where(scale > 0, miss / np.where(scale > 0, scale, 1.0), 0.0), initial=0.0))
-    return H, worst
+    rel = np.where(scale > 0, miss / np.where(scale > 0, scale, 1.0), np.where(miss > 0, np.inf, 0.0))
+    worst = float(np.max(rel, initial=0.0))
+    return H, (worst if np.isfinite(worst) else float("inf"))
 
 
 #: largest relative whitening residual for which the output-space path is used

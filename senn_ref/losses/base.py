@@ -160,6 +160,24 @@ class Loss:
             return np.sum(E * E, axis=1)
         return np.any(E != 0.0, axis=1).astype(np.float64)
 
+    def whitened(self, F, Y, metric: str = "euclidean") -> np.ndarray:
+        """Whitened output gradients ``H`` (N, r): ``h_n = R_n^+ e_n``, the minimum-norm solution
+        of ``R_n h_n = e_n`` for the factor ``R_n`` (K, r) of :meth:`metric_sqrt`, in closed form.
+
+        euclidean: ``h_n = e_n`` (r = K); true: loss-specific closed form (r = K);
+        empirical: ``R_n = e_n`` (one column), so ``h_n = [1]`` if ``e_n != 0`` else ``[0]``
+        (r = 1).  ``||h_n||^2`` is the ceiling term ``e_n^T M_n^+ e_n`` of :meth:`ceiling_terms`.
+        ``derivations/07-losses.md`` section 4.1; ``tests/test_losses.py::test_whitened_*``.
+        """
+        F, T = self.check(F, Y)
+        metric = self._check_metric(metric)
+        if metric == "true":
+            return self._true_whitened(F, T)
+        E = self._output_grad(F, T)
+        if metric == "euclidean":
+            return E
+        return np.any(E != 0.0, axis=1).astype(np.float64)[:, None]
+
     def ceiling(self, F, Y, metric: str = "euclidean") -> float:
         """``lambda_M = (1/N) sum_n e_n^T M_n^+ e_n``, the upper bound of the expansion score."""
         return float(np.mean(self.ceiling_terms(F, Y, metric)))
@@ -181,6 +199,9 @@ class Loss:
         raise NotImplementedError
 
     def _true_ceiling_terms(self, F, T):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _true_whitened(self, F, T):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def __repr__(self) -> str:

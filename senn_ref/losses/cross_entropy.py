@@ -182,6 +182,21 @@ class SoftmaxCrossEntropyLoss(Loss):
         terms[mask] = D * D * inv_p
         return terms.sum(axis=1)
 
+    def _true_whitened(self, F, T):
+        """``h_n = R_n^+ e_n = e_n / sqrt(p_n)`` elementwise (N, K), the minimum-norm solution of
+        ``R_n h_n = e_n`` (07-losses.md section 4.1): ``h_nk = sqrt(p_nk)`` where ``t_nk = 0``,
+        ``(p_nk - t_nk) exp((logsumexp(f_n) - f_nk) / 2)`` elsewhere, so that no probability is
+        divided by and a target class whose probability underflows gives a huge or infinite
+        entry rather than 0/0.  ``||h_n||^2 = chi^2(t_n || p_n)``, the ceiling term."""
+        _, Z, s = _shifted(F)
+        half = 0.5 * (Z - np.log(s)[:, None])              # log sqrt(p_nk)
+        H = np.exp(half)
+        mask = T > 0
+        E = np.exp(Z) / s[:, None] - T
+        with np.errstate(over="ignore"):
+            H[mask] = E[mask] * np.exp(-half[mask])
+        return H
+
     # ------------------------------------------------------------- helpers
     def probabilities(self, F) -> np.ndarray:
         """``softmax(F)`` (N, K)."""

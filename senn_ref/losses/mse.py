@@ -55,6 +55,10 @@ class MSELoss(Loss):
         E = F - T
         return np.sum(E * E, axis=1)
 
+    def _true_whitened(self, F, T):
+        """``h_n = I^+ e_n = f_n - y_n`` (N, K)."""
+        return F - T
+
 
 def mse() -> MSELoss:
     """The mean-squared-error loss object ``l_n = 1/2 ||f_n - y_n||^2`` (see :class:`MSELoss`)."""

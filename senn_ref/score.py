@@ -73,10 +73,17 @@ def whitened_residual(loss, outputs: np.ndarray, Y, metric: str, return_residual
     cross-entropy), ``h_n = [1]`` or ``[0]`` (empirical).  Exact because ``e_n`` lies in
     ``range(M_n) = range(R_n)`` for every metric the losses offer (10-expansion-score.md
     section 6); then ``g = B^T h / sqrt(N)`` with ``B`` from :func:`senn_ref.fisher.ggn_factor`,
-    and ``||h||^2 / N = lambda_M``.  With ``return_residual=True`` the largest
-    ``||R_n h_n - e_n|| / ||e_n||`` (``R_n`` from ``loss.metric_sqrt``, as ``B`` is built) is
-    returned as well (``inf`` if it is not finite), so that callers can detect where the
-    computed factor cannot reproduce ``e_n`` (10-expansion-score.md section 7).
+    and ``||h||^2 / N = lambda_M`` (the ceiling terms, to rounding).
+
+    With ``return_residual=True`` also the whitening miss, the largest over n of
+    ``max(||R_n h_n - e_n||, ||e_n - P_n e_n||) / ||e_n||`` after subtracting the rounding
+    level ``c max(1, ||e_n||)`` of ``e_n``'s entries, with ``c = max(K, r) eps``, ``R_n`` from
+    ``loss.metric_sqrt`` (as ``B`` is built) and ``P_n`` the projector onto the left singular
+    vectors of ``R_n`` with singular values above ``c max(1, ||R_n||_2)``; ``inf`` if not
+    finite.  The first term checks ``g = B^T b``; the second flags an ``e_n`` that needs
+    directions of ``R_n`` below its rounding level (a target class with ``sqrt(p) < c``,
+    softmax logit gaps above ~70), where ``h_n`` is huge and the output-space evaluation
+    loses accuracy: callers then use the parameter-space path (section 7).
     """
     check_loss(loss)
     check_metric(metric, Y)
@@ -93,12 +100,15 @@ def whitened_residual(loss, outputs: np.ndarray, Y, metric: str, return_residual
         return H, 0.0
     E = loss.output_grad(out, Y)
     R = np.asarray(loss.metric_sqrt(out, Y, metric))
-    U, sv, Vt = np.linalg.svd(R, full_matrices=False)
-    floor = max(R.shape[1], R.shape[2]) * np.finfo(np.float64).eps * np.maximum(sv[:, :1], 1.0)
-    kept = np.matmul(U * np.where(sv > floor, sv, 0.0)[:, None, :], Vt)      # R_n above its rounding level
+    U, sv, _ = np.linalg.svd(R, full_matrices=False)
+    level = max(R.shape[1], R.shape[2]) * np.finfo(np.float64).eps
+    Uk = U * (sv > level * np.maximum(sv[:, :1], 1.0))[:, None, :]          # R_n's reliable directions
+    outside = E - np.matmul(Uk, np.matmul(Uk.transpose(0, 2, 1), E[:, :, None]))[:, :, 0]
     with np.errstate(invalid="ignore", over="ignore"):
-        miss = np.linalg.norm(np.matmul(kept, H[:, :, None])[:, :, 0] - E, axis=1)
+        through = np.matmul(R, H[:, :, None])[:, :, 0] - E
+    miss = np.maximum(np.linalg.norm(through, axis=1), np.linalg.norm(outside, axis=1))
     scale = np.linalg.norm(E, axis=1)
+    miss = np.maximum(miss - level * np.maximum(scale, 1.0), 0.0)          # beyond e_n's own rounding
     rel = np.where(scale > 0, miss / np.where(scale > 0, scale, 1.0), np.where(miss > 0, np.inf, 0.0))
     worst = float(np.max(rel, initial=0.0))
     return H, (worst if np.isfinite(worst) else float("inf"))
@@ -117,8 +127,8 @@ def eta_exact_details(net, X, Y, loss, damping: float = 0.0, metric: str = "eucl
     (``rcond`` defaults to :func:`default_rcond`).  Two evaluations, both exact in exact
     arithmetic (10-expansion-score.md section 7):
 
-    * output space (used when the whitened residual ``h`` of :func:`whitened_residual`
-      reproduces every ``e_n`` to ``WHITENING_TOL``): ``g = B^T b`` with ``b = h / sqrt(N)``,
+    * output space (used when the whitening miss of :func:`whitened_residual` is at most
+      ``WHITENING_TOL``): ``g = B^T b`` with ``b = h / sqrt(N)``,
       ``c = U_r^T b``, ``eta = sum_i c_i^2 sigma_i^2 / (sigma_i^2 + delta)`` and
       ``u = V_r diag(sigma_i / (sigma_i^2 + delta)) c``.  Its rounding error is about
       ``eps * lambda`` however small ``sigma_min`` is, so ``eta <= lambda_M`` holds to rounding;

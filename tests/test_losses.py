@@ -10,6 +10,8 @@ about eps * cond ~ 1e-13 for the moderate logits used, checked at 1e-9.
 """
 from __future__ import annotations
 
+from decimal import Decimal, localcontext
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -192,6 +194,79 @@ def test_empirical_ceiling_counts_nonzero_residuals():
     assert mse().ceiling(F, Y, "euclidean") == pytest.approx(2 * mse().value(F, Y), rel=1e-14)
 
 
+# ------------------------------------------------------ whitened gradient
+def _whitened_ce_exact(f, t, prec=60):
+    """h_k = (p_k - t_k) / sqrt(p_k) for one row, evaluated in decimal arithmetic at ``prec``
+    digits from the exact binary values of the float logits f and targets t (a float64-free
+    reference; 07-losses.md section 4.1); returns floats and the size q_k + t_k / q_k of the
+    two terms that cancel in h_k = q_k - t_k / q_k (q_k = sqrt(p_k))."""
+    with localcontext() as ctx:
+        ctx.prec = prec
+        fd = [Decimal(float(x)) for x in f]
+        m = max(fd)
+        w = [(x - m).exp() for x in fd]
+        s = sum(w)
+        h, size = [], []
+        for wk, tk in zip(w, t):
+            p, td = wk / s, Decimal(float(tk))
+            q = p.sqrt()
+            h.append(float((p - td) / q))
+            size.append(float(q + td / q))
+    return np.array(h), np.array(size)
+
+
+@SETTINGS
+@given(shape=shapes, kind=st.sampled_from(TARGET_KINDS), metric=st.sampled_from(METRICS))
+def test_whitened_matches_pseudo_inverse(shape, kind, metric):
+    """The closed-form h_n = R_n^+ e_n equals np.linalg.pinv of metric_sqrt's R_n at moderate
+    logits (pinv accurate to ~eps cond(R_n) ~ 1e-13 here), solves R_n h_n = e_n, and
+    ||h_n||^2 is the ceiling term e_n^T M_n^+ e_n."""
+    N, K, seed = shape
+    loss, F, Y = make_problem(kind, N, K, np.random.default_rng(seed))
+    E = loss.output_grad(F, Y)
+    R = loss.metric_sqrt(F, Y, metric)
+    H = loss.whitened(F, Y, metric)
+    assert H.shape == (N, R.shape[2])
+    ref = np.stack([np.linalg.pinv(r, rcond=1e-10) @ e for r, e in zip(R, E)])
+    scale = np.linalg.norm(ref, axis=1, keepdims=True)
+    assert_close(H, ref, rtol=0, atol=1e-12 * scale, name=f"{kind} {metric} whitened vs pinv")
+    assert_close(np.einsum("nkr,nr->nk", R, H), E, rtol=0, atol=1e-14, name="R h vs e")
+    assert_close((H * H).sum(axis=1), loss.ceiling_terms(F, Y, metric), rtol=1e-12, atol=1e-300,
+                 name="||h||^2 vs ceiling term")
+
+
+@pytest.mark.parametrize("kind", ["ce_labels", "ce_probs"])
+def test_whitened_ce_at_extreme_logits(kind):
+    """True-metric CE at logit scales 30 and 60 (probabilities down to ~1e-150): every entry of
+    h equals the 60-digit decimal value of (p_k - t_k) / sqrt(p_k) to 1e-13 of the size of
+    the terms that cancel (rounding of f - max f costs ~eps |f| relative in p)."""
+    rng = np.random.default_rng(11)
+    ce = softmax_cross_entropy()
+    for scale in (30.0, 60.0):
+        _, F, Y = make_problem(kind, 40, 4, rng, scale=scale)
+        T = ce.check(F, Y)[1]
+        H = ce.whitened(F, Y, "true")
+        for n in range(40):
+            ref, size = _whitened_ce_exact(F[n], T[n])
+            assert_close(H[n], ref, rtol=0, atol=1e-13 * size, name=f"scale {scale} row {n}")
+    # the seed-3 row of tests/test_score.py::test_eta_at_ceiling_with_tiny_probability:
+    # p = (5.2e-26, 0.0215, 0.978), label 2; pinv(R) gave h_0 = -8.1e-5 instead of sqrt(p_0)
+    f = np.array([[-48.65747834, 5.72967296, 9.54687571]])
+    ref, _ = _whitened_ce_exact(f[0], [0.0, 0.0, 1.0])
+    assert_close(ce.whitened(f, np.array([2]), "true")[0], ref, rtol=1e-14, name="tiny p_0 row")
+    assert 2e-13 < ref[0] < 3e-13
+
+
+def test_whitened_empirical_and_euclidean_are_exact():
+    """empirical: h_n = [1] for e_n != 0 and [0] for e_n = 0 exactly; euclidean: h = e."""
+    rng = np.random.default_rng(12)
+    F, Y = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    Y[[1, 3]] = F[[1, 3]]
+    assert np.array_equal(mse().whitened(F, Y, "empirical"), np.array([[1.0], [0.0], [1.0], [0.0], [1.0]]))
+    assert np.array_equal(mse().whitened(F, Y, "euclidean"), F - Y)
+    assert np.array_equal(mse().whitened(F, Y, "true"), F - Y)
+
+
 # ------------------------------------------------------ label handling
 def test_labels_and_one_hot_identical():
     rng = np.random.default_rng(7)
@@ -208,6 +283,7 @@ def test_labels_and_one_hot_identical():
         assert np.array_equal(ce.metric_sqrt(F, y, metric), ce.metric_sqrt(F, T, metric))
         assert np.array_equal(ce.metric_apply(F, y, V, metric), ce.metric_apply(F, T, V, metric))
         assert ce.ceiling(F, y, metric) == ce.ceiling(F, T, metric)
+        assert np.array_equal(ce.whitened(F, y, metric), ce.whitened(F, T, metric))
     assert ce.accuracy(F, y) == ce.accuracy(F, T)
     assert np.array_equal(ce.check(F, y)[1], T)
     assert np.array_equal(ce.check(F, y.astype(np.uint8))[1], T)
@@ -281,7 +357,7 @@ def test_cross_entropy_value_and_grad_equals_the_generic_one():
 def test_unknown_metric_and_bad_vectors():
     rng = np.random.default_rng(8)
     F, Y = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
-    for method in ("metric", "metric_sqrt", "ceiling", "ceiling_terms"):
+    for method in ("metric", "metric_sqrt", "ceiling", "ceiling_terms", "whitened"):
         with pytest.raises(ValueError, match="euclidean.*true"):
             getattr(mse(), method)(F, Y, "fisher")
     with pytest.raises(ValueError, match="shape"):

@@ -75,6 +75,85 @@ def test_eta_below_ceiling_cross_entropy_metrics(N, n_in, hidden, K, scale, metr
     assert 0.0 <= value <= lam * (1 + 1e-10), (value, lam)
 
 
+@settings(max_examples=30, deadline=None)
+@given(N=st.integers(1, 8), n_in=st.integers(1, 3), hidden=st.integers(1, 4), K=st.integers(2, 4),
+       scale=st.sampled_from([12.0, 30.0, 60.0]), metric=st.sampled_from(["true", "empirical"]),
+       seed=st.integers(0, 2**31 - 1))
+def test_eta_below_ceiling_at_large_logits(N, n_in, hidden, K, scale, metric, seed):
+    """eta <= lambda_M (1 + 1e-10) at damping 0 with softmax probabilities down to ~1e-100
+    (10-expansion-score.md sections 4 and 7).  Output-space path: b is the closed-form
+    whitened residual, ||b||^2 = lambda_M to rounding, and eta = ||U_r^T b||^2 cannot exceed
+    it.  Parameter-space fallback (a target class with sqrt(p) below R_n's rounding level,
+    about 5 % of these cases): eta = sum a_i^2 / sigma_i^2 divides the rounding of
+    a = V_r^T g by sigma_i, a relative error of a few eps sigma_max / sigma_min (at most
+    3x that in 3000 random cases), so the bound is checked with 20x that allowance."""
+    rng = np.random.default_rng(seed)
+    net = mlp(rng, [n_in, hidden, K], "rational")
+    X, Y = scale * rng.standard_normal((N, n_in)), rng.integers(0, K, N)
+    loss = softmax_cross_entropy()
+    lam = score.ceiling(net, X, Y, loss, metric=metric)
+    d = score.eta_exact_details(net, X, Y, loss, damping=0.0, metric=metric)
+    _, miss = score.whitened_residual(loss, net.forward(X), Y, metric, return_residual=True)
+    allow = 1e-10
+    if miss > score.WHITENING_TOL and d.rank:
+        kept = d.sigma[:d.rank]
+        allow += 20 * np.finfo(np.float64).eps * kept[0] / kept[-1]
+    assert 0.0 <= d.eta <= lam * (1 + allow), (d.eta, lam, d.eta / lam - 1, miss, allow)
+    assert d.eta == score.eta(net, X, Y, loss, damping=0.0, metric=metric)
+
+
+def test_eta_at_ceiling_with_tiny_probability():
+    """Regression (found by hypothesis): one example has p = (5.2e-26, 0.0215, 0.978); the
+    batched pinv of R_n kept a singular value ~sqrt(5e-26) carrying rounding noise, and eta came
+    out 4.8e-8 relative above lambda = 0.045458268469497514 (50-digit value of the closed form).
+    Here B has full row rank on the range of the whitening, so eta = lambda."""
+    rng = np.random.default_rng(3)
+    net = mlp(rng, [3, 3, 3], "rational")
+    X, Y = 12.0 * rng.standard_normal((3, 3)), rng.integers(0, 3, 3)
+    loss = softmax_cross_entropy()
+    lam = score.ceiling(net, X, Y, loss, metric="true")
+    assert lam == pytest.approx(0.045458268469497514, rel=1e-14)
+    value = score.eta(net, X, Y, loss, damping=0.0, metric="true")
+    assert value <= lam * (1 + 1e-12)
+    assert value == pytest.approx(lam, rel=1e-12)
+
+
+def test_eta_at_ceiling_near_a_perfect_fit():
+    """Regression (found by hypothesis at logit scale 12): one example, K = 2, p_label =
+    1 - 8.8e-12.  e_label = p_label - 1 carries rounding ~eps, 1e-5 of ||e_n||, so e_n missed
+    range(R_n) by more than WHITENING_TOL, the parameter-space fallback amplified a rounding-level
+    singular value of B (1.4e-15 against 1.1e-4) and eta came out 1.0 against lambda = 8.8e-12.
+    A miss at the rounding level of e_n's entries is not a whitening failure: the output-space
+    path is taken, and with B of rank K - 1 = 1 on the range, eta = lambda = p_1 / p_0."""
+    rng = np.random.default_rng(2)
+    net = mlp(rng, [1, 4, 2], "rational")
+    X, Y = 12.0 * rng.standard_normal((1, 1)), rng.integers(0, 2, 1)
+    loss = softmax_cross_entropy()
+    f = net.forward(X)[0]
+    lam = score.ceiling(net, X, Y, loss, metric="true")
+    assert Y[0] == 0 and lam == pytest.approx(np.exp(f[1] - f[0]), rel=1e-13) and lam < 1e-11
+    _, miss = score.whitened_residual(loss, net.forward(X), Y, "true", return_residual=True)
+    assert miss <= score.WHITENING_TOL
+    value = score.eta(net, X, Y, loss, damping=0.0, metric="true")
+    assert value == pytest.approx(lam, rel=1e-12)
+
+
+@pytest.mark.parametrize("gap, valid", [(20.0, True), (60.0, True), (70.0, False), (800.0, False)])
+def test_whitening_check_flags_classes_below_rounding_level(gap, valid):
+    """whitened_residual's check zeroes singular values of R_n below max(K, r) eps max(1, ||R_n||):
+    a target class with sqrt(p) under that level (logit gap above ~70.5 for K = 3) misses e_n by
+    O(1), so callers fall back to parameter space; below it the miss is rounding (h is exact)."""
+    F = np.array([[gap, 0.0, 0.0], [1.0, 0.0, -1.0]])
+    y = np.array([1, 2])
+    loss = softmax_cross_entropy()
+    h, miss = score.whitened_residual(loss, F, y, "true", return_residual=True)
+    assert np.array_equal(h, loss.whitened(F, y, "true"))
+    if valid:
+        assert miss < 1e-14
+    else:
+        assert miss > 0.1 > score.WHITENING_TOL
+
+
 def test_damping_lowers_eta_monotonically(rng):
     net, X, Y, loss = regression(rng, N=10, act="rational")
     deltas = [0.0, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0]

@@ -3,7 +3,7 @@
 Public API: ``mse()`` and ``softmax_cross_entropy()`` return loss objects that
 follow the interface documented in :mod:`senn_ref.losses.base` (``check``,
 ``per_example``, ``value``, ``output_grad``, ``value_and_grad``, ``metric``,
-``metric_sqrt``, ``metric_apply``, ``ceiling_terms``, ``ceiling``; the
+``metric_sqrt``, ``metric_apply``, ``ceiling_terms``, ``ceiling``, ``whitened``; the
 cross-entropy object adds ``probabilities``, ``predict`` and ``accuracy``).
 ``METRICS`` lists the output metrics: "euclidean", "true", "empirical".
 

@@ -1,8 +1,8 @@
 """The loss interface shared by every loss: values, output gradients, output metrics, ceiling.
 
 A loss acts row by row on network outputs ``F`` (N, K) and targets ``Y``.
-Subclasses supply the target check and four per-example kernels
-(``_per_example``, ``_output_grad``, ``_true_metric*``, ``_true_ceiling_terms``);
+Subclasses supply the target check and the per-example kernels
+(``_per_example``, ``_output_grad``, ``_true_metric*``, ``_true_ceiling_terms``, ``_true_whitened``);
 this base class validates every input and dispatches on the output metric.
 
 Public methods (the names the curvature code relies on)
@@ -21,6 +21,8 @@ Public methods (the names the curvature code relies on)
     empirical metric needs the targets.
 ``ceiling_terms(F, Y, metric) -> (N,)`` with entries ``e_n^T M_n^+ e_n`` and
 ``ceiling(F, Y, metric) -> float`` their mean, ``lambda_M``.
+``whitened(F, Y, metric) -> H (N, r)`` with ``H[n] = R[n]^+ e_n`` in closed form
+    (``||H[n]||^2`` is the ceiling term).
 
 Output metrics (``metric`` argument)
 -------------------------------------
@@ -167,7 +169,8 @@ class Loss:
         euclidean: ``h_n = e_n`` (r = K); true: loss-specific closed form (r = K);
         empirical: ``R_n = e_n`` (one column), so ``h_n = [1]`` if ``e_n != 0`` else ``[0]``
         (r = 1).  ``||h_n||^2`` is the ceiling term ``e_n^T M_n^+ e_n`` of :meth:`ceiling_terms`.
-        ``derivations/07-losses.md`` section 4.1; ``tests/test_losses.py::test_whitened_*``.
+        ``derivations/07-losses.md`` section 4.1; ``tests/test_losses.py``
+        (``test_whitened_matches_pseudo_inverse``, ``test_whitened_ce_at_extreme_logits``).
         """
         F, T = self.check(F, Y)
         metric = self._check_metric(metric)

@@ -11,12 +11,13 @@ With ``p_n = softmax(f_n)``:
   likelihood = Hessian of ``l_n`` w.r.t. ``f_n``), square root
   ``R_n = diag(sqrt p_n) - p_n sqrt(p_n)^T``;
 - true ceiling term ``e_n^T M_n^+ e_n = sum_k (p_nk - t_nk)^2 / p_nk``, the
-  chi-squared divergence ``chi^2(t_n || p_n)`` (``1/p_{n,y} - 1`` for a label y).
+  chi-squared divergence ``chi^2(t_n || p_n)`` (``1/p_{n,y} - 1`` for a label y);
+- whitened gradient ``R_n^+ e_n = e_n / sqrt(p_n)`` elementwise.
 
 Everything is computed from the shifted logits ``f - max f``, so logits of
 size 1e4 neither overflow nor lose the loss value.
 
-Derivations: ``derivations/07-losses.md`` sections 2, 3, 4 and 6.
+Derivations: ``derivations/07-losses.md`` sections 2, 3, 4, 4.1 and 6.
 Tests: ``tests/test_losses.py``.
 """
 from __future__ import annotations

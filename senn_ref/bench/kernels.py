@@ -33,6 +33,8 @@ Conv2D's design and the alternatives measured with this benchmark are in
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..layers.conv2d import Conv2D
@@ -223,8 +225,8 @@ def format_row(r: dict) -> str:
 def run(quick: bool = False, verbose: bool = True) -> list[dict]:
     """Measure every case, printing each row as it is measured (``verbose``); returns the rows."""
     if verbose:
-        threads = (f"torch {torch.__version__}, {torch.get_num_threads()} threads" if torch
-                   else "torch not installed")
+        threads = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY "
+                   f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}" if torch else "torch not installed")
         print(f"float64, forward+backward; ratios to 'ours' (> 1: ours is faster), median of paired "
               f"interleaved rounds +- half the interquartile range; GEMM = NumPy 512^3 in the same "
               f"rounds; {threads}; {machine()}; * = not stable within the round budget")

@@ -10,9 +10,10 @@ activation ``[(2 v x + c)/(1 + x^2) + l x] / sqrt(v^2 + c^2 + l^2 + eps)``
 
 * SGD step: forward, ``loss.backward()``, then ``p -= lr * p.grad`` under ``torch.no_grad()``
   (MSE ``0.5 sum(R^2) / N``; softmax cross-entropy ``F.cross_entropy``, the mean);
-* GGN-vector product (one CG iteration's operator, MSE): ``torch.func.jvp`` then
-  ``torch.func.vjp`` of ``theta -> f(theta, X)`` on the flat parameter vector, divided by N,
-  plus ``damping * v`` (09-fisher.md section 4);
+* GGN-vector product (one CG iteration's operator, MSE): ``torch.func.jvp`` of
+  ``theta -> f(theta, X)`` on the flat parameter vector, then the pullback of one
+  ``torch.func.vjp`` taken at the point, divided by N, plus ``damping * v`` (09-fisher.md
+  section 4); CG eta runs these in a Python CG loop;
 * exact GGN ``J^T J / N`` (MSE): the rows of ``J`` (N K, P) are per-example Jacobians,
   ``torch.func.vmap`` over the examples of ``torch.func.jacrev`` of one example's output
   (the per-sample-gradient idiom).  Measured against ``torch.func.jacrev`` of the whole
@@ -105,8 +106,13 @@ def ggn(net, X, torch):
 
 
 def gvp(net, X, v, damping, torch):
-    """``(call, Gv)``: ``call()`` computes ``J^T (J v) / N + damping v`` (P,) by
-    ``torch.func.jvp`` and ``torch.func.vjp``; ``Gv`` is one result as a NumPy array."""
+    """``(call, Gv)``: ``call()`` computes ``J^T (J v) / N + damping v`` (P,) as one iteration
+    of :func:`cg_eta` does: the pullback of ``torch.func.vjp`` at the parameters is taken once,
+    outside the timed call (senn-ref's ``FisherOperator`` also keeps its point), then
+    ``torch.func.jvp`` and that pullback per product; ``Gv`` is one result as a NumPy array.
+    (Both ``jvp`` and ``vjp`` in every call took 1.26x the time; ``torch.func.linearize``
+    once and its ``jvp`` function per product 0.35x, but linearizing costs about 0.3 s, more
+    than a whole CG solve of this size, so a CG user would not; load 5-9.)"""
     f = forward(net, torch)
     theta, unravel = _flat(net, torch)
     Xt = torch.from_numpy(np.ascontiguousarray(X))
@@ -116,10 +122,10 @@ def gvp(net, X, v, damping, torch):
     def fX(t):
         return f(unravel(t), Xt)
 
+    _, pullback = torch.func.vjp(fX, theta)
+
     def call():
-        _, Jv = torch.func.jvp(fX, (theta,), (vt,))
-        _, pullback = torch.func.vjp(fX, theta)
-        return pullback(Jv)[0] / N + damping * vt
+        return pullback(torch.func.jvp(fX, (theta,), (vt,))[1])[0] / N + damping * vt
     return call, _first(call).numpy()
 
 

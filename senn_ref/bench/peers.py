@@ -227,8 +227,9 @@ def _fresh_rows(rounds: int, peers) -> list:
                 cells.append(f"{row[f'{p}_over_ours']:.3g}x")
             else:
                 cells.append("-")
-        print(_line(cells + [f"{rounds} rounds; warm-up itself {np.median(res['warmup_s']):.3g} s"
-                             if key == "warmup" else f"{rounds} rounds"]), flush=True)
+        note = f"{rounds} round{'s' if rounds > 1 else ''}"
+        print(_line(cells + [f"{note}; warm-up itself {np.median(res['warmup_s']):.3g} s"
+                             if key == "warmup" else note]), flush=True)
         out.append(row)
     return out
 

@@ -163,8 +163,15 @@ def best_width_proposal(net, X, Y, loss, layer: int, *, n_candidates: int, rng, 
                  **{f"act.{name}": g for name, g in (sc.grad_act or {}).items()}}
         return sc.lower_bound, grads
 
-    res = search(objective, params, method=method, steps=steps, rng=rng, lr=lr, temperature=temperature,
-                 project=project)
+    res = None
+    if score == "natural" and method == "ascent" and steps > 0:
+        # the same search in one compiled call where it applies (dense k = 1 candidates,
+        # derivations/25-compiled-search.md); None otherwise
+        from .compiled_search import compiled_width_search
+        res = compiled_width_search(sctx, params, steps, lr)
+    if res is None:
+        res = search(objective, params, method=method, steps=steps, rng=rng, lr=lr, temperature=temperature,
+                     project=project)
     if sub is None:
         best = res.best_params()
         initial_best = float(np.max(res.initial))

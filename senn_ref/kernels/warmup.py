@@ -1,8 +1,9 @@
 """Compile (or load from Numba's on-disk cache) the kernels a run will use, before it starts.
 
 ``warm(parts=None)`` runs the code that calls the Numba kernels - rational and tanh MLPs
-(layer-wise passes, and NGD-CG steps that take the compiled whole-network path of
-:mod:`senn_ref.network_plan`), a rational conv net with max and average pooling, the
+(layer-wise passes, NGD-CG steps that take the compiled whole-network path of
+:mod:`senn_ref.network_plan`, and the compiled proposal search of
+:mod:`senn_ref.grow.compiled_search`), a rational conv net with max and average pooling, the
 candidate-path helpers' raw ``unfold``/``fold`` - once on a few tiny inputs, with the
 ``"numba"`` backend, through forward, backward and forward-mode passes.  The arguments therefore have the
 types the real passes give the kernels (C-contiguous float64 arrays, int64 geometry, a float
@@ -31,8 +32,8 @@ from .. import backend as _backend
 from .._validate import check_option
 from . import dispatch
 
-#: what can be warmed: ``"dense"`` (MLPs: the rational kernels and the compiled whole-network
-#: passes) and ``"conv"`` (unfold, fold, pooling and the conv-shaped rational kernels)
+#: what can be warmed: ``"dense"`` (MLPs: the rational kernels, the compiled whole-network
+#: passes and the compiled proposal search) and ``"conv"`` (unfold, fold, pooling and the conv-shaped rational kernels)
 PARTS = ("dense", "conv")
 
 
@@ -40,7 +41,8 @@ def _dense(rng) -> None:
     """Rational and tanh MLPs: the layer-wise passes (``rational_numba``), then NGD-CG steps
     with an MSE and a cross-entropy loss, which take the compiled whole-network path of
     :mod:`senn_ref.network_plan` (``sequential_numba``: forward, loss and gradient, GGN
-    products) at these small sizes."""
+    products) at these small sizes, and the compiled proposal search on their hidden layer
+    (``search_numba``)."""
     from .. import losses
     from ..architectures import mlp
     from ..network_plan import layerwise
@@ -53,6 +55,18 @@ def _dense(rng) -> None:
             _passes(net, X, rng)
         for loss, Y in targets:
             NaturalGradientCG().step(net, X, Y, loss)
+        _width_search(net, X, targets[0][1], targets[0][0], rng)
+
+
+def _width_search(net, X, Y, loss, rng) -> None:
+    """The compiled proposal search of :mod:`senn_ref.grow.compiled_search`
+    (``search_numba.width_search_numba``) on the hidden layer of a small MLP."""
+    from ..grow.compiled_search import compiled_width_search
+    from ..grow.kfac_proposal import WidthProposals
+    ctx = WidthProposals(net, X, Y, loss, 0, damping=0.1)
+    W, b, act = ctx.random_candidates(3, rng)
+    if compiled_width_search(ctx, {"W": W, "b": b, **{f"act.{k}": v for k, v in act.items()}}, 2, 0.1) is None:
+        raise RuntimeError("warmup: the compiled proposal search did not apply to its warm-up case")
 
 
 def _conv(rng, pool: str) -> None:
@@ -112,13 +126,15 @@ def warm(parts=None) -> dict:
 def counts() -> dict:
     """``{"compiled": n, "loaded": m, "signatures": {kernel: [signature, ...]}}`` summed over
     the Numba kernel modules imported so far in this process (the per-family modules of
-    :mod:`dispatch` and the whole-network kernels of ``sequential_numba``; cache misses are
+    :mod:`dispatch`, the whole-network kernels of ``sequential_numba`` and the proposal search's
+    ``search_numba``; cache misses are
     compilations, cache hits loads from disk)."""
     import sys
     modules = dict(dispatch._NUMBA_MODULES)
-    sequential = sys.modules.get(f"{__package__}.sequential_numba")
-    if sequential is not None:
-        modules["sequential"] = sequential
+    for family in ("sequential", "search"):
+        module = sys.modules.get(f"{__package__}.{family}_numba")
+        if module is not None:
+            modules[family] = module
     compiled = loaded = 0
     signatures = {}
     for family, module in sorted(modules.items()):

@@ -36,7 +36,9 @@ _ENABLED = True
 
 @contextmanager
 def numpy_search():
-    """Within this block the proposal search never takes the compiled path (benchmarks, tests)."""
+    """Within this block the proposal search never takes the compiled path (benchmarks, tests:
+    the NumPy search, the kernel's twin, runs instead).  ``derivations/25-compiled-search.md``
+    sections 2-3."""
     global _ENABLED
     previous, _ENABLED = _ENABLED, False
     try:
@@ -65,7 +67,8 @@ class SearchLayout:
 
 def search_layout(ctx, C: int | None = None):
     """The :class:`SearchLayout` of a width context ``ctx`` when the compiled search applies
-    (module docstring; ``C`` candidates for the work limit, unchecked if None), else None."""
+    (module docstring; ``C`` candidates for the work limit, unchecked if None), else None.
+    ``derivations/25-compiled-search.md`` sections 1 and 4."""
     from .kfac_proposal import WidthProposals
     if not _ENABLED or _backend.get_backend() != "numba" or type(ctx) is not WidthProposals:
         return None

@@ -91,9 +91,8 @@ def check_out_dir(out_dir) -> str:
 
 
 def _plot(net, teacher, X, Y, records, out_dir):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .demos.figures import pyplot, write_png
+    plt = pyplot()
 
     os.makedirs(out_dir, exist_ok=True)
     grid = np.linspace(-3, 3, 400)[:, None]
@@ -114,7 +113,4 @@ def _plot(net, teacher, X, Y, records, out_dir):
     ax1.legend(fontsize=8)
     ax1.set_title("natural expansion score during training")
     fig.tight_layout()
-    path = os.path.join(out_dir, "regression.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return write_png(fig, os.path.join(out_dir, "regression.png"), dpi=110)     # atomic, closes fig

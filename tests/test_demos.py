@@ -1,5 +1,6 @@
 """Every demo's --quick run through the CLI: the files, the summary keys, and sanity bounds
 measured on this machine (issue 8).  The full runs and their numbers are in the README."""
+import io
 import json
 import os
 
@@ -116,6 +117,66 @@ def test_write_json_is_atomic(tmp_path):
         write_json({"a": object()}, str(target))
     assert json.loads(target.read_text()) == {"a": 1.5, "b": [0, 1]}
     assert sorted(os.listdir(tmp_path)) == ["summary.json"]
+
+
+def _history_log():
+    from types import SimpleNamespace
+    hist = [{"step": s, "train_loss": 1.0 / (1 + s), "val_loss": 1.2 / (1 + s), "widths": [1 + s // 5]}
+            for s in range(12)]
+    return SimpleNamespace(history=hist, accepted=[{"kind": "width", "step": 5}, {"kind": "width", "step": 10}])
+
+
+def _sweep_figure(plt, path):
+    from senn_ref.demos.figures import save
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [2, 0, 1], "C3-o")
+    return save(fig, str(path.parent), path.name)
+
+
+def _training_figure(plt, path):
+    from senn_ref.demos.figures import training_figure
+    return training_figure(_history_log(), str(path), "test")
+
+
+@pytest.mark.parametrize("draw", [_sweep_figure, _training_figure], ids=["save", "training_figure"])
+def test_figures_are_written_atomically(tmp_path, monkeypatch, draw):
+    """figures.save / training_figure render in memory and write through checkpoint.atomic_write:
+    a save that fails half-way through the PNG (a disk full while rendering) or at the rename keeps
+    the previous figure whole (same bytes, still a drawn PNG), leaves no temporary, closes the figure."""
+    import matplotlib.figure
+
+    from senn_ref.demos.figures import pyplot
+    plt = pyplot()
+    target = tmp_path / "figure.png"
+    assert draw(plt, target) == str(target)
+    assert_drawn(target)
+    before = target.read_bytes()
+    real = matplotlib.figure.Figure.savefig
+
+    def half_then_full_disk(self, fname, **kw):        # writes half a PNG to its target, then fails
+        buf = io.BytesIO()
+        real(self, buf, **kw)
+        data = buf.getvalue()
+        if hasattr(fname, "write"):
+            fname.write(data[: len(data) // 2])
+        else:
+            open(fname, "wb").write(data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+    for broken, where in ((half_then_full_disk, "render"), (None, "rename")):
+        open_before = set(plt.get_fignums())
+        with monkeypatch.context() as m:
+            if where == "render":
+                m.setattr(matplotlib.figure.Figure, "savefig", broken)
+            else:
+                def refuse(a, b):
+                    raise OSError(28, "No space left on device")
+                m.setattr(os, "replace", refuse)
+            with pytest.raises(OSError, match="No space left"):
+                draw(plt, target)
+        assert target.read_bytes() == before, f"{where}: the previous figure changed"
+        assert sorted(os.listdir(tmp_path)) == ["figure.png"], where
+        assert set(plt.get_fignums()) == open_before, f"{where}: the figure was left open"
+    assert_drawn(target)
 
 
 # NGD-CG (digits, teacher) may reach its iteration cap on some steps once a net has grown (a trainer

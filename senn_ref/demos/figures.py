@@ -1,7 +1,13 @@
 """Figures every demo writes: loss curves with the expansion events, and the architecture over
-training (``training.png``); plus the sweep figure helper.  matplotlib, Agg backend, PNG."""
+training (``training.png``); plus the sweep figure helper.  matplotlib, Agg backend, PNG.
+
+Every figure is written atomically (:func:`write_png`): rendered in memory, then put in place by
+``checkpoint.atomic_write`` (temporary file in the same folder, fsync, ``os.replace``), so a failed
+or interrupted save leaves the previous PNG whole and no temporary behind.  ``tests/test_demos.py``.
+"""
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -48,15 +54,24 @@ def training_figure(log, path: str, title: str) -> str:
     if depth:
         ax1.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return write_png(fig, path, dpi=100)
+
+
+def write_png(fig, path: str, dpi: int = 100) -> str:
+    """Render ``fig`` as PNG into memory, write the bytes to ``path`` atomically
+    (``checkpoint.atomic_write``: an error while rendering or writing keeps any previous ``path``
+    whole and removes the temporary), close ``fig`` in every case, return ``path``."""
+    from ..checkpoint import atomic_write
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        return atomic_write(path, lambda fh: fh.write(buf.getvalue()), suffix=".png.tmp")
+    finally:
+        pyplot().close(fig)
 
 
 def save(fig, out: str, name: str) -> str:
-    """Save ``fig`` as ``out/name`` (PNG, 100 dpi), close it, return the path."""
-    path = os.path.join(out, name)
+    """Save ``fig`` as ``out/name`` (PNG, 100 dpi, atomically: :func:`write_png`), close it,
+    return the path."""
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    pyplot().close(fig)
-    return path
+    return write_png(fig, os.path.join(out, name), dpi=100)

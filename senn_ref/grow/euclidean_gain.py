@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float_array, check_network, check_scalar, check_shape
+from .._validate import as_float_array, check_flag, check_network, check_scalar, check_shape
 from ..losses.base import check_loss
 from .candidate_path import CandidatePath
 from .kfac_proposal import WidthScore
@@ -162,9 +162,8 @@ class EuclideanWidthProposals:
         ``derivations/23-euclidean-gain.md`` sections 2-3;
         ``tests/test_euclidean_gain.py::test_gradients_match_finite_differences``."""
         W, b, act = self.candidates.check(W, b, act)
-        for name, flag in (("grad", grad), ("gain", gain)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{name}: expected a bool, got {type(flag).__name__}")
+        check_flag(grad, "grad")
+        check_flag(gain, "gain")
         Wp, bp = _project(W, b, self.radius)
         H, tape = self.candidates.forward(Wp, bp, act)
         g = self._outgoing(H)                                              # (C, m, q)

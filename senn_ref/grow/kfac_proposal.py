@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import as_float_array, check_scalar, check_shape
+from .._validate import as_float_array, check_flag, check_scalar, check_shape
 from ..kfac.columns import check_options, run_columns
 from ..kfac.damping import factored_damping, sym_inverse, zero_tolerance
 from ..kfac.factors import folded_inputs, input_factor
@@ -99,8 +99,7 @@ def kfac_width_gain(H, R, G_inv, a, A_inv, shift: float = 0.0, grad: bool = Fals
     check_shape(G_inv, (R.shape[2], R.shape[2]), "G_inv")
     A_inv = as_float_array(A_inv, "A_inv", ndim=2)
     check_shape(A_inv, (a.shape[2], a.shape[2]), "A_inv")
-    if not isinstance(grad, (bool, np.bool_)):
-        raise TypeError(f"grad: expected a bool, got {type(grad).__name__}")
+    check_flag(grad, "grad")
     shift = check_scalar(shift, "shift", minimum=0.0)
     return _width_scores(H, R, G_inv, a, A_inv, shift, grad_lower_bound=grad, gain=True, grad_gain=grad)
 
@@ -266,9 +265,8 @@ class WidthProposals:
         ``derivations/16-kfac-proposal.md`` sections 2-5;
         ``tests/test_kfac_proposal.py::test_candidate_gradients_match_finite_differences``."""
         W, b, act = self._check_candidates(W, b, act)
-        for name, flag in (("grad", grad), ("gain", gain)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{name}: expected a bool, got {type(flag).__name__}")
+        check_flag(grad, "grad")
+        check_flag(gain, "gain")
         return self.score_unchecked(W, b, act, bool(grad), bool(gain))
 
     def score_unchecked(self, W, b, act, grad: bool, gain: bool) -> WidthScore:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import check_network, check_scalar, check_str_option
+from .._validate import check_flag, check_network, check_scalar, check_str_option
 from .columns import check_options, run_columns
 from .damping import DampedKronInverse, block_solve, factored_damping
 from .factors import KronAccumulator, kfac_layers
@@ -55,8 +55,7 @@ def kfac_eta(net, X, Y, loss, damping=0.0, metric: str = "euclidean", mode: str 
     damping = check_scalar(damping, "damping", minimum=0.0)
     check_str_option(damping_mode, DAMPING_MODES, "damping_mode")
     factored_damping(np.eye(1), np.eye(1), damping, pi)         # validates pi for every mode
-    if not isinstance(include_rational, (bool, np.bool_)):
-        raise TypeError(f"include_rational: expected a bool, got {type(include_rational).__name__}")
+    check_flag(include_rational, "include_rational")
     n_samples, rng = check_options(metric, mode, n_samples, rng)
     layers = kfac_layers(net)
     kron = KronAccumulator()

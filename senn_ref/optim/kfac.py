@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import check_network, check_positive_int, check_scalar
+from .._validate import check_flag, check_network, check_positive_int, check_scalar
 from ..kfac.columns import check_options, run_columns
 from ..kfac.damping import _report_cut, block_inverse, factored_damping, sym_inverse
 from ..kfac.factors import KronAccumulator, KroneckerFactors, kfac_layers
@@ -337,8 +337,7 @@ class KFAC(LearningRate):
             if not isinstance(f, dict) or set(f) != {"A", "G", "with_bias", "n_locations"}:
                 raise ValueError(f"load_state_dict: factors[{name!r}] needs A, G, with_bias, n_locations")
             A, G = _square(f["A"], f"factors[{name!r}].A"), _square(f["G"], f"factors[{name!r}].G")
-            if not isinstance(f["with_bias"], (bool, np.bool_)):
-                raise TypeError(f"load_state_dict: factors[{name!r}].with_bias must be True or False")
+            check_flag(f["with_bias"], f"load_state_dict: factors[{name!r}].with_bias")
             n_loc = check_positive_int(f["n_locations"], f"load_state_dict: factors[{name!r}].n_locations")
             factors[name] = KroneckerFactors(A, G, bool(f["with_bias"]), n_loc)
         for name, pair in _entries(d["inverses"], "inverses"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import check_scalar
+from .._validate import check_flag, check_scalar
 from .state import Optimizer
 
 
@@ -36,8 +36,7 @@ class SGD(Optimizer):
         self.momentum = check_scalar(momentum, "SGD momentum", minimum=0.0)
         if self.momentum >= 1.0:
             raise ValueError(f"SGD momentum: must be < 1, got {self.momentum}")
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"SGD nesterov: expected a bool, got {type(nesterov).__name__}")
+        check_flag(nesterov, "SGD nesterov")
         if nesterov and self.momentum == 0.0:
             raise ValueError("SGD nesterov: Nesterov momentum needs momentum > 0")
         self.nesterov = bool(nesterov)

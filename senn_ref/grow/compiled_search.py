@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import backend as _backend
-from .._validate import as_float_array, check_positive_int, check_scalar, check_shape
+from .._validate import as_float_array, check_flag, check_positive_int, check_scalar, check_shape
 from ..kfac.damping import zero_tolerance
 from ..layers.activations import Tanh
 from ..layers.rational import Rational
@@ -135,11 +135,10 @@ def width_objective(ctx, params, grad: bool = True):
     layout = search_layout(ctx)
     if layout is None:
         raise ValueError("ctx: the compiled search does not apply to this context (search_layout)")
-    if not isinstance(grad, (bool, np.bool_)):
-        raise TypeError(f"grad: expected a bool, got {type(grad).__name__}")
+    grad = check_flag(grad, "grad")
     theta, w_shape = _pack(layout, params)
     values, g = _kernels().width_objective_numba(layout.xT, layout.RT, layout.G_inv, layout.shift, layout.tol,
-                                                 layout.kind, layout.eps, theta, bool(grad))
+                                                 layout.kind, layout.eps, theta, grad)
     return values, (_unpack(layout, g, w_shape) if grad else None)
 
 

@@ -1,5 +1,6 @@
 """Every demo's --quick run through the CLI: the files, the summary keys, and sanity bounds
 measured on this machine (issue 8).  The full runs and their numbers are in the README."""
+import contextlib
 import io
 import json
 import os
@@ -104,6 +105,12 @@ def test_table_lists_the_gradmax_row_and_its_decisions():
     print_table(summary, file=buf)
     out = buf.getvalue().splitlines()
     assert len(out) == 3 and out[-1].endswith("GradMax-like baseline: not applicable: x")
+    # without file=: the sys.stdout of the call.  Bound at import before, it was whatever stream
+    # was current then - in `pytest tests/test_cli.py tests/test_resume.py` a capsys stream
+    # closed by the time test_resume's demo printed its table ("I/O operation on closed file").
+    with contextlib.redirect_stdout(io.StringIO()) as now:
+        print_table(summary)
+    assert now.getvalue().splitlines() == out
 
 
 def test_write_json_is_atomic(tmp_path):

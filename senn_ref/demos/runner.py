@@ -167,8 +167,10 @@ def table_rows(summary) -> list:
     return rows
 
 
-def print_table(summary, file=sys.stdout) -> None:
-    """The short comparison table of a demo run."""
+def print_table(summary, file=None) -> None:
+    """The short comparison table of a demo run, to ``file`` (default: ``sys.stdout`` as it is at
+    the call, not at import: a stream captured then may be closed by now)."""
+    file = sys.stdout if file is None else file
     acc = summary.get("final_test_accuracy") is not None
     last = "test acc" if acc else "test MSE"
     print(f"{'model':<22} {'hidden widths':<16} {'params':>7} {'train loss':>11} {'test loss':>11} "

@@ -48,6 +48,7 @@ import sys
 
 import numpy as np
 
+from . import backend as _backend
 from . import network_plan
 from .layers.activations import SiLU, Tanh, _silu_and_slope, _tanh_and_slope
 from .layers.dense import Dense
@@ -56,6 +57,8 @@ from .losses.cross_entropy import SoftmaxCrossEntropyLoss
 _KINDS = (Dense, Tanh, SiLU)
 #: buffers kept per kind (work, cotangents, scratch)
 POOL = 2
+_KERNELS = None
+_MAX_ROW = 128          # kernels.buffered_numba.MAX_ROW (not imported here: that imports Numba)
 
 
 def _supported(layer) -> bool:
@@ -125,7 +128,10 @@ class BufferedPass:
     # ------------------------------------------------------------------- passes
     def loss_and_grad(self, X: np.ndarray, Y, loss):
         """``(L, Gradients)`` exactly as the layer-wise ``Network.loss_and_grad``, or None (a
-        non-finite value met; nothing changed).  ``X``: validated batch (N, in)."""
+        non-finite value met; nothing changed).  ``X``: validated batch (N, in).  Under the
+        ``"numba"`` backend the element loops of :mod:`senn_ref.kernels.buffered_numba` replace
+        some NumPy statements (the same operations, so the same bits)."""
+        kern = _kernels() if _backend.get_backend() == "numba" else None
         N = X.shape[0]
         ws = self._take("ws", N * self.ws_width, True)
         cot = self._take("cot", N * self.cot_width, False)
@@ -139,39 +145,68 @@ class BufferedPass:
         A = block(ws, self.din)
         np.copyto(A, X)
         caches = []
-        wmax = max([d for la, d in zip(self.layers, self.douts) if type(la) is Tanh] or [0])
-        scratch = self._take("scratch", N * wmax, False)[:N * wmax].reshape(N, wmax) if wmax else None
-        for la, d in zip(self.layers, self.douts):
+        L = len(self.layers)
+        wmax = max([d for la, d in zip(self.layers, self.douts) if type(la) is Tanh] or [1])
+        scratch = self._take("scratch", N * wmax, False)
+
+        def scr(d):                         # C-contiguous (N, d) scratch: one kernel specialisation
+            return scratch[:N * d].reshape(N, d)
+
+        exp_done = False                    # scratch holds exp(-|x|) of the next Tanh's input
+        for i, (la, d) in enumerate(zip(self.layers, self.douts)):
             out = block(ws, d)
             if type(la) is Dense:
                 np.matmul(A, la.params["W"].T, out=out)
-                out += la.params["b"]
-                if not math.isfinite(out.sum()):
-                    return None
+                if kern is not None:
+                    exp_done = i + 1 < L and type(self.layers[i + 1]) is Tanh
+                    t = scr(d if exp_done else 0)
+                    if not kern.finish_affine(out, la.params["b"], t, exp_done):
+                        return None
+                    if exp_done:
+                        with np.errstate(under="ignore"):
+                            np.exp(t, out=t)
+                else:
+                    out += la.params["b"]
+                    if not math.isfinite(out.sum()):
+                        return None
                 caches.append({"A": A, "param_shapes": la._param_shapes()})
             else:
                 slope = block(ws, d)
-                if type(la) is Tanh:
-                    _tanh_and_slope(A, slope, scratch[:, :d], value_out=out)
+                if type(la) is Tanh and exp_done:
+                    np.tanh(A, out=out)
+                    kern.tanh_slope_from_exp(scr(d), slope)
+                elif type(la) is Tanh:
+                    _tanh_and_slope(A, slope, scr(d), value_out=out)
                 else:
-                    y, s = _silu_and_slope(A)
+                    y, sl = _silu_and_slope(A)
                     np.copyto(out, y)
-                    np.copyto(slope, s)
+                    np.copyto(slope, sl)
+                exp_done = False
                 caches.append({"slope": slope})
             A = out
         F = A
         pos[0] = 0
         dYs = [block(cot, d) for d in self.douts]
         E = dYs[-1]
-        if type(loss) is SoftmaxCrossEntropyLoss:
-            value = loss._value_and_grad_into(F, Y, E)
-        else:
-            value, E_loss = loss.value_and_grad(F, Y)
-            np.copyto(E, E_loss)
-        E /= N
+        value = None
+        if kern is not None and type(loss) is SoftmaxCrossEntropyLoss and F.shape[1] <= _MAX_ROW:
+            labels = loss._check_labels(F, Y)
+            if labels is not None:
+                m, s, fy = np.empty(N), np.empty(N), np.empty(N)
+                kern.softmax_shift(F, E, m)
+                np.exp(E, out=E)
+                kern.softmax_ce_grad(F, E, np.ascontiguousarray(labels, dtype=np.int64), float(N), s, fy)
+                value = np.mean((m - fy) + np.log(s))
+        if value is None:
+            if type(loss) is SoftmaxCrossEntropyLoss:
+                value = loss._value_and_grad_into(F, Y, E)
+            else:
+                value, E_loss = loss.value_and_grad(F, Y)
+                np.copyto(E, E_loss)
+            E /= N
         grad = np.empty(self.P)
-        grads, p, checked = {}, self.P, False
-        for i in range(len(self.layers) - 1, -1, -1):
+        grads, p, checked, gb_done = {}, self.P, False, None
+        for i in range(L - 1, -1, -1):
             la, dY = self.layers[i], dYs[i]
             if type(la) is Dense:
                 W = la.params["W"]
@@ -179,22 +214,39 @@ class BufferedPass:
                 gW = grad[p:p + W.size].reshape(W.shape)
                 gb = grad[p + W.size:p + W.size + W.shape[0]]
                 np.matmul(dY.T, caches[i]["A"], out=gW)
-                np.sum(dY, axis=0, out=gb)
+                if gb_done is None:
+                    np.sum(dY, axis=0, out=gb)
+                else:
+                    gb[...] = gb_done
                 if not math.isfinite(gb.sum()):
                     return None
                 grads[f"{la.name}.b"], grads[f"{la.name}.W"] = gb, gW
-                checked = True
+                checked, gb_done = True, None
                 if i > 0:
                     np.matmul(dY, W, out=dYs[i - 1])
                     checked = False
             elif i > 0:
-                np.multiply(dY, caches[i]["slope"], out=dYs[i - 1])
+                if kern is not None and type(self.layers[i - 1]) is Dense:
+                    gb_done = np.empty(dY.shape[1])         # the Dense layer's db, formed here
+                    kern.slope_product_colsum(dY, caches[i]["slope"], dYs[i - 1], gb_done)
+                else:
+                    np.multiply(dY, caches[i]["slope"], out=dYs[i - 1])
         if not checked and not math.isfinite(dYs[0].sum()):
             return None
         for la, cache in zip(self.layers, caches):
             la._cache = cache
         from .network import Gradients
         return float(value), Gradients({k: grads[k] for k in reversed(list(grads))}, None, dYs)
+
+
+def _kernels():
+    """:mod:`senn_ref.kernels.buffered_numba`, imported on first use (a NumPy-backend process
+    never imports Numba)."""
+    global _KERNELS
+    if _KERNELS is None:
+        from .kernels import buffered_numba
+        _KERNELS = buffered_numba
+    return _KERNELS
 
 
 def loss_and_grad(net, X: np.ndarray, Y, loss):

@@ -234,3 +234,46 @@ def test_rebuilt_after_growth_not_used_when_unsupported_or_layerwise():
     assert all(not pool for pool in copy.deepcopy(net._buffered_pass)._pools.values())
     rational = mlp([3, 4, 2], activation="rational", seed=0)
     assert buffered_pass.loss_and_grad(rational, X, Y, loss) is None
+
+
+@pytest.mark.parametrize("K", [2, 7, 8, 9, 10, 16, 17, 64, 127, 128])
+def test_kernels_equal_their_numpy_statements(K):
+    """Each fused loop of kernels/buffered_numba against the NumPy statements it replaces (its
+    twin), bit for bit, on entries of every size (tails where the tanh slope is subnormal)."""
+    from senn_ref.kernels import buffered_numba as kb
+    rng = np.random.default_rng(K)
+    N = 53
+    S0 = rng.standard_normal((N, K)) * np.exp(rng.uniform(-30, 6.5, (N, K)))   # up to ~1300
+    b = rng.standard_normal(K)
+    S, t = S0.copy(), np.empty((N, K))
+    assert kb.finish_affine(S, b, t, True)
+    ref = S0 + b
+    assert_equal_arrays(S, ref, "S + b")
+    assert_equal_arrays(t, np.negative(np.abs(ref)), "-|S|")
+    S_bad = S0.copy()
+    S_bad[3, K - 1] = np.inf
+    assert not kb.finish_affine(S_bad, b, t[:, :0], False)
+    S_bad[3, K - 1] = np.nan
+    assert not kb.finish_affine(S_bad, b, t[:, :0], False)
+    with np.errstate(under="ignore"):
+        e = np.exp(t)
+        slope = np.empty((N, K))
+        kb.tanh_slope_from_exp(e, slope)
+        from senn_ref.layers.activations import _tanh_and_slope
+        twin_t, twin_slope = _tanh_and_slope(ref)
+    assert_equal_arrays(slope, twin_slope, "tanh slope")
+    assert (slope[np.abs(ref) > 360] < 1e-300).any() or (np.abs(ref) <= 360).all()
+    F = rng.standard_normal((N, K)) * 20
+    labels = rng.integers(0, K, N)
+    E, m, s, fy = np.empty((N, K)), np.empty(N), np.empty(N), np.empty(N)
+    kb.softmax_shift(F, E, m)
+    np.exp(E, out=E)
+    kb.softmax_ce_grad(F, E, labels.astype(np.int64), float(N), s, fy)
+    value = float(np.mean((m - fy) + np.log(s)))
+    t_value, t_E = softmax_cross_entropy().value_and_grad(F, labels)
+    assert value == t_value, (value, t_value)
+    assert_equal_arrays(E, t_E / N, "softmax cross-entropy gradient")
+    dY, dS, db = rng.standard_normal((N, K)), np.empty((N, K)), np.empty(K)
+    kb.slope_product_colsum(dY, slope, dS, db)
+    assert_equal_arrays(dS, dY * slope, "dY * slope")
+    assert_equal_arrays(db, (dY * slope).sum(axis=0), "column sums")

@@ -41,9 +41,10 @@ def _dense(rng) -> None:
     """Rational and tanh MLPs: the layer-wise passes (``rational_numba``), then NGD-CG steps
     with an MSE and a cross-entropy loss, which take the compiled whole-network path of
     :mod:`senn_ref.network_plan` (``sequential_numba``: forward, loss and gradient, GGN
-    products) at these small sizes, and the compiled proposal search on their hidden layer
-    (``search_numba``)."""
-    from .. import losses
+    products) at these small sizes, the compiled proposal search on their hidden layer
+    (``search_numba``), and the tanh MLP's loss and gradient by :mod:`senn_ref.buffered_pass`
+    (``buffered_numba``), the path larger batches take."""
+    from .. import buffered_pass, losses
     from ..architectures import mlp
     from ..network_plan import layerwise
     from ..optim import NaturalGradientCG
@@ -55,6 +56,8 @@ def _dense(rng) -> None:
             _passes(net, X, rng)
         for loss, Y in targets:
             NaturalGradientCG().step(net, X, Y, loss)
+            if activation == "tanh":           # above the compiled path's limits: buffered_numba
+                buffered_pass.loss_and_grad(net, X, Y, loss)
         _width_search(net, X, targets[0][1], targets[0][0], rng)
 
 
@@ -126,12 +129,12 @@ def warm(parts=None) -> dict:
 def counts() -> dict:
     """``{"compiled": n, "loaded": m, "signatures": {kernel: [signature, ...]}}`` summed over
     the Numba kernel modules imported so far in this process (the per-family modules of
-    :mod:`dispatch`, the whole-network kernels of ``sequential_numba`` and the proposal search's
-    ``search_numba``; cache misses are
+    :mod:`dispatch`, the whole-network kernels of ``sequential_numba``, the proposal search's
+    ``search_numba`` and the loops of ``buffered_numba``; cache misses are
     compilations, cache hits loads from disk)."""
     import sys
     modules = dict(dispatch._NUMBA_MODULES)
-    for family in ("sequential", "search"):
+    for family in ("sequential", "search", "buffered"):
         module = sys.modules.get(f"{__package__}.{family}_numba")
         if module is not None:
             modules[family] = module

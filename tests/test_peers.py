@@ -140,6 +140,11 @@ def test_peers_benchmark_checks_then_times(capsys, monkeypatch):
     assert ["layer-wise_over_ours" in r for r in rows] == [False, True, True, False, False]
     if peer_torch.load() is not None:
         assert all(r["torch_over_ours"] > 0 for r in rows)
+    monkeypatch.setattr(peers.peer_torch, "load", lambda: None)           # jax alone: torch columns '-'
+    rows = peers.run(quick=True, fresh=False)
+    table = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(table) == len(rows) + 2 and all(c[3] == "-" and c[5] == "-" for c in table[2:])
+    assert all("torch_s" not in r and r["jax.jit_s"] > 0 for r in rows)
 
 
 def _one_round(contenders):

@@ -5,6 +5,10 @@ The PyTorch tests are skipped where torch is not installed (CI does not install 
 run of the whole benchmark is slow (JAX import and compilation, and JAX's threads before
 later tests fork): run with --runslow.
 """
+import importlib.util
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -59,6 +63,14 @@ def test_torch_twins_give_senn_refs_numbers(rng):
         u, g, _, info = natural_gradient(net, X, Y, loss, damping=0.1, tol=1e-10)
         _, (value, iterations) = peer_torch.cg_eta(net, X, Y, 0.1, 1e-10, torch)
         assert abs(value - g @ u) <= 1e-10 * (g @ u) and abs(iterations - info.iterations) <= 1, (value, g @ u, iterations)
+
+
+def test_torch_load_without_torch_returns_none_and_leaves_the_environment(monkeypatch):
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    assert peer_torch.load() is None and "OMP_WAIT_POLICY" not in os.environ
 
 
 def test_check_names_the_peer_and_the_worst_entries():

@@ -30,7 +30,9 @@ call and take the CPU from whichever contender runs next (bench/kernels.py's not
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -42,8 +44,12 @@ from ..layers.rational import Rational
 
 def load():
     """``torch`` with ``OMP_WAIT_POLICY`` defaulted to PASSIVE (module docstring), or None
-    when it is not importable."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    when it is not installed.  The environment is left alone when torch is not installed
+    or was imported before (its OpenMP runtime has read the variable then)."""
+    if "torch" not in sys.modules:
+        if importlib.util.find_spec("torch") is None:
+            return None
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
     except ImportError:

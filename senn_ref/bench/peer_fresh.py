@@ -119,12 +119,14 @@ def write_task(path: str):
 def run_peer(which: str, path: str) -> tuple[float, dict]:
     """``(seconds, report)``: seconds from spawn to the end of the first step of a fresh
     ``which`` ("jax" or "torch") child on the task in ``path``; the report has its ``loss``
-    and updated ``params`` (lists, named_params order) for :func:`check_peer`."""
+    and updated ``params`` (lists, named_params order) for :func:`check_peer`, and
+    ``import_s`` (seconds from spawn to NumPy and the framework imported)."""
     t0 = time.time()
     out = subprocess.run([sys.executable, "-c", _CHILD, which, path], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"peers: the {which} fresh-process child failed:\n{out.stderr[-2000:]}")
     rep = json.loads(out.stdout.strip().splitlines()[-1])
+    rep["import_s"] = rep["stamps"]["import"] - t0
     return rep["stamps"]["first_step"] - t0, rep
 
 
@@ -142,10 +144,13 @@ def check_peer(which: str, rep: dict, expected) -> None:
 
 
 def measure(rounds: int, peers) -> dict:
-    """``{"cold": [...], "warmup": [...], "warmup_s": [...], peer: [...]}``: seconds per round
-    (module docstring) for each name in ``peers`` (a subset of "jax.jit", "torch")."""
-    res = {"cold": [], "warmup": [], "warmup_s": []}
+    """``{"cold": [...], "warmup": [...], "warmup_s": [...], peer: [...], "import_s": {name:
+    [...]}}``: seconds per round (module docstring) for each name in ``peers`` (a subset of
+    "jax.jit", "torch"); ``import_s`` has the seconds to the imports done ("senn-ref": both
+    of its children per round)."""
+    res = {"cold": [], "warmup": [], "warmup_s": [], "import_s": {"senn-ref": []}}
     res.update({p: [] for p in peers})
+    res["import_s"].update({p: [] for p in peers})
     with tempfile.TemporaryDirectory(prefix="senn-peers-fresh-") as tmp:
         path = os.path.join(tmp, "task.npz")
         expected = write_task(path)
@@ -153,15 +158,19 @@ def measure(rounds: int, peers) -> dict:
             cold, installed = os.path.join(tmp, f"cold{r}"), os.path.join(tmp, f"warmup{r}")
             os.mkdir(cold)
             os.mkdir(installed)
-            res["cold"].append(coldstart.run_child("regression1d", "numba", cold)["first_step_s"])
+            rep = coldstart.run_child("regression1d", "numba", cold)
+            res["cold"].append(rep["first_step_s"])
+            res["import_s"]["senn-ref"].append(rep["import_s"])
             for p in peers:
                 which = "jax" if p == "jax.jit" else "torch"
                 seconds, rep = run_peer(which, path)
                 check_peer(which, rep, expected)
                 res[p].append(seconds)
+                res["import_s"][p].append(rep["import_s"])
             res["warmup_s"].append(coldstart.run_warmup(installed, parts=("dense",)))
             rep = coldstart.run_child("regression1d", "numba", installed)
             if rep["compiled"]:
                 raise AssertionError(f"peers fresh process: {rep['compiled']} kernels compiled after warm-up")
             res["warmup"].append(rep["first_step_s"])
+            res["import_s"]["senn-ref"].append(rep["import_s"])
     return res

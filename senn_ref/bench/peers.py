@@ -231,6 +231,9 @@ def _fresh_rows(rounds: int, peers) -> list:
         print(_line(cells + [f"{note}; warm-up itself {np.median(res['warmup_s']):.3g} s"
                              if key == "warmup" else note]), flush=True)
         out.append(row)
+    imports = ", ".join(f"{name} {np.median(t):.2f} s" for name, t in res["import_s"].items())
+    print(f"\nFresh processes, seconds from the start to the imports done (median): {imports}.", flush=True)
+    out[0]["import_s"] = {name: float(np.median(t)) for name, t in res["import_s"].items()}
     return out
 
 
@@ -238,7 +241,8 @@ def run(quick: bool = False, fresh: bool = True) -> list[dict]:
     """Print the table (module docstring) and return one dict per row: ``row``, ``stable``,
     ``{name}_s`` (median seconds per call) and ``{name}_over_ours`` (paired ratio, with
     ``{name}_spread``) for each contender measured (``jax.jit``, ``torch``, ``layer-wise``);
-    the fresh-process rows (``fresh``) have ``rounds`` instead of ``stable``."""
+    the fresh-process rows (``fresh``) have ``rounds`` instead of ``stable``, the first of them
+    ``import_s`` (median seconds from the start to the imports done, per contender)."""
     peers = load_peers()
     settings = (dict(min_rounds=3, max_rounds=8, budget_seconds=8.0) if quick
                 else dict(min_rounds=5, max_rounds=30, budget_seconds=30.0))

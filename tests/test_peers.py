@@ -136,6 +136,23 @@ def test_peers_needs_one_peer_and_prints_dashes_for_a_missing_one(capsys, monkey
         assert "jax.jit_s" not in row and row["torch_s"] > 0
 
 
+def test_fresh_rows_are_medians_and_paired_ratios(capsys, monkeypatch):
+    """The fresh-process rows from given per-round seconds: medians, and each peer's ratio the
+    median of its per-round ratios to ours (not the ratio of the medians)."""
+    fake = {"cold": [6.0, 8.0, 7.0], "warmup": [1.0, 2.0, 4.0], "warmup_s": [9.0, 9.0, 9.0],
+            "torch": [2.8, 1.6, 4.2], "import_s": {"senn-ref": [0.5] * 6, "torch": [2.0, 1.0, 3.0]}}
+    monkeypatch.setattr(peers.peer_fresh, "measure", lambda rounds, names: fake)
+    cold, warm = peers._fresh_rows(3, {"torch": None})
+    assert cold["senn-ref_s"] == 7.0 and cold["torch_s"] == 2.8               # ratio of medians: 0.4
+    assert cold["torch_over_ours"] == pytest.approx(2.8 / 6.0, rel=1e-15)
+    assert warm["senn-ref_s"] == 2.0 and warm["torch_over_ours"] == pytest.approx(1.05, rel=1e-15)
+    assert "jax.jit_s" not in warm
+    assert cold["import_s"] == {"senn-ref": 0.5, "torch": 2.0}
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert lines[0].split(" | ")[1:] == ["7 s", "-", "2.8 s", "-", "0.467x", "3 rounds |"]
+    assert lines[1].endswith("| 3 rounds; warm-up itself 9 s |")
+
+
 @pytest.mark.slow
 def test_peers_benchmark_checks_then_times(capsys, monkeypatch):
     """The whole quick table (without the fresh-process rows): every peer column checked equal

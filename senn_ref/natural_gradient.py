@@ -1,17 +1,19 @@
 """Natural gradient by conjugate gradient on the damped exact GGN:  (F + delta I) u = g.
 
 ``cg_solve`` is a plain conjugate-gradient solver for a symmetric PSD operator
-given as a function; ``natural_gradient`` applies it to the matrix-free
-:class:`senn_ref.fisher.FisherOperator` and the gradient of the mean loss.
+given as a function; ``solve_fisher`` runs the same solver on a matrix-free
+:class:`senn_ref.fisher.FisherOperator`, as one compiled call when the operator's products take
+the compiled whole-network path; ``natural_gradient`` applies it to the gradient of the mean loss.
 Neither ever returns NaN silently: non-convergence, a curvature ``p^T A p`` at or
 below the floor ``CURVATURE_FLOOR * ||A||_est * ||p||^2`` along a search direction
 (an indefinite or numerically singular operator, e.g. zero damping on a saturated
 softmax), and an iterate or residual that stops being finite raise a ``CGWarning`` and
 stop with the last finite iterate.  See ``derivations/09-fisher.md`` section 5;
-tested in ``tests/test_score.py`` and ``tests/test_ngd_cg.py``.
+tested in ``tests/test_score.py``, ``tests/test_ngd_cg.py`` and ``tests/test_cg_compiled.py``.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +29,22 @@ from .fisher.matvec import FisherOperator
 #: ``p^T A p`` is within a few hundred rounding errors ``eps ||A|| ||p||^2`` of zero, so the
 #: step ``alpha = r^T r / p^T A p`` is meaningless and may overflow (09-fisher.md section 5).
 CURVATURE_FLOOR = 64 * np.finfo(np.float64).eps
+
+
+_COMPILED_LOOP = True
+
+
+@contextmanager
+def python_loop():
+    """Context manager: :func:`solve_fisher` runs the Python loop (``cg_solve(op.matvec, ...)``)
+    even where the compiled one applies; the products still take the compiled GGN kernel.  For
+    side-by-side benchmarks (``senn_ref.bench.cg``) and tests.  Not thread-safe (a process flag)."""
+    global _COMPILED_LOOP
+    previous, _COMPILED_LOOP = _COMPILED_LOOP, False
+    try:
+        yield
+    finally:
+        _COMPILED_LOOP = previous
 
 
 class CGWarning(NumericalFallback):
@@ -50,6 +68,43 @@ class CGInfo:
     nonfinite: bool = False
 
 
+def _prepare(b, tol, maxiter, x0):
+    """Checked ``(b, tol, maxiter, x, ||b||)`` of a CG call (the start x a fresh copy)."""
+    b = as_float_array(b, "b", ndim=1, allow_empty=True)
+    P = b.shape[0]
+    tol = check_scalar(tol, "tol", minimum=0.0, strict=True)
+    maxiter = max(2 * P, 10) if maxiter is None else check_positive_int(maxiter, "maxiter", minimum=0)
+    if x0 is None:
+        x = np.zeros(P)
+    else:
+        x = as_float_array(x0, "x0", ndim=1, allow_empty=True).copy()
+        if x.shape != (P,):
+            raise ValueError(f"x0: expected shape ({P},), got {x.shape}")
+    return b, tol, maxiter, x, float(np.linalg.norm(b))
+
+
+def _finish(x, it, rr, indefinite, nonfinite, pAp, floor, tol, b_norm):
+    """``(x, CGInfo)`` of a finished loop, raising the ``CGWarning`` of a fallback (attributed to
+    the caller of the public solver)."""
+    res = float(np.sqrt(rr))
+    info = CGInfo(it, res, res / b_norm, res <= tol * b_norm, indefinite, nonfinite)
+    if nonfinite:
+        warn_fallback(CGWarning, f"CG stopped after {it} iterations: the next iterate, residual or operator "
+                      f"product was not finite (overflow); returning the last finite iterate, relative "
+                      f"residual {info.relative_residual:.3e}. Use damping > 0.", "non-finite",
+                      info.relative_residual, stacklevel=3)
+    elif indefinite:
+        warn_fallback(CGWarning, f"CG met a direction with p^T A p = {pAp:.3e} <= floor {floor:.3e} after {it} "
+                      f"iterations (operator singular or indefinite); returning the last iterate, "
+                      f"relative residual {info.relative_residual:.3e}. Use damping > 0.",
+                      "curvature floor", info.relative_residual, stacklevel=3)
+    elif not info.converged:
+        warn_fallback(CGWarning, f"CG did not converge in {it} iterations: relative residual "
+                      f"{info.relative_residual:.3e} > tol {tol:.1e}", "iteration cap", info.relative_residual,
+                      stacklevel=3)
+    return x, info
+
+
 def cg_solve(apply_A, b, tol: float = 1e-10, maxiter: int | None = None, x0=None):
     """Solve ``A x = b`` for symmetric PSD ``A`` (given as ``apply_A(v) -> A v``) by CG.
 
@@ -58,33 +113,36 @@ def cg_solve(apply_A, b, tol: float = 1e-10, maxiter: int | None = None, x0=None
     ``b = 0`` returns ``x = 0`` immediately.  If ``A`` is singular but ``b`` lies
     in its range (the GGN case, 10-expansion-score.md section 6), CG started at
     ``x0 = 0`` stays in the range and converges to the minimum-norm solution
-    ``A^+ b`` in exact arithmetic.
+    ``A^+ b`` in exact arithmetic.  The twin of the compiled loop of :func:`solve_fisher`.
     See ``derivations/09-fisher.md`` section 5.
     """
-    b = as_float_array(b, "b", ndim=1, allow_empty=True)
-    P = b.shape[0]
-    tol = check_scalar(tol, "tol", minimum=0.0, strict=True)
-    maxiter = max(2 * P, 10) if maxiter is None else check_positive_int(maxiter, "maxiter", minimum=0)
-    b_norm = float(np.linalg.norm(b))
-    if x0 is None:
-        x = np.zeros(P)
-    else:
-        x = as_float_array(x0, "x0", ndim=1, allow_empty=True).copy()
-        if x.shape != (P,):
-            raise ValueError(f"x0: expected shape ({P},), got {x.shape}")
+    b, tol, maxiter, x, b_norm = _prepare(b, tol, maxiter, x0)
     if b_norm == 0.0:
-        return np.zeros(P), CGInfo(0, 0.0, 0.0, True)
-    r = b - apply_A(x) if x0 is not None else b.copy()
+        return np.zeros(b.shape[0]), CGInfo(0, 0.0, 0.0, True)
+    return _finish(*_loop(apply_A, b, x, x0 is not None, tol, b_norm, maxiter), tol, b_norm)
+
+
+def _dot(a, b) -> float:
+    """``a . b`` as NumPy's pairwise sum of the rounded products (``np.sum(a * b)``), not the
+    BLAS ``ddot`` (whose order depends on the CPU's kernel): the compiled loop
+    (``kernels/cg_numba._dot``) sums in this order too, so the two loops give the same bits."""
+    return float(np.add.reduce(a * b))
+
+
+def _loop(apply_A, b, x, warm, tol, b_norm, maxiter):
+    """The CG iterations of :func:`cg_solve` in Python: ``(x, it, r.r, indefinite, nonfinite, pAp, floor)``."""
+    r = b - apply_A(x) if warm else b.copy()
     p = r.copy()
-    rr = float(r @ r)
-    it, indefinite, nonfinite, a_est, floor = 0, False, not np.isfinite(rr), 0.0, 0.0
+    # overflow is detected below and reported as a CGWarning, not as numpy warnings
+    with np.errstate(over="ignore", invalid="ignore"):
+        rr = _dot(r, r)
+    it, indefinite, nonfinite, a_est, floor, pAp = 0, False, not np.isfinite(rr), 0.0, 0.0, 0.0
     while not nonfinite and np.sqrt(rr) > tol * b_norm and it < maxiter:
         Ap = apply_A(p)
-        # overflow is detected below and reported as a CGWarning, not as numpy warnings
         with np.errstate(over="ignore", invalid="ignore"):
-            pp = float(p @ p)
-            pAp = float(p @ Ap)
-            a_est = max(a_est, float(np.linalg.norm(Ap)) / np.sqrt(pp))
+            pp = _dot(p, p)
+            pAp = _dot(p, Ap)
+            a_est = max(a_est, float(np.sqrt(_dot(Ap, Ap))) / np.sqrt(pp))
             floor = CURVATURE_FLOOR * a_est * pp
             if not np.all(np.isfinite(Ap)) or not np.isfinite(floor):
                 nonfinite = True
@@ -95,29 +153,45 @@ def cg_solve(apply_A, b, tol: float = 1e-10, maxiter: int | None = None, x0=None
             alpha = rr / pAp
             x_new = x + alpha * p
             r_new = r - alpha * Ap
-            rr_new = float(r_new @ r_new)
+            rr_new = _dot(r_new, r_new)
             p_new = r_new + (rr_new / rr) * p
         if not (np.isfinite(rr_new) and np.all(np.isfinite(x_new)) and np.all(np.isfinite(p_new))):
             nonfinite = True
             break
         x, r, p, rr = x_new, r_new, p_new, rr_new
         it += 1
-    res = float(np.sqrt(rr))
-    info = CGInfo(it, res, res / b_norm, res <= tol * b_norm, indefinite, nonfinite)
-    if nonfinite:
-        warn_fallback(CGWarning, f"CG stopped after {it} iterations: the next iterate, residual or operator "
-                      f"product was not finite (overflow); returning the last finite iterate, relative "
-                      f"residual {info.relative_residual:.3e}. Use damping > 0.", "non-finite",
-                      info.relative_residual)
-    elif indefinite:
-        warn_fallback(CGWarning, f"CG met a direction with p^T A p = {pAp:.3e} <= floor {floor:.3e} after {it} "
-                      f"iterations (operator singular or indefinite); returning the last iterate, "
-                      f"relative residual {info.relative_residual:.3e}. Use damping > 0.",
-                      "curvature floor", info.relative_residual)
-    elif not info.converged:
-        warn_fallback(CGWarning, f"CG did not converge in {it} iterations: relative residual "
-                      f"{info.relative_residual:.3e} > tol {tol:.1e}", "iteration cap", info.relative_residual)
-    return x, info
+    return x, it, rr, indefinite, nonfinite, pAp, floor
+
+
+def solve_fisher(op: FisherOperator, b, tol: float = 1e-10, maxiter: int | None = None, x0=None):
+    """``(x (P,), CGInfo)``: :func:`cg_solve` of ``(F + delta I) x = b`` for a
+    :class:`~senn_ref.fisher.FisherOperator` ``op`` (arguments, defaults, result, warnings as
+    ``cg_solve(op.matvec, b, tol, maxiter, x0)``).  When the operator's products take the
+    compiled whole-network path (``op.compiled_ggn()``), the whole loop runs in one Numba call
+    (``kernels/cg_numba.py``: the same operations in the same order, so the same bits as the
+    Python loop), else it is the Python loop.  A non-finite value
+    inside a compiled product reruns the Python loop from the start (whose operator then takes
+    the layer-wise path and warns or raises as it does).
+    See ``derivations/09-fisher.md`` section 5 and ``derivations/24-sequential-fast-path.md``
+    section 7; tested in ``tests/test_cg_compiled.py``.
+    """
+    b, tol, maxiter, x, b_norm = _prepare(b, tol, maxiter, x0)
+    if b.shape[0] != op.P:
+        raise ValueError(f"b: expected shape ({op.P},) (one entry per network parameter), got {b.shape}")
+    if b_norm == 0.0:
+        return np.zeros(b.shape[0]), CGInfo(0, 0.0, 0.0, True)
+    args = op.compiled_ggn() if _COMPILED_LOOP else None
+    if args is not None:
+        from .kernels import cg_numba as k
+        if not b.flags.writeable:           # one kernel specialisation: writeable arrays
+            b = b.copy()
+        # the kernel works on a copy of x: x stays the start for a rerun below
+        x_end, it, rr, status, pAp, floor, products = k.cg_ggn_numba(
+            *args, float(op.damping), b, x, x0 is not None, tol, b_norm, maxiter, CURVATURE_FLOOR)
+        op.n_products += products
+        if status != k.BAIL:
+            return _finish(x_end, it, rr, status == k.FLOOR, status == k.NONFINITE, pAp, floor, tol, b_norm)
+    return _finish(*_loop(op.matvec, b, x, x0 is not None, tol, b_norm, maxiter), tol, b_norm)
 
 
 def natural_gradient(net, X, Y, loss, damping: float = 0.0, metric: str = "euclidean",
@@ -138,5 +212,5 @@ def natural_gradient(net, X, Y, loss, damping: float = 0.0, metric: str = "eucli
         extra = as_float_array(extra_grad, "extra_grad", ndim=1)
         check_shape(extra, g.shape, "extra_grad")
         g = g + extra
-    u, info = cg_solve(op.matvec, g, tol=tol, maxiter=maxiter, x0=x0)
+    u, info = solve_fisher(op, g, tol=tol, maxiter=maxiter, x0=x0)
     return u, g, value, info

@@ -56,9 +56,10 @@ def test_warm_covers_every_kernel_a_growing_run_calls():
     assert not new, f"specialisations compiled after warm(): {new}"
     assert after["compiled"] == before["compiled"], (before["compiled"], after["compiled"])
     # warm() reached every kernel module (the three layer families, the whole-network passes
-    # the proposal search and the buffered pass's loops), each kernel with one specialisation
+    # the proposal search, the buffered pass's loops and the compiled CG loop), each kernel with
+    # one specialisation
     families = {k.split(".")[0] for k, v in before["signatures"].items() if v}
-    assert families == {"rational", "unfold", "pool", "sequential", "search", "buffered"}, families
+    assert families == {"rational", "unfold", "pool", "sequential", "search", "buffered", "cg"}, families
     assert all(len(v) <= 1 for v in before["signatures"].values()), before["signatures"]
 
 

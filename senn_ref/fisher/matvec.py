@@ -32,6 +32,9 @@ def _compiled_metric(loss, metric: str, F: np.ndarray, T):
     return False
 
 
+_NO_AUX = np.zeros((0, 0))
+
+
 def _check_vector(v, P: int) -> np.ndarray:
     v = as_float_array(v, "v", ndim=1, allow_empty=True)
     if v.shape != (P,):
@@ -90,6 +93,22 @@ class FisherOperator:
         if self._metric_aux is False:
             return None
         return point.ggn(v, *self._metric_aux)
+
+    def compiled_ggn(self):
+        """``(meta, theta, ws, N, mode, aux)``, the arguments of the compiled GGN kernel
+        (``sequential_ggn_numba``) at this operator's point, when its products take the compiled
+        path (``Point.ggn``), else None.  Used by :func:`senn_ref.natural_gradient.solve_fisher`
+        to run the whole CG loop in one compiled call (``kernels/cg_numba.py``)."""
+        self._ensure_point()
+        point = self._point
+        if point is None or not point.plan.matches(self.net):
+            return None
+        if self._metric_aux is None:
+            self._metric_aux = _compiled_metric(self.loss, self.metric, point.outputs, self._targets)
+        if self._metric_aux is False:
+            return None
+        mode, aux = self._metric_aux
+        return point.plan.meta, point.theta, point.ws, point.N, mode, _NO_AUX if aux is None else aux
 
     def _ensure_point(self) -> None:
         if any(layer._cache is not c for layer, c in zip(self.net.layers, self._caches)) \

@@ -43,7 +43,8 @@ def _dense(rng) -> None:
     :mod:`senn_ref.network_plan` (``sequential_numba``: forward, loss and gradient, GGN
     products) at these small sizes, the compiled proposal search on their hidden layer
     (``search_numba``), and the tanh MLP's loss and gradient by :mod:`senn_ref.buffered_pass`
-    (``buffered_numba``), the path larger batches take."""
+    (``buffered_numba``), the path larger batches take; the NGD-CG steps' solves are the
+    compiled CG loop (``cg_numba``)."""
     from .. import buffered_pass, losses
     from ..architectures import mlp
     from ..network_plan import layerwise
@@ -130,11 +131,11 @@ def counts() -> dict:
     """``{"compiled": n, "loaded": m, "signatures": {kernel: [signature, ...]}}`` summed over
     the Numba kernel modules imported so far in this process (the per-family modules of
     :mod:`dispatch`, the whole-network kernels of ``sequential_numba``, the proposal search's
-    ``search_numba`` and the loops of ``buffered_numba``; cache misses are
-    compilations, cache hits loads from disk)."""
+    ``search_numba``, the loops of ``buffered_numba`` and the compiled CG loop of ``cg_numba``;
+    cache misses are compilations, cache hits loads from disk)."""
     import sys
     modules = dict(dispatch._NUMBA_MODULES)
-    for family in ("sequential", "search", "buffered"):
+    for family in ("sequential", "search", "buffered", "cg"):
         module = sys.modules.get(f"{__package__}.{family}_numba")
         if module is not None:
             modules[family] = module

@@ -1,4 +1,4 @@
-"""Command line: ``senn-ref demo [NAME] | sweep NAME | verify | bench {kernels,rational,eta,optimizers,gain,senn,teacher,jacobian,peers,coldstart} | warmup | info``."""
+"""Command line: ``senn-ref demo [NAME] | sweep NAME | verify | bench {kernels,rational,eta,optimizers,gain,senn,teacher,jacobian,peers,coldstart,cg} | warmup | info``."""
 from __future__ import annotations
 
 import argparse
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_verify, parser=p)
     p = sub.add_parser("bench", help="benchmarks, printed as ratios measured side by side")
     p.add_argument("what", choices=("kernels", "rational", "eta", "optimizers", "gain", "senn",
-                                            "teacher", "jacobian", "peers", "coldstart"))
+                                            "teacher", "jacobian", "peers", "coldstart", "cg"))
     p.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("warmup", help="compile the Numba kernels now (or load them from the cache) so "

@@ -121,3 +121,25 @@ def test_release_main_refuses_bad_arguments_before_any_run(capsys, monkeypatch, 
             release.main(argv)
         assert info.value.code == 2 and word in capsys.readouterr().err, argv
     assert runs == []
+
+
+def test_cg_benchmark_rows_check_the_numbers_first(capsys, monkeypatch):
+    """``bench cg``: four rows, the compiled loop the baseline, the Python loop and the BLAS-dot
+    loop ("before") timed against it; a Python loop that does not give the compiled loop's bits
+    is refused before anything is timed."""
+    import pytest
+
+    from senn_ref import backend, natural_gradient
+    from senn_ref.bench import cg
+    monkeypatch.setattr(cg, "_settings", lambda quick: dict(min_rounds=2, max_rounds=2, target_seconds=0.002))
+    with backend.using("numba"):
+        rows = cg.run(quick=True)
+        cap = capsys.readouterr()
+        assert len(rows) == 4 and len(cap.out.splitlines()) == 4 + len(rows) and "[4/4] NGD-CG step" in cap.err
+        for row in rows:
+            assert row["compiled_s"] > 0 and row["python_loop_ratio"] > 0 and row["python_loop_spread"] >= 0
+            assert ("before_ratio" in row) == (not row["row"].startswith("CG solve alone"))
+        monkeypatch.setattr(natural_gradient, "_dot", lambda a, b: float(a @ b))     # ddot order
+        with pytest.raises(AssertionError, match="differ"):
+            cg.eta_contenders("CG eta")
+

@@ -115,12 +115,16 @@ def step_contenders(label: str, width: int) -> dict:
     return out
 
 
+def _settings(quick: bool) -> dict:
+    return (dict(min_rounds=3, max_rounds=10, budget_seconds=6.0) if quick
+            else dict(min_rounds=5, max_rounds=30, budget_seconds=20.0))
+
+
 def run(quick: bool = False) -> list[dict]:
     """Print the table (module docstring); returns one dict per row: ``row``, ``compiled_s``,
     ``stable``, and per other contender (``python_loop``, ``before``; the solve row has no
     ``before``) ``{name}_s``, ``{name}_ratio`` (its time / compiled), ``{name}_spread``."""
-    settings = (dict(min_rounds=3, max_rounds=10, budget_seconds=6.0) if quick
-                else dict(min_rounds=5, max_rounds=30, budget_seconds=20.0))
+    settings = _settings(quick)
     print(f"compiled CG loop vs the Python CG loop (same products, same bits); {machine()}\n")
     print("| row | compiled | python loop | before | python loop / compiled | before / compiled |\n"
           "| --- | --- | --- | --- | --- | --- |")

@@ -24,7 +24,8 @@ above glibc's mmap threshold) costs page faults on first touch; the layer-wise s
 buffer ``ws`` (the input copy of every Dense layer, the slope of every activation), and the
 returned ``Gradients.output_grads`` are views of a cotangent buffer ``cot``.  A pooled buffer
 (at most ``POOL`` per kind) is written again only when no one else references it: CPython's
-reference count of the buffer, less the pool's own references and the views held by the layers'
+reference count of the buffer, less the pool's own references (calibrated at import: what a
+count includes differs between CPython versions) and the views held by the layers'
 current cache dicts (which the new forward replaces; a cache dict that someone else also holds,
 as ``FisherOperator`` does, does not count as replaceable), must be zero.  Otherwise a fresh
 buffer is allocated and pooled.  So an array a caller kept from an earlier call (an output
@@ -65,6 +66,34 @@ def _supported(layer) -> bool:
     return type(layer) in _KINDS and len(layer.in_shape) == 1
 
 
+def _pool_refs(pool: list) -> list:
+    """CPython's reference count of every entry of ``pool``, as seen from this function."""
+    return [sys.getrefcount(buf) for buf in pool]
+
+
+def _cache_refs(layer):
+    """``(layer's cache dict or None, its reference count as seen from this function)``."""
+    cache = layer.__dict__.get("_cache")
+    return cache, sys.getrefcount(cache)
+
+
+class _Holder:
+    pass
+
+
+def _calibrate() -> tuple:
+    """The counts the two functions above report for an object nobody else holds (an array
+    held only by its list; a dict held only by an object's attribute), measured rather than
+    assumed, since what a count includes (the argument, a loop variable) differs between
+    CPython versions."""
+    holder = _Holder()
+    holder._cache = {}
+    return _pool_refs([np.empty(1)])[0], _cache_refs(holder)[1]
+
+
+_SOLE_POOL_REFS, _SOLE_CACHE_REFS = _calibrate()
+
+
 class BufferedPass:
     """Buffers and layout of one network structure (see the module docstring).
 
@@ -101,9 +130,8 @@ class BufferedPass:
         holds (the new forward replaces those dicts, so they do not keep ``buf`` busy)."""
         held = 0
         for la in self.layers:
-            cache = la.__dict__.get("_cache")
-            # references to a dict only the layer holds: the attribute, ``cache``, the argument
-            if cache is None or sys.getrefcount(cache) > 3:
+            cache, refs = _cache_refs(la)
+            if cache is None or refs > _SOLE_CACHE_REFS:
                 continue
             held += sum(1 for v in cache.values() if type(v) is np.ndarray and v.base is buf)
         return held
@@ -115,9 +143,8 @@ class BufferedPass:
         previous call's results while making the next call, the usual training loop, gets the
         other buffer rather than a fresh one every call)."""
         pool = self._pools[name]
-        for buf in pool:
-            # references: the pool's entry, ``buf`` here, getrefcount's argument
-            if buf.size >= size and sys.getrefcount(buf) - 3 == (self._replaceable_views(buf) if views else 0):
+        for buf, refs in zip(pool, _pool_refs(pool)):
+            if buf.size >= size and refs - _SOLE_POOL_REFS == (self._replaceable_views(buf) if views else 0):
                 return buf
         buf = np.empty(size)
         if len(pool) >= POOL:

@@ -22,12 +22,15 @@ cotangent inside the GGN kernel, ``F p`` itself, or ``F p + delta p``) is not ha
 kernel returns :data:`BAIL` and the caller reruns the Python loop from the start, whose operator
 takes the layer-wise path and warns or raises as it always did (and NumPy warns of the overflow),
 so such a call behaves exactly as the Python loop.
-(Numba's cache does not track ``sequential_numba`` or ``rational_numba``: after editing either,
-clear ``__pycache__`` so this module recompiles.)
+Numba's cache tracks only this file's time stamp; the kernel is a closure over a hash of
+``sequential_numba.py`` and ``rational_numba.py`` (:func:`_linked_hash`), so an edit of either
+compiles a fresh kernel instead of loading one that holds the old GGN code.
 """
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -116,7 +119,7 @@ def _all_finite(a):
     return True
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _apply(meta, theta, ws, N, mode, aux, damping, v, out):
     """``out = F v + delta v`` (``FisherOperator.matvec``: ``F v`` by ``sequential_ggn_numba``,
     the damping term only when ``delta != 0``); False when the GGN kernel met a non-finite value
@@ -134,68 +137,93 @@ def _apply(meta, theta, ws, N, mode, aux, damping, v, out):
     return True
 
 
-@numba.njit(cache=True, nogil=True)
-def cg_ggn_numba(meta, theta, ws, N, mode, aux, damping, b, x0, warm, tol, b_norm, maxiter, floor_factor):
-    """CG on ``(F + delta I) x = b`` at the point stored in ``ws`` (``sequential_forward_numba``).
+#: the sources whose compiled code the CG kernel links in (the GGN kernel and the rational
+#: element it calls)
+LINKED_SOURCES = ("sequential_numba.py", "rational_numba.py")
 
-    meta, theta, ws, N, mode, aux: as for ``sequential_ggn_numba``; damping delta >= 0; b (P,)
-    with ``b_norm = ||b|| > 0`` (computed by the caller, NumPy's norm); x0 (P,) the start (zeros
-    when not ``warm``; when ``warm`` the first residual is ``b - A x0``, else ``b``); stop when
-    ``sqrt(r.r) <= tol * b_norm`` or after ``maxiter`` iterations; ``floor_factor`` is
-    ``CURVATURE_FLOOR``.  Returns ``(x (P,), iterations, r.r, status, pAp, floor, products)``:
-    x the last finite iterate, ``status`` one of :data:`DONE`, :data:`FLOOR`, :data:`NONFINITE`,
-    :data:`BAIL`, ``pAp``/``floor`` of the last direction tried (for the warning's message),
-    ``products`` the number of operator products made.  09-fisher.md section 5.
-    """
-    P = b.shape[0]
-    x = x0.copy()
-    r = np.empty(P)
-    Ap = np.empty(P)
-    products = 0
-    if warm:
-        products += 1
-        if not _apply(meta, theta, ws, N, mode, aux, damping, x, Ap):
-            return x, 0, 0.0, BAIL, 0.0, 0.0, products
-        for i in range(P):
-            r[i] = b[i] - Ap[i]
-    else:
-        for i in range(P):
-            r[i] = b[i]
-    p = r.copy()
-    rr = _dot(r, r)
-    x_new, r_new, p_new = np.empty(P), np.empty(P), np.empty(P)
-    it, a_est, floor, pAp = 0, 0.0, 0.0, 0.0
-    status = DONE if np.isfinite(rr) else NONFINITE
-    while status == DONE and math.sqrt(rr) > tol * b_norm and it < maxiter:
-        products += 1
-        if not _apply(meta, theta, ws, N, mode, aux, damping, p, Ap):
-            return x, it, rr, BAIL, pAp, floor, products
-        pp = _dot(p, p)
-        pAp = _dot(p, Ap)
-        q = math.sqrt(_dot(Ap, Ap)) / math.sqrt(pp)
-        if q > a_est:                   # Python's max(a_est, q): keeps a_est unless q is larger
-            a_est = q
-        floor = floor_factor * a_est * pp
-        if not np.isfinite(floor):          # A p is finite (_apply), its norm may overflow
-            status = NONFINITE
-            break
-        if not pAp > floor:
-            status = FLOOR
-            break
-        alpha = rr / pAp
-        for i in range(P):
-            x_new[i] = x[i] + alpha * p[i]
-            r_new[i] = r[i] - alpha * Ap[i]
-        rr_new = _dot(r_new, r_new)
-        beta = rr_new / rr
-        for i in range(P):
-            p_new[i] = r_new[i] + beta * p[i]
-        if not (np.isfinite(rr_new) and _all_finite(x_new) and _all_finite(p_new)):
-            status = NONFINITE
-            break
-        x, x_new = x_new, x
-        r, r_new = r_new, r
-        p, p_new = p_new, p
-        rr = rr_new
-        it += 1
-    return x, it, rr, status, pAp, floor, products
+
+def _linked_hash() -> int:
+    """A 56-bit hash of :data:`LINKED_SOURCES`.  Numba's cache checks only the time stamp of the
+    kernel's own file, so after an edit of ``sequential_numba.py`` it would load a CG kernel
+    holding the old GGN code; the hash is a closure variable of the kernel, and Numba's cache key
+    includes closure variables, so a changed source compiles a fresh kernel instead."""
+    digest = hashlib.sha256()
+    for name in LINKED_SOURCES:
+        digest.update(Path(__file__).with_name(name).read_bytes())
+    return int.from_bytes(digest.digest()[:7], "little")
+
+
+def _build(linked: int):
+    """The kernel :func:`cg_ggn_numba`, a closure over ``linked`` (:func:`_linked_hash`)."""
+
+    @numba.njit(cache=True, nogil=True)
+    def cg_ggn_numba(meta, theta, ws, N, mode, aux, damping, b, x0, warm, tol, b_norm, maxiter, floor_factor):
+        """CG on ``(F + delta I) x = b`` at the point stored in ``ws`` (``sequential_forward_numba``).
+
+        meta, theta, ws, N, mode, aux: as for ``sequential_ggn_numba``; damping delta >= 0; b (P,)
+        with ``b_norm = ||b|| > 0`` (computed by the caller, NumPy's norm); x0 (P,) the start (zeros
+        when not ``warm``; when ``warm`` the first residual is ``b - A x0``, else ``b``); stop when
+        ``sqrt(r.r) <= tol * b_norm`` or after ``maxiter`` iterations; ``floor_factor`` is
+        ``CURVATURE_FLOOR``.  Returns ``(x (P,), iterations, r.r, status, pAp, floor, products)``:
+        x the last finite iterate, ``status`` one of :data:`DONE`, :data:`FLOOR`, :data:`NONFINITE`,
+        :data:`BAIL`, ``pAp``/``floor`` of the last direction tried (for the warning's message),
+        ``products`` the number of operator products made.  09-fisher.md section 5.
+        """
+        if linked < 0:      # never (linked >= 0): makes ``linked`` part of the cache key
+            return x0.copy(), 0, 0.0, BAIL, 0.0, 0.0, 0
+        P = b.shape[0]
+        x = x0.copy()
+        r = np.empty(P)
+        Ap = np.empty(P)
+        products = 0
+        if warm:
+            products += 1
+            if not _apply(meta, theta, ws, N, mode, aux, damping, x, Ap):
+                return x, 0, 0.0, BAIL, 0.0, 0.0, products
+            for i in range(P):
+                r[i] = b[i] - Ap[i]
+        else:
+            for i in range(P):
+                r[i] = b[i]
+        p = r.copy()
+        rr = _dot(r, r)
+        x_new, r_new, p_new = np.empty(P), np.empty(P), np.empty(P)
+        it, a_est, floor, pAp = 0, 0.0, 0.0, 0.0
+        status = DONE if np.isfinite(rr) else NONFINITE
+        while status == DONE and math.sqrt(rr) > tol * b_norm and it < maxiter:
+            products += 1
+            if not _apply(meta, theta, ws, N, mode, aux, damping, p, Ap):
+                return x, it, rr, BAIL, pAp, floor, products
+            pp = _dot(p, p)
+            pAp = _dot(p, Ap)
+            q = math.sqrt(_dot(Ap, Ap)) / math.sqrt(pp)
+            if q > a_est:                   # Python's max(a_est, q): keeps a_est unless q is larger
+                a_est = q
+            floor = floor_factor * a_est * pp
+            if not np.isfinite(floor):          # A p is finite (_apply), its norm may overflow
+                status = NONFINITE
+                break
+            if not pAp > floor:
+                status = FLOOR
+                break
+            alpha = rr / pAp
+            for i in range(P):
+                x_new[i] = x[i] + alpha * p[i]
+                r_new[i] = r[i] - alpha * Ap[i]
+            rr_new = _dot(r_new, r_new)
+            beta = rr_new / rr
+            for i in range(P):
+                p_new[i] = r_new[i] + beta * p[i]
+            if not (np.isfinite(rr_new) and _all_finite(x_new) and _all_finite(p_new)):
+                status = NONFINITE
+                break
+            x, x_new = x_new, x
+            r, r_new = r_new, r
+            p, p_new = p_new, p
+            rr = rr_new
+            it += 1
+        return x, it, rr, status, pAp, floor, products
+    return cg_ggn_numba
+
+
+cg_ggn_numba = _build(_linked_hash())

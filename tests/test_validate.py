@@ -210,6 +210,7 @@ def _flag_calls():
     import copy
 
     from senn_ref import losses
+    from senn_ref.grow.compiled_search import search_layout, width_objective
     from senn_ref.grow.depth_gain import DepthProposals
     from senn_ref.grow.euclidean_gain import EuclideanWidthProposals
     from senn_ref.grow.insert_layer import depth_supported
@@ -222,6 +223,9 @@ def _flag_calls():
     rng = np.random.default_rng(0)
     euc, kfp = EuclideanWidthProposals(net, X, Y, mse, 0), WidthProposals(net, X, Y, mse, 0)
     cand = {"euclidean": euc.random_candidates(2, rng), "kfac": kfp.random_candidates(2, rng)}
+    W, b, act = cand["kfac"]
+    search_params = {"W": W, "b": b, **{f"act.{k}": a for k, a in act.items()}}
+    assert search_layout(kfp) is not None        # else width_objective refuses ctx, not grad
     H = np.ones((1,) + kfp.R.shape[:2] + (1,))
     depth = DepthProposals(net, X, Y, mse, 2)
     kfac = KFAC(0.05, 0.1)
@@ -246,6 +250,7 @@ def _flag_calls():
         ("grad", lambda v: kfp.score(*cand["kfac"], grad=v)),
         ("gain", lambda v: kfp.score(*cand["kfac"], gain=v)),
         ("grad", lambda v: kfac_width_gain(H, kfp.R, kfp.G_inv, kfp.a, kfp.A_inv, grad=v)),
+        ("grad", lambda v: width_objective(kfp, search_params, grad=v)),
         (f"load_state_dict: factors[{first!r}].with_bias", load_with_bias),
     ]
 

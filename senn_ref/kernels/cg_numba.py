@@ -87,7 +87,8 @@ def _dot(a, b):
     does not load self-recursive functions reliably)."""
     n = a.shape[0]
     if n <= PW_BLOCKSIZE:
-        return 0.0 + _block(a, b, 0, n)
+        start = n - n           # 0, typed int64: a literal 0 compiled a second specialisation
+        return 0.0 + _block(a, b, start, n)
     lo_s, n_s, done_s = np.empty(192, np.int64), np.empty(192, np.int64), np.empty(192, np.bool_)
     vals = np.empty(96)
     top, nv = 1, 0

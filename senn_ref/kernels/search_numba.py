@@ -206,7 +206,8 @@ def width_search_numba(xT, RT, G_inv, shift, tol, kind, eps, theta0, step, bias1
     values = np.empty(C)
     g = np.zeros((C, P))
     cur = theta0.copy()
-    _objective(xT, RT, G_inv, shift, tol, kind, eps, cur, True, values, g, K, w, dm, gm)
+    with_grad = C >= 0      # True, typed bool: a literal True compiled a second specialisation
+    _objective(xT, RT, G_inv, shift, tol, kind, eps, cur, with_grad, values, g, K, w, dm, gm)
     initial = values.copy()
     best = theta0.copy()
     best_v = values.copy()

@@ -271,3 +271,32 @@ def test_an_overflow_warns_as_on_the_layerwise_path(which):
         assert not (np.isfinite(slow[0]) and np.isfinite(slow[1].flat_grad()).all())
         assert fast[0] == slow[0] or (np.isnan(fast[0]) and np.isnan(slow[0]))
         np.testing.assert_array_equal(fast[1].flat_grad(), slow[1].flat_grad())
+
+
+@pytest.mark.parametrize("din,dout", [(1, 16), (2, 5), (3, 4), (16, 1), (16, 7), (16, 8), (5, 16)])
+def test_dense_loops_add_in_the_stated_order(din, dout):
+    """The Dense loops of the compiled pass, whatever their loop order (it depends on the widths,
+    derivations/24-sequential-fast-path.md section 7), add the terms of every entry in one fixed
+    order: y[n, j] = b[j] + x[n, 0] W[j, 0] + x[n, 1] W[j, 1] + ... and gW[j, k] = sum over
+    n = 0, 1, ... of g[n, j] x[n, k] (gb likewise) - bit for bit against NumPy doing exactly that."""
+    from senn_ref.kernels import sequential_numba as k
+    rng = np.random.default_rng(din * 100 + dout)
+    N = 9
+    with backend.using("numba"):
+        net = Network([Dense(din, dout, rng, bias_std=1.0)])
+        plan = network_plan.plan_for(net)
+        X = rng.standard_normal((N, din)) * 10.0 ** rng.integers(-6, 6, (N, din))
+        ws, status = k.sequential_forward_numba(plan.meta, plan.eps, plan.theta(), X, plan.ws_width)
+        W, b = net.layers[0].params["W"], net.layers[0].params["b"]
+        y = np.tile(b, (N, 1))
+        for i in range(din):
+            y = y + np.outer(X[:, i], W[:, i])
+        point = network_plan.Point(plan, plan.theta(), ws, N)
+        assert status == -1 and np.array_equal(point.outputs, y)
+        G = rng.standard_normal((N, dout))
+        grad, _, status = k.sequential_backward_numba(plan.meta, plan.theta(), ws, G, False, plan.cot_width)
+        gW, gb = np.zeros((dout, din)), np.zeros(dout)
+        for n in range(N):
+            gW = gW + np.outer(G[n], X[n])
+            gb = gb + G[n]
+        assert status == -1 and np.array_equal(grad, np.concatenate([gW.ravel(), gb]))

@@ -77,9 +77,18 @@ def _dense_params(theta, p, din, dout):
 def _add_product(x, W, y):
     """``y += x W^T`` for x (N, din), W (dout, din): per row, the terms ``x[n, k] W[:, k]`` are
     added for k = 0, 1, ... (a contiguous inner loop over outputs, which LLVM vectorises
-    without reassociating any sum)."""
+    without reassociating any sum).  Below 8 outputs the inner loop runs over the examples
+    instead (each y[n, j] gets the same terms in the same order: the same bits, 6x faster for
+    one output; 24-sequential-fast-path.md section 7)."""
     N, din = x.shape
     dout = W.shape[0]
+    if dout < 8:
+        for j in range(dout):
+            for k in range(din):
+                w = W[j, k]
+                for n in range(N):
+                    y[n, j] += x[n, k] * w
+        return
     Wt = np.empty((din, dout))
     for j in range(dout):
         for k in range(din):
@@ -185,7 +194,14 @@ def _backward(meta, theta, ws, g, grad, cot, store_cot):
             x = _rows(ws, meta[i, XOFF], N, din)
             gW = grad[p:p + dout * din].reshape((dout, din))
             gb = grad[p + dout * din:p + dout * din + dout]
-            for n in range(N):
+            for n in range(N):      # gW[j, k], gb[j]: the terms of n = 0, 1, ... in order
+                if din <= 2:        # (the inner loop over outputs for one or two inputs)
+                    for j in range(dout):
+                        gb[j] += g[n, j]
+                    for k in range(din):
+                        for j in range(dout):
+                            gW[j, k] += g[n, j] * x[n, k]
+                    continue
                 for j in range(dout):
                     d = g[n, j]
                     gb[j] += d

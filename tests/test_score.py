@@ -12,9 +12,10 @@ import warnings
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from softmax_decimal import ggn_factor_decimal
 
 from senn_ref import score
-from senn_ref.fisher import exact, jacobian
+from senn_ref.fisher import exact, ggn_factor, jacobian
 from senn_ref.gradcheck import central_difference
 from senn_ref.layers.activations import Tanh
 from senn_ref.layers.dense import Dense
@@ -136,6 +137,35 @@ def test_eta_at_ceiling_near_a_perfect_fit():
     assert miss <= score.WHITENING_TOL
     value = score.eta(net, X, Y, loss, damping=0.0, metric="true")
     assert value == pytest.approx(lam, rel=1e-12)
+
+
+@pytest.mark.parametrize("N, K", [(1, 3), (2, 2)])
+@pytest.mark.parametrize("gap", [25.0, 35.0])
+def test_exact_path_near_saturated_softmax(N, K, gap):
+    """A correctly classified example at logit gap 25-35 (1 - p_label ~ 1e-11 to 1e-15), true metric,
+    damping 0.  B has rank N (K - 1) exactly (R_n^T 1 = 0); its rows and singular values match a
+    50-digit decimal evaluation of R_n^T J_n / sqrt(N) (J taken as exact) to 1e-13, the cut-off
+    keeps N (K - 1) of them, and u = F^+ g is the minimum-norm least-squares solution of B u = b.
+    With R_aa = q_a - p_a q_a (absolute rounding ~eps) the rows of the dominant classes were off by
+    up to 1.7e-6 relative at gap 25, the cut-off kept N spurious singular values ~1e-17 .. 1e-16
+    (against sigma_max 1.7e-5 .. 1e-7) and u was off by 114% (N 1, K 3) and 243% (N 2, K 2) of
+    ||u|| (07-losses.md section 4.2)."""
+    net = Network([Dense(2, 3, np.random.default_rng(1)), Tanh((3,)), Dense(3, K, np.random.default_rng(2))])
+    X = np.random.default_rng(3).standard_normal((N, 2))
+    f = net.forward(X)
+    net.layers[-1].params["b"][0] += gap - np.mean(f[:, 0] - f[:, 1:].max(axis=1))
+    y = np.zeros(N, dtype=np.int64)
+    loss = softmax_cross_entropy()
+    B_ref, b_ref = ggn_factor_decimal(jacobian(net, X), net.forward(X), y)
+    B = ggn_factor(net, X, loss, metric="true", Y=y)
+    assert_close(B, B_ref, rtol=0, atol=1e-13 * np.abs(B_ref).max(axis=1, keepdims=True), name="B rows")
+    d = score.eta_exact_details(net, X, y, loss, damping=0.0, metric="true")
+    sv_ref = np.linalg.svd(B_ref, compute_uv=False)[:N * (K - 1)]       # well separated from 0 here
+    assert d.rank == N * (K - 1), (d.rank, d.sigma)
+    assert_close(d.sigma[:d.rank], sv_ref, rtol=1e-13, name="singular values")
+    u_ref = np.linalg.lstsq(B_ref, b_ref, rcond=1e-10)[0]
+    assert_close(d.u, u_ref, rtol=0, atol=1e-10 * np.linalg.norm(u_ref), name="u = F^+ g")
+    assert_close(d.eta, score.ceiling(net, X, y, loss, metric="true"), rtol=1e-12, name="eta = lambda")
 
 
 @pytest.mark.parametrize("gap, valid", [(20.0, True), (60.0, True), (70.0, False), (800.0, False)])

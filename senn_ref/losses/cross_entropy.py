@@ -17,7 +17,7 @@ With ``p_n = softmax(f_n)``:
 Everything is computed from the shifted logits ``f - max f``, so logits of
 size 1e4 neither overflow nor lose the loss value.
 
-Derivations: ``derivations/07-losses.md`` sections 2, 3, 4, 4.1 and 6.
+Derivations: ``derivations/07-losses.md`` sections 2, 3, 4, 4.1, 4.2 and 6.
 Tests: ``tests/test_losses.py``.
 """
 from __future__ import annotations
@@ -37,6 +37,22 @@ def _shifted(F: np.ndarray):
     Z = F - m[:, None]
     s = np.exp(Z).sum(axis=1)
     return m, Z, s
+
+
+def _probabilities_and_complements(F: np.ndarray):
+    """``(P, C)``: ``P = softmax(F)`` (N, K) and ``C = 1 - P`` (N, K), each entry of ``C`` to a
+    few ulps relative.  For the most probable class ``a`` (``exp(f_a - m) = 1``) ``1 - p_a`` is
+    the sum of the other probabilities, ``sum_{j != a} exp(f_j - m) / s``: computing ``1 - p_a``
+    directly would leave an absolute error ~eps, all of ``1 - p_a`` when it is below ~1e-16.  The
+    other classes have ``p_k <= 1/2``, so ``1 - p_k >= 1/2`` loses nothing.  07-losses.md 4.2."""
+    _, Z, s = _shifted(F)
+    W = np.exp(Z)
+    P = W / s[:, None]
+    C = 1.0 - P
+    rows, a = np.arange(F.shape[0]), np.argmax(F, axis=1)
+    W[rows, a] = 0.0
+    C[rows, a] = W.sum(axis=1) / s
+    return P, C
 
 
 def softmax(F: np.ndarray) -> np.ndarray:
@@ -141,26 +157,35 @@ class SoftmaxCrossEntropyLoss(Loss):
 
     # -------------------------------------------------------------- metric
     def _true_metric(self, F, T):
-        """``M_n = diag(p_n) - p_n p_n^T`` (N, K, K)."""
-        P = self.probabilities(F)
+        """``M_n = diag(p_n) - p_n p_n^T`` (N, K, K), the diagonal as ``p_nk (1 - p_nk)`` with
+        ``1 - p_nk`` from :func:`_probabilities_and_complements` (relatively accurate)."""
+        P, C = _probabilities_and_complements(F)
         M = -P[:, :, None] * P[:, None, :]
         idx = np.arange(F.shape[1])
-        M[:, idx, idx] += P
+        M[:, idx, idx] = P * C
         return M
 
     def _true_metric_sqrt(self, F, T):
-        """``R_n = diag(q_n) - p_n q_n^T`` with ``q_n = sqrt(p_n)`` (N, K, K); ``R R^T = M`` as sum p = 1."""
-        P = self.probabilities(F)
+        """``R_n = diag(q_n) - p_n q_n^T`` with ``q_n = sqrt(p_n)`` (N, K, K); ``R R^T = M`` as
+        sum p = 1.  The diagonal ``q_nk (1 - p_nk)`` uses the relatively accurate complement
+        of :func:`_probabilities_and_complements`, not ``q - p q``, which cancels when
+        ``p_nk`` is near 1 (07-losses.md section 4.2)."""
+        P, C = _probabilities_and_complements(F)
         Q = np.sqrt(P)
         R = -P[:, :, None] * Q[:, None, :]
         idx = np.arange(F.shape[1])
-        R[:, idx, idx] += Q
+        R[:, idx, idx] = Q * C
         return R
 
     def _true_metric_apply(self, F, T, V):
-        """``M_n v_n = p_n * v_n - p_n (p_n . v_n)`` (N, K)."""
+        """``M_n v_n = p_n * (w_n - p_n . w_n)`` (N, K) with ``w_n = v_n - v_{n,a}``, ``a`` the
+        most probable class: the same as ``p * v - p (p . v)`` since ``M_n 1 = 0``, but the entry
+        of class ``a``, ``-p_a sum_{j != a} p_j (v_j - v_a)``, keeps its relative accuracy when
+        ``p_a`` is near 1 instead of cancelling ``v_a - p . v`` (07-losses.md section 4.2)."""
         P = self.probabilities(F)
-        return P * V - P * np.sum(P * V, axis=1, keepdims=True)
+        a = np.argmax(F, axis=1)
+        W = V - V[np.arange(F.shape[0]), a][:, None]
+        return P * (W - np.sum(P * W, axis=1, keepdims=True))
 
     def _true_ceiling_terms(self, F, T):
         """``chi^2(t_n || p_n) = sum_k (p_nk - t_nk)^2 / p_nk`` (N,).

@@ -103,6 +103,53 @@ def test_runs_stopped_at_several_steps_resume_bit_identically(task, reference, t
         assert any(a.any() for a in flags) and not all(a.all() for a in flags)
 
 
+def test_an_ignored_sigint_stays_ignored():
+    """SIGINT ignored on entry (SIG_IGN): deferred_interrupt installs nothing, a SIGINT to the
+    process neither stops it nor raises the flag, and SIG_IGN is still there afterwards.  Not
+    ignored: the flag handler is installed, a first SIGINT only raises the flag, a second raises
+    KeyboardInterrupt, and the previous handler is back on exit."""
+    outside = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with deferred_interrupt():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert not interrupt.requested()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with deferred_interrupt():
+            assert signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, signal.default_int_handler)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert interrupt.requested()
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and not interrupt.requested()
+    finally:
+        signal.signal(signal.SIGINT, outside)
+
+
+@pytest.mark.parametrize("ignored", [True, False])
+def test_a_process_started_with_sigint_ignored_keeps_running(ignored):
+    """A child that inherits SIGINT ignored (as `cmd &` from a non-interactive shell does) and
+    sends itself SIGINT inside deferred_interrupt exits 0 with the flag down; started normally,
+    the same SIGINT raises the flag (the run would checkpoint and exit 130)."""
+    code = ("import os, signal, time\n"
+            "from senn_ref.runstate import deferred_interrupt, interrupt\n"
+            "with deferred_interrupt():\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(0.1)\n"
+            "    print(interrupt.requested())\n")
+    start = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(senn_ref.__file__)))     # the code under test
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          preexec_fn=start, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ("False" if ignored else "True"), done.stdout
+
+
 def test_a_cosine_lr_schedule_resumes_bit_identically(task, tmp_path):
     """lr_schedule="cosine" is a function of the global step only, so a resumed run sees the
     same lr sequence and ends where the uninterrupted one does."""

@@ -26,6 +26,9 @@ import numpy as np
 #: python code run before the CLI in the faulty subprocesses; FAULT selects the injection
 PRELUDE = r"""
 import os, signal, sys
+# Ctrl-C is injected with SIGINT: take it even when this tool runs in the background, where the
+# children inherit SIGINT ignored (and the demo's checkpoint handler would keep ignoring it)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 fault, calls = os.environ.get("SENN_REF_FAULT", ""), []
 real_replace = os.replace
 def replace(a, b):

@@ -6,8 +6,10 @@ Inside :func:`deferred_interrupt` a first Ctrl-C sets a flag instead of raising
 the log could be half updated); :class:`senn_ref.runstate.RunCheckpoints` sees the flag after
 the step, writes a checkpoint and raises :class:`RunInterrupted`.  A second Ctrl-C raises
 ``KeyboardInterrupt`` at once (the last checkpoint on disk stays loadable).  Outside the
-context (or off the main thread) nothing changes.  ``derivations/22-run-checkpoints.md``
-section 4; ``tests/test_resume.py``.
+context (or off the main thread) nothing changes, and neither does a SIGINT that was ignored
+when the context was entered (a process started with ``&`` from a non-interactive shell or under
+``nohup`` inherits SIGINT ignored; it keeps ignoring it, as Python's own start-up does).
+``derivations/22-run-checkpoints.md`` section 4; ``tests/test_resume.py``.
 """
 from __future__ import annotations
 
@@ -45,8 +47,10 @@ def clear() -> None:
 @contextlib.contextmanager
 def deferred_interrupt():
     """Within this context a first SIGINT only sets :func:`requested`; a second one raises
-    ``KeyboardInterrupt``.  The previous handler and a clear flag are restored on exit."""
-    if threading.current_thread() is not threading.main_thread():
+    ``KeyboardInterrupt``.  The previous handler and a clear flag are restored on exit.  Off the
+    main thread, or when SIGINT is ignored (``SIG_IGN``) on entry, nothing is installed."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
         yield
         return
 

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.activations import Tanh
-from ..layers.dense import Dense
-from ..layers.rational import Rational
+from .peer_forward import forward as peer_forward
 
 
 def load():
@@ -41,28 +39,8 @@ def load():
 
 
 def forward(net, jnp):
-    """``f(params, X)`` for a sequential Dense/Tanh/Rational ``net``; ``params`` is a list of
-    arrays in ``net.named_params()`` order (per layer, ``param_names`` order)."""
-    plan = []
-    for layer in net.layers:
-        if not isinstance(layer, (Dense, Tanh, Rational)):
-            raise TypeError(f"peers: no JAX twin for {layer._label()}")
-        plan.append((type(layer), len(layer.param_names), getattr(layer, "EPS", 0.0)))
-
-    def f(params, X):
-        i = 0
-        for kind, count, eps in plan:
-            p = params[i:i + count]
-            i += count
-            if kind is Dense:
-                X = X @ p[0].T + p[1]
-            elif kind is Tanh:
-                X = jnp.tanh(X)
-            else:
-                v, c, l = p
-                X = ((2.0 * v * X + c) / (1.0 + X * X) + l * X) / jnp.sqrt(v * v + c * c + l * l + eps)
-        return X
-    return f
+    """``f(params, X)`` in JAX (:func:`senn_ref.bench.peer_forward.forward`)."""
+    return peer_forward(net, jnp, "JAX")
 
 
 def _params(net, jnp):

@@ -85,14 +85,18 @@ class FisherOperator:
     def _fast_ggn(self, v: np.ndarray):
         """``F v`` by one compiled kernel (``Point.ggn``), or None when it does not apply
         (layer-wise network, a loss/metric pair without a compiled metric, a non-finite value)."""
+        point = self._compiled_point()
+        return None if point is None else point.ggn(v, *self._metric_aux)
+
+    def _compiled_point(self):
+        """The compiled ``Point`` when this operator's products take the compiled path (a
+        matching plan and a loss/metric pair with a compiled metric, looked up once), else None."""
         point = self._point
         if point is None or not point.plan.matches(self.net):
             return None
         if self._metric_aux is None:
             self._metric_aux = _compiled_metric(self.loss, self.metric, point.outputs, self._targets)
-        if self._metric_aux is False:
-            return None
-        return point.ggn(v, *self._metric_aux)
+        return None if self._metric_aux is False else point
 
     def compiled_ggn(self):
         """``(meta, theta, ws, N, mode, aux)``, the arguments of the compiled GGN kernel
@@ -100,12 +104,8 @@ class FisherOperator:
         path (``Point.ggn``), else None.  Used by :func:`senn_ref.natural_gradient.solve_fisher`
         to run the whole CG loop in one compiled call (``kernels/cg_numba.py``)."""
         self._ensure_point()
-        point = self._point
-        if point is None or not point.plan.matches(self.net):
-            return None
-        if self._metric_aux is None:
-            self._metric_aux = _compiled_metric(self.loss, self.metric, point.outputs, self._targets)
-        if self._metric_aux is False:
+        point = self._compiled_point()
+        if point is None:
             return None
         mode, aux = self._metric_aux
         return point.plan.meta, point.theta, point.ws, point.N, mode, _NO_AUX if aux is None else aux

@@ -23,18 +23,18 @@ kernel returns :data:`BAIL` and the caller reruns the Python loop from the start
 takes the layer-wise path and warns or raises as it always did (and NumPy warns of the overflow),
 so such a call behaves exactly as the Python loop.
 Numba's cache tracks only this file's time stamp; the kernel is a closure over a hash of
-``sequential_numba.py`` and ``rational_numba.py`` (:func:`_linked_hash`), so an edit of either
-compiles a fresh kernel instead of loading one that holds the old GGN code.
+``sequential_numba.py`` (:data:`LINKED`, by :mod:`senn_ref.kernels.linked_source`), so an edit of
+that file compiles a fresh kernel instead of loading one that holds the old GGN code
+(24-sequential-fast-path.md sections 7-8).
 """
 from __future__ import annotations
 
-import hashlib
 import math
-from pathlib import Path
 
 import numba
 import numpy as np
 
+from . import linked_source
 from .sequential_numba import sequential_ggn_numba
 
 #: status codes of :func:`cg_ggn_numba`: the loop ended at the tolerance or the iteration cap;
@@ -138,24 +138,15 @@ def _apply(meta, theta, ws, N, mode, aux, damping, v, out):
     return True
 
 
-#: the sources whose compiled code the CG kernel links in (the GGN kernel and the rational
-#: element it calls)
-LINKED_SOURCES = ("sequential_numba.py", "rational_numba.py")
+#: the kernel files whose njit code the CG kernel compiles in (the GGN kernel; it calls no
+#: rational code), and their hash, the kernel's closure variable (:mod:`linked_source`:
+#: Numba's cache checks only this file's time stamp, its cache key includes closure variables)
+LINKED_SOURCES = ("sequential_numba.py",)
+LINKED = linked_source.source_hash(*LINKED_SOURCES)
 
 
-def _linked_hash() -> int:
-    """A 56-bit hash of :data:`LINKED_SOURCES`.  Numba's cache checks only the time stamp of the
-    kernel's own file, so after an edit of ``sequential_numba.py`` it would load a CG kernel
-    holding the old GGN code; the hash is a closure variable of the kernel, and Numba's cache key
-    includes closure variables, so a changed source compiles a fresh kernel instead."""
-    digest = hashlib.sha256()
-    for name in LINKED_SOURCES:
-        digest.update(Path(__file__).with_name(name).read_bytes())
-    return int.from_bytes(digest.digest()[:7], "little")
-
-
-def _build(linked: int):
-    """The kernel :func:`cg_ggn_numba`, a closure over ``linked`` (:func:`_linked_hash`)."""
+def _build_cg_ggn_numba(linked: int):
+    """The kernel :func:`cg_ggn_numba`, a closure over ``linked`` (:data:`LINKED`)."""
 
     @numba.njit(cache=True, nogil=True)
     def cg_ggn_numba(meta, theta, ws, N, mode, aux, damping, b, x0, warm, tol, b_norm, maxiter, floor_factor):
@@ -170,8 +161,7 @@ def _build(linked: int):
         :data:`BAIL`, ``pAp``/``floor`` of the last direction tried (for the warning's message),
         ``products`` the number of operator products made.  09-fisher.md section 5.
         """
-        if linked < 0:      # never (linked >= 0): makes ``linked`` part of the cache key
-            return x0.copy(), 0, 0.0, BAIL, 0.0, 0.0, 0
+        linked          # cache key: a closure variable (linked_source), no code
         P = b.shape[0]
         x = x0.copy()
         r = np.empty(P)
@@ -227,4 +217,4 @@ def _build(linked: int):
     return cg_ggn_numba
 
 
-cg_ggn_numba = _build(_linked_hash())
+cg_ggn_numba = _build_cg_ggn_numba(LINKED)

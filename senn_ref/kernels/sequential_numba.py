@@ -24,8 +24,10 @@ status: ``-1``, or the index of the first layer at which a value (activation, ta
 cotangent) was not finite; the caller then reruns the layer-wise path, which raises the
 layer-wise error.  NumPy twin: :mod:`senn_ref.kernels.sequential_numpy` (the layer-wise
 path).  ``derivations/24-sequential-fast-path.md``; tests ``tests/test_network_plan.py``.
-(Numba's cache does not track ``rational_numba``: after editing that file, clear
-``__pycache__`` so this module recompiles; the tests compare against the layer-wise path.)
+The kernels that contain the rational element's code (:func:`_rational` and
+:func:`sequential_forward_numba`) are closures over a hash of ``rational_numba.py``
+(:mod:`senn_ref.kernels.linked_source`), so an edit of that file compiles them afresh instead of
+loading the old code from Numba's cache (24-sequential-fast-path.md section 8).
 """
 from __future__ import annotations
 
@@ -34,9 +36,15 @@ import math
 import numba
 import numpy as np
 
+from . import linked_source
 from .rational_numba import _element, _unit_constants
 
 KIND, DIN, DOUT, POFF, XOFF, YOFF, SOFF, COFF = range(8)
+
+#: the kernel files whose njit code this module's kernels compile in, and their hash, the
+#: closure variable of those kernels (:mod:`linked_source`)
+LINKED_SOURCES = ("rational_numba.py",)
+LINKED = linked_source.source_hash(*LINKED_SOURCES)
 DENSE, TANH, SILU, RATIONAL = range(4)
 
 
@@ -138,42 +146,58 @@ def _elementwise(kind, x, y, s):
                 s[n, j] = sp * (1.0 + z * sm)
 
 
-@numba.njit(cache=True, nogil=True)
-def _rational(x, v, c, l, eps, y, parts):
-    """``y = sigma(x)`` per unit; ``parts`` (4, N, U) = ``d/dx, d/dv, d/dc, d/dl``."""
-    N, U = x.shape
-    K = _unit_constants(v, c, l, eps)
-    for n in range(N):
-        for u in range(U):
-            r = _element(x[n, u], K[0, u], K[1, u], K[2, u], K[3, u], K[4, u], K[5, u], K[6, u])
-            y[n, u], parts[0, n, u], parts[1, n, u], parts[2, n, u], parts[3, n, u] = r
+def _build_rational(linked: int):
+    """The kernel :func:`_rational`, a closure over ``linked`` (:data:`LINKED`)."""
+
+    @numba.njit(cache=True, nogil=True)
+    def _rational(x, v, c, l, eps, y, parts):
+        """``y = sigma(x)`` per unit; ``parts`` (4, N, U) = ``d/dx, d/dv, d/dc, d/dl``."""
+        linked          # cache key: a closure variable (linked_source), no code
+        N, U = x.shape
+        K = _unit_constants(v, c, l, eps)
+        for n in range(N):
+            for u in range(U):
+                r = _element(x[n, u], K[0, u], K[1, u], K[2, u], K[3, u], K[4, u], K[5, u], K[6, u])
+                y[n, u], parts[0, n, u], parts[1, n, u], parts[2, n, u], parts[3, n, u] = r
+    return _rational
 
 
-@numba.njit(cache=True, nogil=True)
-def sequential_forward_numba(meta, eps, theta, X, ws_width):
-    """Forward pass: returns ``(ws, status)``, ``ws`` (N * ws_width,) holding every layer's
-    input, output and slopes (module docstring); the network output is layer L-1's ``y``.
-    ``eps`` (L,) is each rational layer's epsilon; ``X`` (N, DIN of layer 0), C-contiguous."""
-    N = X.shape[0]
-    ws = np.empty(N * ws_width)
-    _copy(X, _rows(ws, meta[0, XOFF], N, meta[0, DIN]))
-    for i in range(meta.shape[0]):
-        kind, din, dout, p = meta[i, KIND], meta[i, DIN], meta[i, DOUT], meta[i, POFF]
-        x = _rows(ws, meta[i, XOFF], N, din)
-        y = _rows(ws, meta[i, YOFF], N, dout)
-        if kind == DENSE:
-            W, b = _dense_params(theta, p, din, dout)
-            _affine(x, W, b, y)
-        elif kind == RATIONAL:
-            start = N * meta[i, SOFF]
-            parts = ws[start:start + 4 * N * dout].reshape((4, N, dout))
-            _rational(x, theta[p:p + dout], theta[p + dout:p + 2 * dout],
-                      theta[p + 2 * dout:p + 3 * dout], eps[i], y, parts)
-        else:
-            _elementwise(kind, x, y, _rows(ws, meta[i, SOFF], N, dout))
-        if not _finite(y):
-            return ws, i
-    return ws, -1
+_rational = _build_rational(LINKED)
+
+
+def _build_sequential_forward_numba(linked: int):
+    """The kernel :func:`sequential_forward_numba`, a closure over ``linked`` (:data:`LINKED`)."""
+
+    @numba.njit(cache=True, nogil=True)
+    def sequential_forward_numba(meta, eps, theta, X, ws_width):
+        """Forward pass: returns ``(ws, status)``, ``ws`` (N * ws_width,) holding every layer's
+        input, output and slopes (module docstring); the network output is layer L-1's ``y``.
+        ``eps`` (L,) is each rational layer's epsilon; ``X`` (N, DIN of layer 0), C-contiguous."""
+        linked          # cache key: a closure variable (linked_source), no code
+        N = X.shape[0]
+        ws = np.empty(N * ws_width)
+        _copy(X, _rows(ws, meta[0, XOFF], N, meta[0, DIN]))
+        for i in range(meta.shape[0]):
+            kind, din, dout, p = meta[i, KIND], meta[i, DIN], meta[i, DOUT], meta[i, POFF]
+            x = _rows(ws, meta[i, XOFF], N, din)
+            y = _rows(ws, meta[i, YOFF], N, dout)
+            if kind == DENSE:
+                W, b = _dense_params(theta, p, din, dout)
+                _affine(x, W, b, y)
+            elif kind == RATIONAL:
+                start = N * meta[i, SOFF]
+                parts = ws[start:start + 4 * N * dout].reshape((4, N, dout))
+                _rational(x, theta[p:p + dout], theta[p + dout:p + 2 * dout],
+                          theta[p + 2 * dout:p + 3 * dout], eps[i], y, parts)
+            else:
+                _elementwise(kind, x, y, _rows(ws, meta[i, SOFF], N, dout))
+            if not _finite(y):
+                return ws, i
+        return ws, -1
+    return sequential_forward_numba
+
+
+sequential_forward_numba = _build_sequential_forward_numba(LINKED)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -42,7 +42,7 @@ import hashlib
 from pathlib import Path
 
 #: the folder of the kernel modules, where :func:`source_hash` reads its files
-KERNEL_DIR = Path(__file__).resolve().parent
+KERNEL_DIR = Path(__file__).parent
 
 
 def source_hash(*names: str) -> int:
@@ -52,7 +52,8 @@ def source_hash(*names: str) -> int:
     next changes the key).  A non-negative int, a closure variable's value that pickles to the
     same bytes in every process.  Reads the files (two small files: a few tens of
     microseconds at import).  Raises ``ValueError`` without names and ``FileNotFoundError``
-    for a missing file."""
+    for a missing file.  24-sequential-fast-path.md section 8;
+    ``tests/test_linked_source.py``."""
     if not names:
         raise ValueError("source_hash: names must name at least one kernel file")
     digest = hashlib.sha256()

@@ -138,6 +138,41 @@ def test_non_finite_candidates_score_minus_inf_as_in_the_search(monkeypatch):
     assert_close(res.values[keep], ref.values[keep], 1e-12, name="finite candidates")
 
 
+def test_a_non_finite_gradient_array_is_zeroed_alone_as_in_the_search():
+    """A finite score whose W gradient overflows (a producer input column of +-1e306 that neither
+    the net nor the candidates use, residuals ~1e4): the search zeroes that candidate's W
+    gradient only (``search._zero_bad_rows`` per array), b, v, c, l keep theirs and still move.
+    The kernel zeroed the whole row before (b's gradient 0 against ~1e6, the search stuck at the
+    initial scores, 3.9e5 against 1.2e6 for candidate 0)."""
+    from senn_ref.grow.search import _finite_grads
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 2))
+    X[:, 1] = 1e306 * np.sign(rng.standard_normal(20))
+    net = mlp([2, 4, 1], activation="rational", seed=0)
+    net.layers[0].params["W"][:, 1] = 0.0
+    with np.errstate(over="ignore"):        # the net's own gradient of that column overflows too
+        ctx = WidthProposals(net, X, 1e4 * np.sin(X[:, :1]), losses.mse(), 0, damping=0.1)
+    params = _params(ctx, 4)
+    params["W"][:, :, 1] = 0.0
+    v, g = width_objective(ctx, params, True)
+    with np.errstate(all="ignore"):
+        v_ref, g_raw = width_objective_numpy(ctx, params, True)
+        g_ref = _finite_grads(g_raw, np.isfinite(v_ref))
+    assert np.all(np.isfinite(v_ref)) and not np.all(np.isfinite(g_raw["W"]))
+    assert_close(v, v_ref, 1e-12, name="lower bound")
+    assert np.all(g["W"] == 0) and np.all(g_ref["W"] == 0)
+    for key in ("b", "act.v", "act.c", "act.l"):
+        assert np.all(g_ref[key] != 0), key
+        assert_rel_error(g[key], g_ref[key], 1e-12, name=f"d/d{key}")
+    res = compiled_width_search(ctx, params, 5, 0.1)
+    with np.errstate(all="ignore"):
+        ref = width_search_numpy(ctx, params, 5, 0.1)
+    assert np.all(ref.values > ref.initial)
+    assert_close(res.values, ref.values, 1e-12, name="searched lower bounds")
+    for key in ref.params:
+        assert_rel_error(res.params[key], ref.params[key], 1e-12, name=f"best {key}")
+
+
 def test_best_width_proposal_is_the_same_either_way():
     """The proposal of best_width_proposal (compiled search) and under numpy_search()."""
     net, X, Y, loss, layer = CASES["teacher_rational"]

@@ -130,7 +130,8 @@ def width_objective(ctx, params, grad: bool = True):
     """The compiled proposal-search objective: ``(lower_bound (C,), grads or None)`` of the
     candidates ``params`` ("W" (C, 1) + w_shape, "b" (C, 1), "act.<name>" (C, 1)) in ``ctx``, as
     :func:`senn_ref.kernels.search_numpy.width_objective_numpy` computes them (non-finite scores
-    -> -inf with a zero gradient row, as the search treats them).  ValueError when the
+    -> -inf with a zero gradient row; a non-finite gradient entry zeroes that candidate's row of
+    its own array only, as the search treats them).  ValueError when the
     compiled search does not apply to ``ctx``.  ``derivations/25-compiled-search.md`` section 1."""
     layout = search_layout(ctx)
     if layout is None:

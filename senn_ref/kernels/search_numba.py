@@ -16,8 +16,9 @@ sections 2-5 at ``q = 1``, ``derivations/25-compiled-search.md`` section 1):
 
 and the adjoint ``dz_n = dLB/dh_n phi'(z_n)``, ``dW_f = sum_n dz_n x_nf``, ``db = sum_n dz_n``,
 ``dp = sum_n dLB/dh_n dphi/dp(z_n)`` for the rational parameters.  A candidate whose score is
-not finite scores ``-inf`` and gets a zero gradient row, as does one with a non-finite gradient
-entry (``search._finite_scores`` / ``_zero_bad_rows``).  :func:`width_search_numba` runs the
+not finite scores ``-inf`` and gets a zero gradient row; a non-finite gradient entry zeroes that
+candidate's gradient of its parameter array only (W's F entries, or b, v, c, l alone), as the
+search does per array (``search._finite_scores`` / ``_zero_bad_rows``).  :func:`width_search_numba` runs the
 Adam ascent of ``search._adam_ascent`` on these rows: the same elementwise operations in the
 same order, with the bias corrections ``1 - beta^t`` passed in (formed by Python's ``**``).
 
@@ -178,12 +179,17 @@ def _build_objective(linked: int):
                 grads[c, F + 1] = _dot(gh, dv)
                 grads[c, F + 2] = _dot(gh, dc)
                 grads[c, F + 3] = _dot(gh, dl)
-            good = True
-            for p in range(P):
+            # search._zero_bad_rows applies per parameter array: W's F columns go together,
+            # b and each activation parameter alone (the others keep their finite entries)
+            bad_w = False
+            for f in range(F):
+                if not np.isfinite(grads[c, f]):
+                    bad_w = True
+            if bad_w:
+                for f in range(F):
+                    grads[c, f] = 0.0
+            for p in range(F, P):
                 if not np.isfinite(grads[c, p]):
-                    good = False
-            if not good:
-                for p in range(P):
                     grads[c, p] = 0.0
     return _objective
 

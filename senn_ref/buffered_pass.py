@@ -27,7 +27,9 @@ returned ``Gradients.output_grads`` are views of a cotangent buffer ``cot``.  A 
 reference count of the buffer, less the pool's own references (calibrated at import: what a
 count includes differs between CPython versions) and the views held by the layers'
 current cache dicts (which the new forward replaces; a cache dict that someone else also holds,
-as ``FisherOperator`` does, does not count as replaceable), must be zero.  Otherwise a fresh
+as ``FisherOperator`` does, does not count as replaceable, nor does a view in it that someone
+else also holds, since a view references the buffer once however many hold the view), must be
+zero.  Otherwise a fresh
 buffer is allocated and pooled.  So an array a caller kept from an earlier call (an output
 cotangent, a cached input) is never overwritten, and the usual loop, which still holds the
 previous step's results while it asks for the next, alternates between two buffers.  The
@@ -71,6 +73,11 @@ def _pool_refs(pool: list) -> list:
     return [sys.getrefcount(buf) for buf in pool]
 
 
+def _value_refs(cache: dict) -> list:
+    """``(value, its reference count as seen from this function)`` for every value of ``cache``."""
+    return [(v, sys.getrefcount(v)) for v in cache.values()]
+
+
 def _cache_refs(layer):
     """``(layer's cache dict or None, its reference count as seen from this function)``."""
     cache = layer.__dict__.get("_cache")
@@ -82,16 +89,16 @@ class _Holder:
 
 
 def _calibrate() -> tuple:
-    """The counts the two functions above report for an object nobody else holds (an array
-    held only by its list; a dict held only by an object's attribute), measured rather than
-    assumed, since what a count includes (the argument, a loop variable) differs between
-    CPython versions."""
+    """The counts the three functions above report for an object nobody else holds (an array
+    held only by its list; a dict held only by an object's attribute; an array held only by
+    its dict), measured rather than assumed, since what a count includes (the argument, a loop
+    variable) differs between CPython versions."""
     holder = _Holder()
-    holder._cache = {}
-    return _pool_refs([np.empty(1)])[0], _cache_refs(holder)[1]
+    holder._cache = {"A": np.empty(1)}
+    return _pool_refs([np.empty(1)])[0], _cache_refs(holder)[1], _value_refs(holder._cache)[0][1]
 
 
-_SOLE_POOL_REFS, _SOLE_CACHE_REFS = _calibrate()
+_SOLE_POOL_REFS, _SOLE_CACHE_REFS, _SOLE_VALUE_REFS = _calibrate()
 
 
 class BufferedPass:
@@ -127,13 +134,17 @@ class BufferedPass:
     # ------------------------------------------------------------------ buffers
     def _replaceable_views(self, buf) -> int:
         """How many references to ``buf`` the layers' current caches hold in dicts no one else
-        holds (the new forward replaces those dicts, so they do not keep ``buf`` busy)."""
+        holds, through views no one else holds (the new forward replaces those dicts, so they
+        do not keep ``buf`` busy).  A view that a caller also holds (``A = layer._cache["A"]``,
+        a copy of the dict, a memoryview of it) references ``buf`` once however many hold it,
+        so it must count as a holder: the view's own count decides."""
         held = 0
         for la in self.layers:
             cache, refs = _cache_refs(la)
             if cache is None or refs > _SOLE_CACHE_REFS:
                 continue
-            held += sum(1 for v in cache.values() if type(v) is np.ndarray and v.base is buf)
+            held += sum(1 for v, r in _value_refs(cache)
+                        if type(v) is np.ndarray and v.base is buf and r == _SOLE_VALUE_REFS)
         return held
 
     def _take(self, name: str, size: int, views: bool) -> np.ndarray:

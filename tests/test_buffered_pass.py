@@ -176,6 +176,33 @@ def test_buffers_reused_only_when_no_one_holds_them():
     assert len(net._buffered_pass._pools["ws"]) <= buffered_pass.POOL
 
 
+def test_a_kept_cache_view_is_never_overwritten():
+    """A caller that keeps a view from a layer's cache - the view object itself, a copy of the
+    cache dict, a memoryview or an as_strided of it - but not the dict: the view references the
+    work buffer once however many hold it, so the buffer's own count cannot tell; the view's
+    count must.  (Before, each of these was overwritten by the next call.)"""
+    rng = np.random.default_rng(11)
+    net = net_of(rng, [4, 7, 6, 3], "tanh")
+    loss, Y = targets(rng, "labels", 30, 3)
+    Xs = [rng.standard_normal((30, 4)) * s for s in (1.0, 2.0, 0.5, 3.0)]
+    holds = {
+        "A of a Dense layer": lambda: net.layers[2]._cache["A"],
+        "the input copy": lambda: net.layers[0]._cache["A"],
+        "a Tanh slope": lambda: net.layers[1]._cache["slope"],
+        "a copy of a cache dict": lambda: dict(net.layers[2]._cache)["A"],
+        "a memoryview": lambda: np.frombuffer(memoryview(net.layers[3]._cache["slope"])),
+        "as_strided": lambda: np.lib.stride_tricks.as_strided(net.layers[1]._cache["slope"]),
+    }
+    for what, hold in holds.items():
+        buffered_pass.loss_and_grad(net, Xs[0], Y, loss)
+        kept = hold()
+        copy_ = np.array(kept, copy=True)
+        for X in Xs[1:]:
+            assert buffered_pass.loss_and_grad(net, X, Y, loss) is not None
+        assert np.array_equal(kept, copy_), f"{what}: overwritten by a later call"
+        del kept
+
+
 def test_non_finite_falls_back_to_the_layerwise_errors():
     rng = np.random.default_rng(8)
     net = net_of(rng, [3, 5, 2], "tanh")

@@ -177,29 +177,33 @@ def test_buffers_reused_only_when_no_one_holds_them():
 
 
 def test_a_kept_cache_view_is_never_overwritten():
-    """A caller that keeps a view from a layer's cache - the view object itself, a copy of the
-    cache dict, a memoryview or an as_strided of it - but not the dict: the view references the
-    work buffer once however many hold it, so the buffer's own count cannot tell; the view's
-    count must.  (Before, each of these was overwritten by the next call.)"""
+    """Each kind of hold alone (test_buffers_reused_only_when_no_one_holds_them holds several
+    at once, so one hold can mask a miss of another).  A view from a layer's cache - the view
+    object itself, a copy of the cache dict, a memoryview or an as_strided of it - references
+    the work buffer once however many hold it, so the buffer's count cannot tell; the view's
+    count must (before, each of these was overwritten by the next call).  A held cache dict
+    (as FisherOperator holds them) keeps its views' buffer busy by the dict's count."""
     rng = np.random.default_rng(11)
     net = net_of(rng, [4, 7, 6, 3], "tanh")
     loss, Y = targets(rng, "labels", 30, 3)
     Xs = [rng.standard_normal((30, 4)) * s for s in (1.0, 2.0, 0.5, 3.0)]
-    holds = {
-        "A of a Dense layer": lambda: net.layers[2]._cache["A"],
-        "the input copy": lambda: net.layers[0]._cache["A"],
-        "a Tanh slope": lambda: net.layers[1]._cache["slope"],
-        "a copy of a cache dict": lambda: dict(net.layers[2]._cache)["A"],
-        "a memoryview": lambda: np.frombuffer(memoryview(net.layers[3]._cache["slope"])),
-        "as_strided": lambda: np.lib.stride_tricks.as_strided(net.layers[1]._cache["slope"]),
+    holds = {                                       # (what to keep, how to read the array from it)
+        "A of a Dense layer": (lambda: net.layers[2]._cache["A"], lambda k: k),
+        "the input copy": (lambda: net.layers[0]._cache["A"], lambda k: k),
+        "a Tanh slope": (lambda: net.layers[1]._cache["slope"], lambda k: k),
+        "a copy of a cache dict": (lambda: dict(net.layers[2]._cache), lambda k: k["A"]),
+        "a memoryview": (lambda: memoryview(net.layers[3]._cache["slope"]), np.asarray),
+        "as_strided": (lambda: np.lib.stride_tricks.as_strided(net.layers[1]._cache["slope"]),
+                       lambda k: k),
+        "the cache dict itself": (lambda: net.layers[3]._cache, lambda k: k["slope"]),
     }
-    for what, hold in holds.items():
+    for what, (hold, read) in holds.items():
         buffered_pass.loss_and_grad(net, Xs[0], Y, loss)
         kept = hold()
-        copy_ = np.array(kept, copy=True)
+        copy_ = np.array(read(kept), copy=True)
         for X in Xs[1:]:
             assert buffered_pass.loss_and_grad(net, X, Y, loss) is not None
-        assert np.array_equal(kept, copy_), f"{what}: overwritten by a later call"
+        assert np.array_equal(read(kept), copy_), f"{what}: overwritten by a later call"
         del kept
 
 

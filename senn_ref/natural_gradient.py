@@ -20,6 +20,7 @@ import numpy as np
 
 from ._validate import as_float_array, check_positive_int, check_scalar, check_shape
 from .fallbacks import NumericalFallback, warn_fallback
+from .fast_path_switch import FastPathSwitch
 from .fisher.matvec import FisherOperator
 
 
@@ -31,20 +32,18 @@ from .fisher.matvec import FisherOperator
 CURVATURE_FLOOR = 64 * np.finfo(np.float64).eps
 
 
-_COMPILED_LOOP = True
+_COMPILED_LOOP = FastPathSwitch("compiled CG loop")
 
 
 @contextmanager
 def python_loop():
     """Context manager: :func:`solve_fisher` runs the Python loop (``cg_solve(op.matvec, ...)``)
     even where the compiled one applies; the products still take the compiled GGN kernel.  For
-    side-by-side benchmarks (``senn_ref.bench.cg``) and tests.  Not thread-safe (a process flag)."""
-    global _COMPILED_LOOP
-    previous, _COMPILED_LOOP = _COMPILED_LOOP, False
-    try:
+    side-by-side benchmarks (``senn_ref.bench.cg``) and tests.  A process switch
+    (:class:`senn_ref.fast_path_switch.FastPathSwitch`): overlapping blocks in several threads
+    are safe."""
+    with _COMPILED_LOOP.off():
         yield
-    finally:
-        _COMPILED_LOOP = previous
 
 
 class CGWarning(NumericalFallback):

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import backend as _backend
+from .fast_path_switch import FastPathSwitch
 from .layers.activations import SiLU, Tanh
 from .layers.dense import Dense
 from .layers.rational import Rational
@@ -35,7 +36,7 @@ from .losses.mse import MSELoss
 
 _KINDS = {Dense: 0, Tanh: 1, SiLU: 2, Rational: 3}
 _KERNELS = None
-_ENABLED = True
+_ENABLED = FastPathSwitch("whole-network path")
 #: per-pass limits of the compiled path (SequentialPlan.fast_for)
 MAX_DENSE_WORK = 1 << 17
 MAX_ELEMENTWISE_WORK = 1 << 12
@@ -145,13 +146,11 @@ class SequentialPlan:
 @contextmanager
 def layerwise():
     """Context manager: take the layer-wise path even where the compiled one applies (for
-    side-by-side benchmarks, ``senn_ref.bench.peers``).  Not thread-safe (a process flag)."""
-    global _ENABLED
-    previous, _ENABLED = _ENABLED, False
-    try:
+    side-by-side benchmarks, ``senn_ref.bench.peers``).  A process switch
+    (:class:`senn_ref.fast_path_switch.FastPathSwitch`): overlapping blocks in several threads
+    are safe."""
+    with _ENABLED.off():
         yield
-    finally:
-        _ENABLED = previous
 
 
 def plan_for(net):

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import backend as _backend
 from .._validate import as_float_array, check_flag, check_positive_int, check_scalar, check_shape
+from ..fast_path_switch import FastPathSwitch
 from ..kfac.damping import zero_tolerance
 from ..layers.activations import Tanh
 from ..layers.rational import Rational
@@ -31,20 +32,17 @@ from .search import SearchResult, _step_sizes
 #: above it NumPy's BLAS products win (derivations/25-compiled-search.md section 4)
 MAX_SEARCH_WORK = 1 << 21
 
-_ENABLED = True
+_ENABLED = FastPathSwitch("compiled search")
 
 
 @contextmanager
 def numpy_search():
     """Within this block the proposal search never takes the compiled path (benchmarks, tests:
     the NumPy search, the kernel's twin, runs instead).  ``derivations/25-compiled-search.md``
-    sections 2-3."""
-    global _ENABLED
-    previous, _ENABLED = _ENABLED, False
-    try:
+    sections 2-3.  A process switch (:class:`senn_ref.fast_path_switch.FastPathSwitch`):
+    overlapping blocks in several threads are safe."""
+    with _ENABLED.off():
         yield
-    finally:
-        _ENABLED = previous
 
 
 @dataclass(frozen=True)

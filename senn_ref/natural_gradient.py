@@ -162,7 +162,8 @@ def _loop(apply_A, b, x, warm, tol, b_norm, maxiter):
     return x, it, rr, indefinite, nonfinite, pAp, floor
 
 
-def solve_fisher(op: FisherOperator, b, tol: float = 1e-10, maxiter: int | None = None, x0=None):
+def solve_fisher(op: FisherOperator, b, tol: float = 1e-10, maxiter: int | None = None, x0=None, *,
+                 _plan_checked: bool = False):
     """``(x (P,), CGInfo)``: :func:`cg_solve` of ``(F + delta I) x = b`` for a
     :class:`~senn_ref.fisher.FisherOperator` ``op`` (arguments, defaults, result, warnings as
     ``cg_solve(op.matvec, b, tol, maxiter, x0)``).  When the operator's products take the
@@ -172,14 +173,16 @@ def solve_fisher(op: FisherOperator, b, tol: float = 1e-10, maxiter: int | None 
     inside a compiled product reruns the Python loop from the start (whose operator then takes
     the layer-wise path and warns or raises as it does).
     See ``derivations/09-fisher.md`` section 5 and ``derivations/24-sequential-fast-path.md``
-    section 7; tested in ``tests/test_cg_compiled.py``.
+    section 7; tested in ``tests/test_cg_compiled.py``.  ``_plan_checked`` is internal
+    (:func:`natural_gradient`, which built ``op`` itself: its compiled plan was matched against
+    the network at construction and is not checked again).
     """
     b, tol, maxiter, x, b_norm = _prepare(b, tol, maxiter, x0)
     if b.shape[0] != op.P:
         raise ValueError(f"b: expected shape ({op.P},) (one entry per network parameter), got {b.shape}")
     if b_norm == 0.0:
         return np.zeros(b.shape[0]), CGInfo(0, 0.0, 0.0, True)
-    args = op.compiled_ggn() if _COMPILED_LOOP else None
+    args = op._compiled_ggn(_plan_checked) if _COMPILED_LOOP else None
     if args is not None:
         from .kernels import cg_numba as k
         if not b.flags.writeable:           # one kernel specialisation: writeable arrays
@@ -205,11 +208,15 @@ def natural_gradient(net, X, Y, loss, damping: float = 0.0, metric: str = "eucli
     """
     op = FisherOperator(net, X, loss, metric=metric, Y=Y if metric == "empirical" else None,
                         damping=damping)
+    # op's forward just matched its compiled plan (if any) against net, and only the loss ran
+    # since (on the outputs array): the vjp and the solve skip re-matching the plan
+    # (derivations/24-sequential-fast-path.md section 7)
     value, E = loss.value_and_grad(op.outputs.reshape(op.outputs.shape[0], -1), Y)
-    g = op.vjp(E.reshape(op.outputs.shape) / op.outputs.shape[0])
+    op._ensure_point()
+    g = op._vjp(E.reshape(op.outputs.shape) / op.outputs.shape[0], plan_checked=True)
     if extra_grad is not None:
         extra = as_float_array(extra_grad, "extra_grad", ndim=1)
         check_shape(extra, g.shape, "extra_grad")
         g = g + extra
-    u, info = solve_fisher(op, g, tol=tol, maxiter=maxiter, x0=x0)
+    u, info = solve_fisher(op, g, tol=tol, maxiter=maxiter, x0=x0, _plan_checked=True)
     return u, g, value, info

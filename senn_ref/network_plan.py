@@ -70,7 +70,11 @@ def _signature(layers) -> list:
     out = []
     for la in layers:
         out.append(la.name)
-        out.append(la._param_shapes() if la.param_names else tuple(la.in_shape))
+        if la.param_names:             # la._param_shapes() without its per-shape tuple copies
+            params = la.params
+            out.append(tuple([params[k].shape for k in la.param_names]))
+        else:
+            out.append(tuple(la.in_shape))
         if type(la) is Rational:
             out.append((la.backend, la.EPS))
     return out

@@ -88,11 +88,13 @@ class FisherOperator:
         point = self._compiled_point()
         return None if point is None else point.ggn(v, *self._metric_aux)
 
-    def _compiled_point(self):
+    def _compiled_point(self, plan_checked: bool = False):
         """The compiled ``Point`` when this operator's products take the compiled path (a
-        matching plan and a loss/metric pair with a compiled metric, looked up once), else None."""
+        matching plan and a loss/metric pair with a compiled metric, looked up once), else None.
+        ``plan_checked``: the caller knows the plan still matches the network (it built the
+        point itself and nothing reached the network since), so ``plan.matches`` is skipped."""
         point = self._point
-        if point is None or not point.plan.matches(self.net):
+        if point is None or not (plan_checked or point.plan.matches(self.net)):
             return None
         if self._metric_aux is None:
             self._metric_aux = _compiled_metric(self.loss, self.metric, point.outputs, self._targets)
@@ -103,8 +105,13 @@ class FisherOperator:
         (``sequential_ggn_numba``) at this operator's point, when its products take the compiled
         path (``Point.ggn``), else None.  Used by :func:`senn_ref.natural_gradient.solve_fisher`
         to run the whole CG loop in one compiled call (``kernels/cg_numba.py``)."""
+        return self._compiled_ggn(plan_checked=False)
+
+    def _compiled_ggn(self, plan_checked: bool):
+        """:meth:`compiled_ggn`; ``plan_checked`` as in :meth:`_compiled_point` (internal callers
+        that built this operator themselves, :func:`senn_ref.natural_gradient.natural_gradient`)."""
         self._ensure_point()
-        point = self._compiled_point()
+        point = self._compiled_point(plan_checked)
         if point is None:
             return None
         mode, aux = self._metric_aux
@@ -119,9 +126,13 @@ class FisherOperator:
         """``sum_n J_n^T dY_n`` (P,) at the operator's point for output cotangents dY (N,) +
         out_shape (``net.backward(dY).flat_grad()``, by the compiled kernel when it applies)."""
         self._ensure_point()
+        return self._vjp(dY, plan_checked=False)
+
+    def _vjp(self, dY, plan_checked: bool) -> np.ndarray:
+        """:meth:`vjp` after ``_ensure_point``; ``plan_checked`` as in :meth:`_compiled_point`."""
         point = self._point
         if (point is not None and type(dY) is np.ndarray and dY.dtype == np.float64
-                and dY.shape == point.outputs.shape and point.plan.matches(self.net)):
+                and dY.shape == point.outputs.shape and (plan_checked or point.plan.matches(self.net))):
             res = point.backward(np.ascontiguousarray(dY))
             if res is not None:
                 return res[0]
